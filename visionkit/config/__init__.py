@@ -1,0 +1,37 @@
+"""Typed configs loaded from YAML, with one ``base:`` include and dotted overrides."""
+
+from visionkit.config.loader import (
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_overrides,
+    save_config,
+)
+from visionkit.config.schema import (
+    AugmentConfig,
+    BackboneConfig,
+    Config,
+    DataConfig,
+    DatasetConfig,
+    EvalConfig,
+    ModelConfig,
+    TrainConfig,
+    YoloConfig,
+)
+
+__all__ = [
+    "AugmentConfig",
+    "BackboneConfig",
+    "Config",
+    "DataConfig",
+    "DatasetConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "YoloConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_overrides",
+    "save_config",
+]

@@ -1,0 +1,175 @@
+"""Load YAML configs into :class:`~visionkit.config.schema.Config`, with validation.
+
+A config file may name one ``base:`` file (relative to itself) whose values it overrides.
+Command-line overrides are dotted ``key=value`` strings parsed as YAML scalars
+(``train.epochs=3``, ``data.train.splits=[2007/trainval]``). Every mistake raises
+:class:`~visionkit.errors.ConfigError` with a one-line message naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from visionkit.config.schema import Config
+from visionkit.errors import ConfigError
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _load_tree(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read ``path`` and its base; return the merged tree and, per dotted key, its source file."""
+    data = _read_yaml(path)
+    base_name = data.pop("base", None)
+    sources = {k: str(path) for k in _dotted_keys(data)}
+    if base_name is None:
+        return data, sources
+    base_path = (path.parent / str(base_name)).resolve()
+    base_data = _read_yaml(base_path)
+    if "base" in base_data:
+        raise ConfigError(
+            f"{base_path}: a base config cannot have its own 'base:' (one level only)"
+        )
+    base_sources = {k: str(base_path) for k in _dotted_keys(base_data)}
+    return _merge(base_data, data), {**base_sources, **sources}
+
+
+def _dotted_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        keys.append(key)
+        if isinstance(v, dict):
+            keys += _dotted_keys(v, key + ".")
+    return keys
+
+
+def _check_type(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Return ``value`` coerced to ``tp`` (int -> float only), or raise ConfigError."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            try:
+                return _check_type(value, arg, key, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(map(str, get_args(tp)))
+            raise ConfigError(f"{where}: '{key}' must be one of {choices}; got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: '{key}' must be a list, got {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_check_type(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }[tp](value)
+    if not ok:
+        raise ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, sources: dict[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        where = sources.get(key, "command line")
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: unknown key '{key}'{hint}")
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: '{key}' must be a section (a mapping), got {v!r}")
+            kwargs[k] = _build(tp, v, key + ".", sources)
+        else:
+            kwargs[k] = _check_type(v, tp, key, where)
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["train.epochs=3", ...]`` into a nested dict; values are parsed as YAML."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command line: override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"command line: override {item!r} conflicts with another")
+        node[parts[-1]] = value
+    return tree
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a config file (or the defaults when ``path`` is None) and apply dotted overrides."""
+    tree, sources = _load_tree(Path(path)) if path is not None else ({}, {})
+    tree = _merge(tree, parse_overrides(overrides or []))
+    for k in _dotted_keys(parse_overrides(overrides or [])):
+        sources[k] = "command line"
+    return _build(Config, tree, "", sources)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain dicts/lists, ready for YAML or a checkpoint."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "checkpoint") -> Config:
+    """Rebuild a :class:`Config` from :func:`config_to_dict` output (e.g. stored in a checkpoint)."""
+    return _build(Config, data, "", {k: where for k in _dotted_keys(data)})
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the fully resolved config as YAML."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

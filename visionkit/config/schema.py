@@ -1,0 +1,118 @@
+"""Typed config sections. Every YAML key maps onto one field here; anything else is an error.
+
+The tree is ``Config(model, data, train, eval)``. Field comments give units and allowed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "resnet18"  # a key of visionkit.models.backbones.BACKBONES
+    # False: random init; True: torchvision ImageNet weights (downloaded); a path: a local file
+    # holding the torchvision model's state_dict (or the backbone's own).
+    pretrained: bool | str = False
+    freeze_stages: int = 0  # how many of the first levels get no gradient (0 = train all)
+    out_features: list[str] = field(default_factory=list)  # levels to return; [] = the deepest
+
+
+@dataclass
+class YoloConfig:
+    grid_size: int = 7  # S
+    boxes_per_cell: int = 2  # B
+    head: Literal["fc", "conv"] = "fc"  # paper: 4 conv + 2 FC ("fc"); "conv": 1x1 conv output
+    extra_convs: int = 4  # 3x3 convs between backbone and output (paper: 4)
+    head_channels: int = 1024
+    hidden_dim: int = 4096  # the first FC layer's width (paper: 4096)
+    dropout: float = 0.5
+    lambda_coord: float = 5.0
+    lambda_noobj: float = 0.5
+    score_thresh: float = 0.01  # on class-specific confidence, at test time
+    nms_thresh: float = 0.5
+    max_detections: int = 100  # per image
+
+
+@dataclass
+class ModelConfig:
+    name: str = "yolo_v1"  # a key of visionkit.models.MODELS
+    num_classes: int = 20
+    input_size: list[int] = field(default_factory=lambda: [448, 448])  # [height, width]
+    # Images enter models as float RGB in [0, 1]; the model normalizes with these.
+    pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    yolo: YoloConfig = field(default_factory=YoloConfig)
+
+
+@dataclass
+class DatasetConfig:
+    type: Literal["shapes", "coco", "voc"] = "shapes"
+    # coco: the image folder; voc: the VOCdevkit folder; shapes: the cache folder
+    # ("" = $VISIONKIT_CACHE or ~/.cache/visionkit).
+    root: str = ""
+    ann_file: str = ""  # coco: the instances JSON
+    # voc: "<year>/<split>" entries, concatenated, e.g. ["2007/trainval", "2012/trainval"];
+    # shapes: one of "train" or "val".
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    filter_empty: bool = False  # drop images without annotations (coco/shapes)
+    use_difficult: bool = False  # voc: keep `difficult` objects in training targets
+    num_images: int = 0  # shapes: how many images (0 = the split's default)
+    image_size: int = 0  # shapes: square side in pixels (0 = default)
+
+
+@dataclass
+class AugmentConfig:
+    hflip: float = 0.5  # probability
+    scale: float = 0.2  # random scaling up to +-20 % (YOLO paper)
+    translate: float = 0.2  # random translation up to +-20 % of the image size
+    exposure: float = 1.5  # HSV value factor range [1/x, x] (YOLO paper: 1.5)
+    saturation: float = 1.5  # HSV saturation factor range [1/x, x]
+    hue: float = 0.0  # hue shift as a fraction of the hue circle
+    letterbox: bool = False  # keep aspect ratio and pad instead of stretching
+
+
+@dataclass
+class DataConfig:
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig = field(default_factory=lambda: DatasetConfig(splits=["val"]))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 16  # per process
+    num_workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: Literal["step", "cosine", "constant"] = "step"
+    milestones: list[float] = field(default_factory=list)  # step: epochs where lr *= gamma
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear warmup from warmup_factor * lr
+    warmup_factor: float = 0.1
+    clip_grad_norm: float = 0.0  # 0 = no clipping
+    amp: Literal["none", "fp16", "bf16"] = "none"  # CUDA only; ignored on CPU
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_every: int = 1  # epochs; 0 = only at the end
+    best_metric: str = "bbox/AP50"  # "<task>/<name>" from the evaluator, higher is better
+    log_every: int = 20  # iterations between JSONL/TensorBoard scalar writes
+    output_dir: str = "runs/default"
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 8
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -102,7 +102,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs; 0 = only at the end
     best_metric: str = "bbox/AP50"  # "<task>/<name>" from the evaluator, higher is better
     log_every: int = 20  # iterations between JSONL/TensorBoard scalar writes
-    output_dir: str = "runs/default"
+    output_dir: str = ""  # "" = runs/<config file name>
 
 
 @dataclass

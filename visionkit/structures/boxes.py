@@ -96,3 +96,17 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
 def valid_boxes_mask(boxes: Tensor, min_size: float = 1e-3) -> Tensor:
     """``(N,)`` bool mask of xyxy boxes whose width and height both exceed ``min_size``."""
     return ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
+
+
+def aligned_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of corresponding xyxy boxes: ``a`` and ``b`` broadcast to ``(..., 4)``; returns ``(...)``.
+
+    ``torchvision.ops.box_iou`` gives the all-pairs ``(N, M)`` matrix; this is its diagonal for
+    boxes already paired up (e.g. each predictor with the object of its cell).
+    """
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-9)

@@ -1,0 +1,51 @@
+"""Train a model from a config file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visionkit.config import load_config
+from visionkit.utils.cli import HelpFormatter, run_cli
+
+EXAMPLES = """\
+Train any config; outputs (config.yaml, last.pth, best.pth, metrics.jsonl, tensorboard/) go to
+--output-dir (default: train.output_dir, else runs/<config name>).
+
+examples:
+  python tools/train.py --config configs/yolo_v1_shapes.yaml        # no data needed
+  python tools/train.py --config configs/yolo_v1_shapes.yaml train.epochs=3 data.batch_size=8
+  python tools/train.py --config configs/yolo_v1.yaml data.train.root=/data/VOCdevkit
+  python tools/train.py --config configs/yolo_v1_shapes.yaml --resume   # continue a run
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="train.py", description=EXAMPLES, formatter_class=HelpFormatter
+    )
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--output-dir", help="where checkpoints and logs go")
+    p.add_argument("--resume", action="store_true", help="continue from <output-dir>/last.pth")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.epochs=3")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    cfg = load_config(args.config, overrides)
+    out = args.output_dir or cfg.train.output_dir or str(Path("runs") / Path(args.config).stem)
+    cfg.train.output_dir = out
+    from visionkit.engine.trainer import Trainer
+
+    Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).train()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,1 @@
+"""Training and inference loops, checkpoints, optimizers and logs."""

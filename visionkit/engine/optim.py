@@ -1,0 +1,52 @@
+"""Optimizers and per-iteration learning-rate schedules (warmup, then step or cosine)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from visionkit.config.schema import TrainConfig
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, weight decay) or AdamW; norm and bias parameters get no weight decay."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def lr_factor(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
+    """The multiplier of ``cfg.lr`` at ``iteration`` (0-based, counted over the whole run).
+
+    Linear warmup from ``warmup_factor`` over ``warmup_epochs``; then ``step`` multiplies by
+    ``gamma`` at each milestone epoch, ``cosine`` decays to 0 at the last iteration.
+    """
+    epoch = iteration / iters_per_epoch
+    warm = 1.0
+    if epoch < cfg.warmup_epochs:
+        warm = cfg.warmup_factor + (1 - cfg.warmup_factor) * epoch / cfg.warmup_epochs
+    if cfg.scheduler == "step":
+        return warm * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.scheduler == "cosine":
+        total = cfg.epochs * iters_per_epoch
+        return warm * 0.5 * (1 + math.cos(math.pi * min(iteration / max(total, 1), 1.0)))
+    return warm
+
+
+def build_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A scheduler stepped once per iteration."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(cfg, it, iters_per_epoch)
+    )

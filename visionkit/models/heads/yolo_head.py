@@ -1,0 +1,80 @@
+"""The YOLOv1 detection head: the paper's last 4 conv layers and 2 fully connected layers."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class YoloHead(nn.Module):
+    """Maps a feature map to the ``S x S x (B*5 + C)`` YOLOv1 output.
+
+    The paper's head is 4 conv layers (the second with stride 2) then FC-4096 and FC-S*S*(B*5+C)
+    with leaky ReLU 0.1 and dropout 0.5 after the first FC (``kind="fc"``). ``kind="conv"``
+    replaces the FC layers with a 1x1 conv, which keeps the head small for CPU training.
+    The feature map is average-pooled to ``S x S`` before the output layers, so any input size
+    works. BatchNorm after each conv is a deviation from the paper that lets it train from scratch.
+
+    Args:
+        in_channels: channels of the backbone feature map.
+        in_stride: its stride relative to the input; a stride-2 conv is used only when the map
+            is larger than needed (stride < input / S).
+        grid_size: S. boxes_per_cell: B. num_classes: C.
+        input_size: ``(height, width)`` of the network input.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_stride: int,
+        grid_size: int,
+        boxes_per_cell: int,
+        num_classes: int,
+        input_size: tuple[int, int],
+        kind: str = "fc",
+        extra_convs: int = 4,
+        channels: int = 1024,
+        hidden_dim: int = 4096,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.grid_size = grid_size
+        self.out_per_cell = boxes_per_cell * 5 + num_classes
+        feat = min(input_size) // in_stride
+        layers, cin = [], in_channels
+        for i in range(extra_convs):
+            stride = 2 if i == 1 and feat >= 2 * grid_size else 1
+            layers.append(_conv(cin, channels, stride))
+            cin = channels
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(grid_size)
+        s2 = grid_size * grid_size
+        if kind == "fc":
+            self.out = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(cin * s2, hidden_dim),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_dim, s2 * self.out_per_cell),
+            )
+        elif kind == "conv":
+            self.out = nn.Conv2d(cin, self.out_per_cell, 1)
+        else:
+            raise ValueError(f"unknown YOLO head kind {kind!r}; expected 'fc' or 'conv'")
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C_in, h, w)`` features -> ``(N, S, S, B*5 + C)`` raw (pre-activation) outputs."""
+        x = self.pool(self.convs(x))
+        x = self.out(x)
+        s = self.grid_size
+        if self.kind == "fc":
+            return x.view(-1, s, s, self.out_per_cell)
+        return x.permute(0, 2, 3, 1).contiguous()

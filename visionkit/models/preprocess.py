@@ -1,0 +1,65 @@
+"""Turning a list of images into a normalized batch, and mapping boxes between the two.
+
+Every model owns one :class:`FixedSizePreprocessor`: images enter as float RGB in ``[0, 1]`` of
+any size; the model resizes them to its input size, normalizes them, and maps predicted boxes
+back to each original image's pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class FixedSizePreprocessor(nn.Module):
+    """Resize (stretch) every image to ``input_size`` and normalize with mean/std.
+
+    Args:
+        input_size: ``(height, width)`` of the batch the network sees.
+        pixel_mean, pixel_std: per-channel RGB statistics of ``[0, 1]`` images.
+    """
+
+    def __init__(
+        self, input_size: Sequence[int], pixel_mean: Sequence[float], pixel_std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), False)
+
+    def forward(self, images: Sequence[Tensor] | Tensor) -> tuple[Tensor, Tensor]:
+        """Batch ``images``.
+
+        Args:
+            images: ``(N, 3, H, W)`` tensor or a list of ``(3, H_i, W_i)`` float tensors in [0, 1].
+
+        Returns:
+            ``(N, 3, h, w)`` normalized batch at ``input_size``, and ``(N, 2)`` float original
+            sizes ``(H_i, W_i)``.
+        """
+        h, w = self.input_size
+        if isinstance(images, Tensor) and images.dim() == 4:
+            sizes = torch.tensor([images.shape[-2:]] * images.shape[0], dtype=torch.float32)
+            batch = images if images.shape[-2:] == (h, w) else _resize(images, (h, w))
+        else:
+            sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.float32)
+            if all(img.shape[-2:] == (h, w) for img in images):
+                batch = torch.stack(list(images))
+            else:
+                batch = torch.cat([_resize(img[None], (h, w)) for img in images])
+        batch = (batch - self.pixel_mean) / self.pixel_std
+        return batch, sizes.to(batch.device)
+
+    def scale_factors(self, sizes: Tensor) -> Tensor:
+        """``(N, 4)`` multipliers taking xyxy boxes from original pixels to input pixels."""
+        h, w = self.input_size
+        sx = w / sizes[:, 1]
+        sy = h / sizes[:, 0]
+        return torch.stack([sx, sy, sx, sy], 1)
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)

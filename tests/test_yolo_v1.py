@@ -91,9 +91,11 @@ def test_empty_targets_give_only_noobj_loss():
 def test_decode_hand_built_output():
     model = tiny_yolo(score_thresh=0.05)
     # cell (row 1, col 0), predictor 0: centre (16, 48) in the 64 x 64 input, 32 x 32 px,
-    # conf 0.9, classes (0.1, 0.9) -> scores 0.81 (class 1) and 0.09 (class 0). Others ~0.
+    # sqrt w = sqrt h = sqrt(0.5), conf 0.9, classes (0.1, 0.9) -> scores 0.81 (class 1)
+    # and 0.09 (class 0). Others ~0.
     raw = raw_output(
-        {(1, 0): ([(0.5, 0.5, 0.5, 0.5, 0.9), (0.5, 0.5, 0.5, 0.5, 1e-6)], (0.1, 0.9))}, 1e-6
+        {(1, 0): ([(0.5, 0.5, 0.5**0.5, 0.5**0.5, 0.9), (0.5, 0.5, 0.5, 0.5, 1e-6)], (0.1, 0.9))},
+        1e-6,
     )
     model.forward = lambda x: raw
     (out,) = model.predict([torch.zeros(3, 128, 256)])  # original image: H=128, W=256

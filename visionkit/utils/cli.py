@@ -18,9 +18,21 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     try:
         code = main(argv)
     except VisionkitError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def one_line(error: VisionkitError) -> str:
+    """The error's message on one line.
+
+    An error raised in a DataLoader worker is re-raised in the main process with the worker's
+    traceback in its message; its last line holds the original message after the class name.
+    """
+    lines = [ln for ln in str(error).strip().splitlines() if ln.strip()] or [type(error).__name__]
+    last = lines[-1]
+    prefix = f"{type(error).__module__}.{type(error).__name__}: "
+    return last[len(prefix) :] if last.startswith(prefix) else last

@@ -1,0 +1,210 @@
+"""End-to-end runs of tools/train.py and tools/eval.py on tiny generated shapes data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from visionkit.engine.checkpoint import load_checkpoint
+from visionkit.evaluation.coco_eval import coco_box_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(cache: Path, epochs: int = 2) -> list[str]:
+    """A small, fast YOLOv1 on 16 generated training images of 96 px."""
+    return [
+        f"data.train.root={cache}",
+        f"data.val.root={cache}",
+        "data.train.num_images=16",
+        "data.val.num_images=8",
+        "data.train.image_size=96",
+        "data.val.image_size=96",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "eval.batch_size=4",
+        "model.input_size=[64,64]",
+        "model.backbone.name=lenet",
+        "model.yolo.head_channels=16",
+        "model.yolo.extra_convs=1",
+        f"train.epochs={epochs}",
+        "train.eval_every=1",
+        "train.log_every=1",
+    ]
+
+
+def run_tool(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / tool), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run shared by the tests of this module."""
+    tmp = tmp_path_factory.mktemp("run")
+    out = tmp / "out"
+    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    run_tool(
+        "train.py",
+        "--config",
+        cfg,
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *tiny_overrides(tmp / "cache"),
+    )
+    return cfg, out, tiny_overrides(tmp / "cache")
+
+
+def test_train_writes_config_checkpoints_and_logs(trained):
+    _, out, _ = trained
+    for name in ("config.yaml", "last.pth", "best.pth", "metrics.jsonl"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in r for r in records) and any("bbox/AP50" in r for r in records)
+    ckpt = load_checkpoint(out / "last.pth")
+    assert ckpt["epoch"] == 2 and ckpt["model_name"] == "yolo_v1"
+
+
+def test_eval_reproduces_training_numbers_and_pycocotools(trained, tmp_path):
+    cfg, out, overrides = trained
+    last_eval = [
+        json.loads(line)
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if "bbox/AP" in line
+    ][-1]
+    metrics_path, preds_path = tmp_path / "m.json", tmp_path / "p.json"
+    run_tool(
+        "eval.py", "--config", cfg, "--weights", str(out / "last.pth"), "--out", str(metrics_path),
+        "--save-predictions", str(preds_path), "--no-progress", *overrides,
+    )  # fmt: skip
+    metrics = json.loads(metrics_path.read_text())["bbox"]
+    for k in ("AP", "AP50", "AP75"):
+        assert metrics[k] == pytest.approx(last_eval[f"bbox/{k}"], abs=1e-9)
+    # the same predictions scored by pycocotools directly
+    cache = Path(overrides[1].split("=", 1)[1])
+    ann = next(cache.rglob("instances_val.json"))
+    gt = COCO(str(ann))
+    preds = json.loads(preds_path.read_text())
+    assert preds, "the tiny model should make some predictions"
+    direct = coco_box_metrics(gt, preds, gt.getImgIds())
+    for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"):
+        assert metrics[k] == pytest.approx(direct[k], nan_ok=True)
+    # and scoring the saved JSON through eval.py --predictions gives the same numbers
+    run_tool(
+        "eval.py",
+        "--config",
+        cfg,
+        "--predictions",
+        str(preds_path),
+        "--out",
+        str(tmp_path / "m2.json"),
+        *overrides,
+    )
+    assert json.loads((tmp_path / "m2.json").read_text())["bbox"]["AP50"] == pytest.approx(
+        metrics["AP50"]
+    )
+
+
+def test_checkpoint_from_another_config_is_a_one_line_error(trained, tmp_path):
+    cfg, out, overrides = trained
+    proc = run_tool(
+        "eval.py", "--config", cfg, "--weights", str(out / "last.pth"), *overrides,
+        "model.yolo.head_channels=32", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "does not match the configured model" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_killed_run_resumes_to_its_final_epoch(tmp_path):
+    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    out = tmp_path / "out"
+    args = [
+        "--config",
+        cfg,
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *tiny_overrides(tmp_path / "cache", epochs=3),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tools/train.py"), *args], stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 300
+    while not (out / "last.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)  # mid-way through epoch 2
+    proc.wait()
+    assert load_checkpoint(out / "last.pth")["epoch"] == 1
+    run_tool("train.py", *args, "--resume")
+    assert load_checkpoint(out / "last.pth")["epoch"] == 3
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    from visionkit.engine import checkpoint
+
+    path = tmp_path / "last.pth"
+    checkpoint.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    with pytest.raises(OSError):
+        checkpoint.save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert checkpoint.load_checkpoint(path)["epoch"] == 1
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_missing_data_and_corrupt_image_are_one_line_errors(tmp_path):
+    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    proc = run_tool(
+        "train.py", "--config", cfg, "--output-dir", str(tmp_path / "a"), "data.train.type=coco",
+        f"data.train.root={tmp_path}/nowhere", f"data.train.ann_file={tmp_path}/nowhere.json", check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr
+    proc = run_tool("train.py", "--config", str(ROOT / "configs/yolo_v1.yaml"), "--output-dir", str(tmp_path / "b"),
+                    f"data.train.root={tmp_path}/VOCdevkit", check=False)  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "VOCdevkit" in proc.stderr and "shapes" in proc.stderr
+    # a corrupt JPEG inside an otherwise good dataset
+    overrides = tiny_overrides(tmp_path / "cache", epochs=1)
+    run_tool(
+        "train.py",
+        "--config",
+        cfg,
+        "--output-dir",
+        str(tmp_path / "c"),
+        "--no-progress",
+        *overrides,
+    )
+    victim = sorted((tmp_path / "cache").rglob("*.jpg"))[0]
+    victim.write_bytes(b"not a jpeg at all")
+    proc = run_tool(
+        "train.py", "--config", cfg, "--output-dir", str(tmp_path / "d"), "--no-progress", *overrides,
+        "data.num_workers=1", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert victim.name in lines[-1] and len([ln for ln in lines if ln.startswith("error:")]) == 1

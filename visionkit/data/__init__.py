@@ -1,0 +1,20 @@
+"""Datasets (COCO, Pascal VOC, the embedded shapes), transforms and loaders."""
+
+from visionkit.data.build import build_dataloader, build_dataset, collate_fn
+from visionkit.data.coco import CocoDetection
+from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
+from visionkit.data.shapes import ensure_shapes
+from visionkit.data.transforms import build_transforms
+from visionkit.data.voc import VOC_CLASSES, VOCDetection
+
+__all__ = [
+    "SHAPES_CLASSES",
+    "VOC_CLASSES",
+    "CocoDetection",
+    "VOCDetection",
+    "build_dataloader",
+    "build_dataset",
+    "build_transforms",
+    "collate_fn",
+    "ensure_shapes",
+]

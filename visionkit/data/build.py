@@ -1,0 +1,63 @@
+"""Datasets and data loaders from configs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from visionkit.config.schema import AugmentConfig, DatasetConfig
+from visionkit.data.coco import CocoDetection
+from visionkit.data.shapes import ensure_shapes
+from visionkit.data.transforms import build_transforms
+from visionkit.data.voc import VOCDetection
+from visionkit.errors import ConfigError
+
+
+def build_dataset(
+    cfg: DatasetConfig, aug: AugmentConfig, input_size: Sequence[int] | None, train: bool
+) -> CocoDetection | VOCDetection:
+    """The dataset ``cfg`` describes, with the training or evaluation transforms."""
+    transforms = build_transforms(aug, input_size, train)
+    if cfg.type == "shapes":
+        if len(cfg.splits) != 1:
+            raise ConfigError(
+                f"shapes datasets take one split ('train' or 'val'); got {cfg.splits}"
+            )
+        paths = ensure_shapes(cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size)
+        return CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
+    if cfg.type == "coco":
+        return CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
+    return VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult)
+
+
+def collate_fn(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list, list]:
+    """``[(image, target), ...]`` -> ``(list of images, list of targets)``; sizes may differ."""
+    images, targets = zip(*batch, strict=True)
+    return list(images), list(targets)
+
+
+def build_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    sampler: Sampler | None = None,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> DataLoader:
+    """A loader yielding ``(list[Tensor (3,H,W)], list[dict])`` batches."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,0 +1,88 @@
+"""Box- and mask-aware augmentation with albumentations.
+
+A transform is called as ``transform(image, boxes, labels, mask)`` with ``image`` ``(H, W, 3)``
+uint8 RGB, ``boxes`` ``(N, 4)`` xyxy pixels, ``labels`` ``(N,)``, ``mask`` ``(H, W)`` or None,
+and returns the four transformed (boxes float32, labels int64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from visionkit.config.schema import AugmentConfig
+
+PAD_VALUE = (114, 114, 114)  # grey padding for letterboxing and translation
+IGNORE_INDEX = 255  # mask value of padded pixels
+
+
+class BoxTransform:
+    """Wraps an ``A.Compose`` to take and return numpy boxes/labels/masks."""
+
+    def __init__(self, compose: A.Compose | None) -> None:
+        self.compose = compose
+
+    def __call__(
+        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        if self.compose is None:
+            return (
+                image,
+                np.asarray(boxes, np.float32).reshape(-1, 4),
+                np.asarray(labels, np.int64),
+                mask,
+            )
+        kwargs = {"image": image, "bboxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+                  "labels": np.asarray(labels, np.int64)}  # fmt: skip
+        if mask is not None:
+            kwargs["mask"] = mask
+        out = self.compose(**kwargs)
+        boxes_out = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+        labels_out = np.asarray(out["labels"], np.int64).reshape(-1)
+        return out["image"], boxes_out, labels_out, out.get("mask")
+
+
+def build_transforms(
+    aug: AugmentConfig, input_size: Sequence[int] | None, train: bool
+) -> BoxTransform:
+    """The training pipeline (YOLO paper's jitter) or the evaluation one (identity).
+
+    Training: random scaling by up to ``aug.scale`` and translation by up to ``aug.translate`` of
+    the image size, a horizontal flip with probability ``aug.hflip``, exposure (brightness) and
+    saturation factors drawn from ``[1/x, x]``, then a resize to ``input_size`` ``(h, w)``
+    (stretched, or letterboxed when ``aug.letterbox``). Boxes are clipped to the image and dropped
+    when less than 30 % of them stays visible. Evaluation: no change at all (models resize
+    internally and map predictions back to original pixels).
+    """
+    if not train:
+        return BoxTransform(None)
+    ops: list[A.BasicTransform] = []
+    if aug.scale > 0 or aug.translate > 0:
+        ops.append(A.Affine(
+            scale=(1 - aug.scale, 1 + aug.scale), translate_percent=(-aug.translate, aug.translate),
+            border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX, p=1.0,
+        ))  # fmt: skip
+    if aug.hflip > 0:
+        ops.append(A.HorizontalFlip(p=aug.hflip))
+    if aug.exposure > 1 or aug.saturation > 1 or aug.hue > 0:
+        ops.append(A.ColorJitter(
+            brightness=(1 / aug.exposure, aug.exposure), contrast=(1.0, 1.0),
+            saturation=(1 / aug.saturation, aug.saturation), hue=(-aug.hue, aug.hue), p=1.0,
+        ))  # fmt: skip
+    if input_size is not None:
+        h, w = int(input_size[0]), int(input_size[1])
+        if aug.letterbox:
+            ops += [
+                A.LongestMaxSize(max_size=max(h, w)),
+                A.PadIfNeeded(
+                    h, w, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX
+                ),
+            ]
+        else:
+            ops.append(A.Resize(h, w))
+    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.3,
+                               clip=True, filter_invalid_bboxes=True)  # fmt: skip
+    return BoxTransform(A.Compose(ops, bbox_params=bbox_params))

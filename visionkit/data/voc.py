@@ -1,0 +1,137 @@
+"""Pascal VOC detection from the VOCdevkit layout; several year/split pairs may be concatenated."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+
+from visionkit.data.coco import read_image, to_sample
+from visionkit.errors import DataError
+from visionkit.structures.boxes import convert_boxes
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
+
+
+def parse_voc_xml(path: Path, class_names: Sequence[str]) -> dict[str, Any]:
+    """One annotation file -> size, xyxy boxes (0-based continuous), labels, difficult flags."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise DataError(f"cannot read VOC annotation {path}: {type(e).__name__}") from None
+    size = root.find("size")
+    objs = root.findall("object")
+    try:
+        raw = [
+            [float(o.find("bndbox").find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")]
+            for o in objs
+        ]
+        labels = [class_names.index(o.find("name").text.strip()) for o in objs]
+        width, height = int(size.find("width").text), int(size.find("height").text)
+    except (AttributeError, ValueError, TypeError):
+        raise DataError(
+            f"{path}: malformed VOC annotation (missing size, box or known class)"
+        ) from None
+    difficult = [int(o.findtext("difficult", "0") or 0) for o in objs]
+    return {
+        "width": width,
+        "height": height,
+        "boxes": convert_boxes(np.array(raw, np.float32).reshape(-1, 4), "voc", "xyxy").numpy(),
+        "labels": np.array(labels, np.int64),
+        "difficult": np.array(difficult, bool),
+    }
+
+
+class VOCDetection(Dataset):
+    """Pascal VOC boxes; samples and attributes as :class:`~visionkit.data.coco.CocoDetection`.
+
+    Args:
+        root: the VOCdevkit folder (holding ``VOC2007/``, ``VOC2012/``, ...).
+        splits: ``"<year>/<split>"`` entries, e.g. ``["2007/trainval", "2012/trainval"]``.
+        use_difficult: keep ``difficult`` objects in training targets (they are always kept in
+            :attr:`coco` for evaluation, as crowd regions that are neither counted nor penalized).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        splits: Sequence[str],
+        transforms: Callable | None = None,
+        use_difficult: bool = False,
+        class_names: Sequence[str] = VOC_CLASSES,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(
+                f"Pascal VOC not found at {self.root}: put VOCdevkit there (VOC2007/, VOC2012/) or "
+                "set data.train.root; configs/*_shapes.yaml run with no data at all"
+            )
+        self.transforms, self.use_difficult = transforms, use_difficult
+        self.class_names = list(class_names)
+        self.cat_ids = list(range(1, len(self.class_names) + 1))
+        self.ids: list[int] = []
+        self._files: dict[int, Path] = {}
+        self._anns: dict[int, dict[str, Any]] = {}
+        for entry in splits:
+            year, _, split = entry.partition("/")
+            folder = self.root / f"VOC{year}"
+            listing = folder / "ImageSets" / "Main" / f"{split}.txt"
+            if not listing.is_file():
+                raise DataError(
+                    f"VOC split list not found: {listing} (splits look like 2007/trainval)"
+                )
+            for name in listing.read_text().split():
+                image_id = len(self.ids) + 1
+                self.ids.append(image_id)
+                self._files[image_id] = folder / "JPEGImages" / f"{name}.jpg"
+                self._anns[image_id] = parse_voc_xml(
+                    folder / "Annotations" / f"{name}.xml", self.class_names
+                )
+        if not self.ids:
+            raise DataError(f"no images listed in {self.root} for splits {list(splits)}")
+        self.coco = self._build_coco()
+
+    def _build_coco(self) -> COCO:
+        images, anns = [], []
+        for image_id in self.ids:
+            a = self._anns[image_id]
+            images.append({"id": image_id, "file_name": self._files[image_id].name,
+                           "width": a["width"], "height": a["height"]})  # fmt: skip
+            xywh = convert_boxes(a["boxes"], "xyxy", "xywh").tolist()
+            for b, lb, d in zip(xywh, a["labels"].tolist(), a["difficult"].tolist(), strict=True):
+                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": lb + 1,
+                             "bbox": b, "area": b[2] * b[3], "iscrowd": int(d)})  # fmt: skip
+        coco = COCO()
+        coco.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)],
+        }
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+        return coco
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, index: int) -> Path:
+        return self._files[self.ids[index]]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        image_id = self.ids[index]
+        a = self._anns[image_id]
+        keep = np.ones(len(a["labels"]), bool) if self.use_difficult else ~a["difficult"]
+        image = read_image(self._files[image_id])
+        return to_sample(image, a["boxes"][keep], a["labels"][keep], image_id, self.transforms)

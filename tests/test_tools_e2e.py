@@ -32,6 +32,7 @@ def tiny_overrides(cache: Path, epochs: int = 2) -> list[str]:
         "eval.batch_size=4",
         "model.input_size=[64,64]",
         "model.backbone.name=lenet",
+        "model.backbone.out_features=[]",
         "model.yolo.head_channels=16",
         "model.yolo.extra_convs=1",
         f"train.epochs={epochs}",

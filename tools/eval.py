@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.data import build_dataloader, build_dataset
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
     from visionkit.engine.inference import evaluate
-    from visionkit.engine.trainer import select_device
+    from visionkit.engine.trainer import place_model, select_device
     from visionkit.evaluation.coco_eval import CocoEvaluator, coco_box_metrics
     from visionkit.models import build_model
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         device = select_device(cfg.train.device)
         model = build_model(cfg.model)
         load_model_weights(model, load_checkpoint(args.weights), cfg.model.name, args.weights)
-        model.to(device)
+        model = place_model(model, device, cfg.train.channels_last)
         loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
         evaluator = CocoEvaluator(dataset.coco, dataset.cat_ids)
         metrics = evaluate(model, loader, evaluator, device, progress=not args.no_progress)

@@ -36,6 +36,66 @@ class YoloConfig:
 
 
 @dataclass
+class ResizeConfig:
+    # How a model sizes its input (two-stage detectors; YOLO always stretches to input_size).
+    # "fixed": stretch every image to model.input_size; "shorter_side": keep the aspect ratio,
+    # shorter side to min_size unless the longer side would exceed max_size (Faster R-CNN).
+    mode: Literal["fixed", "shorter_side"] = "shorter_side"
+    min_size: int = 600  # px (paper: 600)
+    max_size: int = 1000  # px (paper: 1000)
+    size_divisibility: int = 32  # the padded batch's sides are multiples of this
+
+
+@dataclass
+class AnchorConfig:
+    # Per feature level, the square roots of the anchor areas in network-input pixels
+    # (paper: one level, 128^2, 256^2, 512^2 at stride 16).
+    sizes: list[list[float]] = field(default_factory=lambda: [[128.0, 256.0, 512.0]])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # h / w
+
+
+@dataclass
+class RPNConfig:
+    conv_channels: int = 512  # the 3x3 conv's width (paper: 256 for ZF, 512 for VGG-16)
+    pos_iou_thresh: float = 0.7  # anchors at IoU >= this with a box are positives ...
+    neg_iou_thresh: float = 0.3  # ... below this negatives; between: ignored
+    allow_low_quality_matches: bool = True  # the anchor(s) of highest IoU with each box: positive
+    batch_size_per_image: int = 256  # anchors sampled per image for the loss
+    positive_fraction: float = 0.5  # at most 1:1 positives:negatives
+    ignore_cross_boundary: bool = True  # training ignores anchors crossing the image border
+    pre_nms_top_n_train: int = 12000  # proposals kept before NMS, per image and level
+    post_nms_top_n_train: int = 2000  # proposals kept after NMS, per image
+    pre_nms_top_n_test: int = 6000
+    post_nms_top_n_test: int = 300  # paper: 300 proposals at test time
+    nms_thresh: float = 0.7
+    min_size: float = 0.0  # px in the network input; smaller proposals are removed (0: empty)
+    smooth_l1_beta: float = 0.1111  # 1/9 (py-faster-rcnn sigma 3); 0 = L1
+    box_loss_weight: float = 1.0  # lambda, with both terms averaged over the sampled anchors
+
+
+@dataclass
+class RoIHeadConfig:
+    # "fc": RoI pooling on the backbone's level, then two FC layers (VGG-16 fc6/fc7);
+    # "res5": the backbone's next stage (ResNet res5) then global average pooling (C4 head).
+    box_head: Literal["fc", "res5"] = "fc"
+    pooler: Literal["roi_pool", "roi_align", "spp"] = "roi_pool"
+    pool_size: int = 7  # k of the k x k RoI output (res5 head: 14, halved by res5's stride)
+    sampling_ratio: int = 0  # roi_align sampling points per bin side (0 = adaptive)
+    spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])  # spp bins per side
+    fc_dim: int = 4096  # width of each FC layer (paper, VGG-16: 4096)
+    dropout: float = 0.5  # after each FC layer, as in VGG-16 (0 = none)
+    batch_size_per_image: int = 128  # RoIs sampled per image (py-faster-rcnn: 128)
+    positive_fraction: float = 0.25  # foreground share of the sampled RoIs
+    fg_iou_thresh: float = 0.5  # foreground: IoU >= 0.5 with a box
+    bg_iou_thresh_lo: float = 0.1  # background: IoU in [lo, fg_iou_thresh); below: ignored
+    box_coder_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    smooth_l1_beta: float = 1.0  # Fast R-CNN's smooth L1; 0 = L1
+    score_thresh: float = 0.05  # on per-class softmax scores, at test time
+    nms_thresh: float = 0.3  # per-class NMS at test time (paper: 0.3)
+    max_detections: int = 100  # per image
+
+
+@dataclass
 class ModelConfig:
     name: str = "yolo_v1"  # a key of visionkit.models.MODELS
     num_classes: int = 20
@@ -45,6 +105,11 @@ class ModelConfig:
     pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     yolo: YoloConfig = field(default_factory=YoloConfig)
+    # Two-stage detectors (faster_rcnn):
+    resize: ResizeConfig = field(default_factory=ResizeConfig)
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    rpn: RPNConfig = field(default_factory=RPNConfig)
+    roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
 
 
 @dataclass
@@ -97,6 +162,8 @@ class TrainConfig:
     warmup_factor: float = 0.1
     clip_grad_norm: float = 0.0  # 0 = no clipping
     amp: Literal["none", "fp16", "bf16"] = "none"  # CUDA only; ignored on CPU
+    # NHWC weights and activations: ~30 % faster convolutions on CPU (oneDNN) and on tensor cores
+    channels_last: bool = True
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs; 0 = only at the end

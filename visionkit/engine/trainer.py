@@ -165,7 +165,7 @@ class Trainer:
                 losses = self.model.loss(images, targets)
             total = sum(losses.values())
             if not torch.isfinite(total):
-                values = {k: round(float(v), 4) for k, v in losses.items()}
+                values = {k: round(float(v.detach()), 4) for k, v in losses.items()}
                 ids = [int(t["image_id"]) for t in targets]
                 raise TrainingError(
                     f"non-finite loss at epoch {epoch + 1} iteration {i}: {values}; image ids {ids};"

@@ -115,7 +115,8 @@ def test_decode_nms_suppresses_same_class_duplicates():
     assert out["scores"].item() == pytest.approx(0.9, rel=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# YOLO-specific fields; each other model family tests its own contract (tests/test_faster_rcnn.py)
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if n.startswith("yolo")))
 @pytest.mark.parametrize("head", ["fc", "conv"])
 def test_registry_models_loss_keys_gradients_and_predict(name, head):
     cfg = ModelConfig(name=name, num_classes=3, input_size=[96, 96])

@@ -8,17 +8,19 @@ import math
 from pathlib import Path
 
 from visionkit.config import load_config
-from visionkit.errors import DataError
+from visionkit.errors import ConfigError, DataError
 from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
-Compute COCO box AP (the 12 COCOeval numbers, in percent, and per-class AP) on data.val.
+Compute COCO box AP (the 12 COCOeval numbers, in percent, and per-class AP) on data.val, or for
+segmentation models (fcn) mean IoU, frequency-weighted IoU, mean and pixel accuracy, per-class IoU.
 
 examples:
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --weights runs/yolo_v1_shapes/best.pth
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --weights W --out metrics.json \\
       --save-predictions predictions.json
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --predictions predictions.json
+  python tools/eval.py --config configs/fcn8s_shapes.yaml --weights runs/fcn8s_shapes/best.pth
 """
 
 
@@ -52,11 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
     from visionkit.engine.inference import evaluate
     from visionkit.engine.trainer import place_model, select_device
-    from visionkit.evaluation.coco_eval import CocoEvaluator, coco_box_metrics
-    from visionkit.models import build_model
+    from visionkit.evaluation import build_evaluator, coco_box_metrics
+    from visionkit.models import build_model, model_task
 
+    task = model_task(cfg.model.name)
+    if task != "detection" and (args.predictions or args.save_predictions):
+        raise ConfigError(
+            f"--predictions/--save-predictions hold COCO box results; '{cfg.model.name}' is a "
+            f"{task} model"
+        )
     dataset = build_dataset(
-        cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False
+        cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False, task=task
     )
     if args.predictions:
         path = Path(args.predictions)
@@ -71,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         load_model_weights(model, load_checkpoint(args.weights), cfg.model.name, args.weights)
         model = place_model(model, device, cfg.train.channels_last)
         loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
-        evaluator = CocoEvaluator(dataset.coco, dataset.cat_ids)
+        evaluator = build_evaluator(task, dataset)
         metrics = evaluate(model, loader, evaluator, device, progress=not args.no_progress)
-        results = evaluator.results
+        results = evaluator.results if task == "detection" else []
     print(format_table(metrics))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_predictions:
         Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_predictions).write_text(json.dumps(results))
+    if task == "sem_seg":
+        m = metrics["sem_seg"]
+        print(
+            f"evaluated {len(dataset)} images: mIoU {m['mIoU']:.2f} fwIoU {m['fwIoU']:.2f} "
+            f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}"
+        )
+        return 0
     b = metrics["bbox"]
     print(
         f"evaluated {len(dataset)} images: AP {b['AP']:.2f} AP50 {b['AP50']:.2f} AP75 {b['AP75']:.2f}"

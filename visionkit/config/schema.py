@@ -17,6 +17,8 @@ class BackboneConfig:
     pretrained: bool | str = False
     freeze_stages: int = 0  # how many of the first levels get no gradient (0 = train all)
     out_features: list[str] = field(default_factory=list)  # levels to return; [] = the deepest
+    # 8 or 16: ResNet's last strides become dilations (torchvision's replace_stride_with_dilation)
+    output_stride: int = 32
 
 
 @dataclass
@@ -44,6 +46,18 @@ class ResizeConfig:
     min_size: int = 600  # px (paper: 600)
     max_size: int = 1000  # px (paper: 1000)
     size_divisibility: int = 32  # the padded batch's sides are multiples of this
+
+
+@dataclass
+class FPNConfig:
+    # A feature pyramid on all of model.backbone.out_features (e.g. [res2, res3, res4, res5]);
+    # model.anchors.sizes then takes one list per pyramid level (paper: [[32], [64], [128],
+    # [256], [512]] for P2-P6).
+    enabled: bool = False
+    out_channels: int = 256  # width of every pyramid level
+    extra_pool: bool = True  # P6 = P5 subsampled by 2, for the RPN only (paper)
+    canonical_size: float = 224.0  # px; an RoI of this size is pooled from P_{canonical_level}
+    canonical_level: int = 4
 
 
 @dataclass
@@ -93,23 +107,106 @@ class RoIHeadConfig:
     score_thresh: float = 0.05  # on per-class softmax scores, at test time
     nms_thresh: float = 0.3  # per-class NMS at test time (paper: 0.3)
     max_detections: int = 100  # per image
+    # fast_rcnn / sppnet: only the layers after RoI pooling learn, the backbone is frozen
+    # (SPPNet's fine-tuning; needs a pretrained backbone)
+    freeze_backbone: bool = False
+
+
+@dataclass
+class SelectiveSearchConfig:
+    # fast_rcnn / sppnet: the proposals predict() computes for images that come without them
+    mode: Literal["single", "fast", "quality"] = "fast"  # visionkit/proposals/selective_search.py
+    max_proposals: int = 2000  # per image, best ranked first (0 = all)
+
+
+@dataclass
+class SVMConfig:
+    # rcnn: per-class linear SVMs on the fine-tuned CNN's fc7 features (tools/train_rcnn_svms.py;
+    # visionkit/models/heads/svm.py). Hinge loss + 0.5 ||w||^2, full-batch LBFGS in torch.
+    C: float = 0.001  # weight of the summed hinge losses (paper: 1e-3)
+    pos_weight: float = 2.0  # positives' hinge weight (paper: 2)
+    neg_iou_thresh: float = 0.3  # negatives: proposals at IoU < this with every box of the class
+    hard_negative_rounds: int = 3  # rounds of: mine hard negatives from the cache, retrain
+    hard_thresh: float = -1.0001  # negatives scoring above this violate the margin: kept
+    evict_thresh: float = -1.2  # kept negatives scoring below this are dropped (paper)
+    max_negatives: int = 20000  # per class and round, the highest-scoring first
+    feature_norm: float = 20.0  # features scaled to this mean L2 norm (paper: 20)
+    max_iter: int = 300  # LBFGS iterations per round
+    max_proposals: int = 2000  # per training image whose features are cached (0 = all)
+    score_thresh: float = -1.0  # on SVM scores (margins) at test time
+    cache_dir: str = ""  # "" = <$VISIONKIT_CACHE or ~/.cache/visionkit>/rcnn_features
+
+
+@dataclass
+class RCNNConfig:
+    # rcnn: each proposal, dilated by context_pad px of the warped frame, warped (anisotropic
+    # RoIAlign) to warp_size x warp_size from the image at its own size; the backbone's deepest
+    # level average-pooled to pool_size x pool_size ("pool5"), then fc6/fc7 of fc_dim. Test-time
+    # post-processing (score_thresh, nms_thresh, max_detections), box_coder_weights and
+    # smooth_l1_beta come from model.roi_head.
+    warp_size: int = 227  # paper: 227 (224 also common)
+    context_pad: int = 16  # px of context around the box in the warped frame (paper: 16)
+    pool_size: int = 1  # 1 = global pooling; AlexNet's pool5 at 227: 6 (fc6 sees 256 x 6 x 6)
+    fc_dim: int = 4096  # width of fc6 and fc7 (paper: 4096)
+    dropout: float = 0.5
+    fg_per_batch: int = 32  # fine-tuning mini-batch over all images of a batch: 32 positives ...
+    bg_per_batch: int = 96  # ... and 96 background windows (paper: 128 in all)
+    fg_iou_thresh: float = 0.5  # fine-tuning positives: IoU >= this with a box; else background
+    box_iou_thresh: float = 0.6  # box regression on the sampled windows at IoU >= this
+    chunk_size: int = 256  # warped regions per CNN forward at test time and for the SVM features
+    svm: SVMConfig = field(default_factory=SVMConfig)
+
+
+@dataclass
+class FCNConfig:
+    # 32s: the deepest level's score upsampled once; 16s: fused with a score of the level at half
+    # its stride (VGG: pool4); 8s: and of the level at a quarter (pool3)
+    variant: Literal["32s", "16s", "8s"] = "8s"
+    # fc: the paper's fc6/fc7 as convs (7x7 then 1x1, head_channels wide, ReLU + dropout);
+    # conv: torchvision's FCNHead (3x3 conv, BatchNorm, ReLU, dropout)
+    head: Literal["fc", "conv"] = "fc"
+    head_channels: int = 4096
+    dropout: float = 0.5
+    # paper (VGG): 100, the first conv's zero padding that lets fc6's 7x7 run valid on any input;
+    # 0: fc6 is padded ("same")
+    input_pad: int = 0
+    learn_final_upsample: bool = False  # paper: the last upsampling stays bilinear
 
 
 @dataclass
 class ModelConfig:
     name: str = "yolo_v1"  # a key of visionkit.models.MODELS
     num_classes: int = 20
-    input_size: list[int] = field(default_factory=lambda: [448, 448])  # [height, width]
+    # [height, width]; segmentation models also take [] (native size, fully convolutional)
+    input_size: list[int] = field(default_factory=lambda: [448, 448])
     # Images enter models as float RGB in [0, 1]; the model normalizes with these.
     pixel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     pixel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     yolo: YoloConfig = field(default_factory=YoloConfig)
+    fcn: FCNConfig = field(default_factory=FCNConfig)
     # Two-stage detectors (faster_rcnn):
     resize: ResizeConfig = field(default_factory=ResizeConfig)
+    fpn: FPNConfig = field(default_factory=FPNConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
+    selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
+    rcnn: RCNNConfig = field(default_factory=RCNNConfig)
+
+
+@dataclass
+class ProposalConfig:
+    # Precomputed region proposals attached to every target as `proposals` (fast_rcnn, sppnet;
+    # visionkit/proposals/). none: no proposals; selective_search: computed once per dataset,
+    # cached on disk and reused; file: a user's .npz/.pt, image_id -> (N, 4) xyxy in original
+    # pixels (format: visionkit/proposals/cache.py).
+    method: Literal["none", "selective_search", "file"] = "none"
+    file: str = ""  # method file
+    mode: Literal["single", "fast", "quality"] = "fast"  # selective search strategies
+    max_proposals: int = 2000  # per image, best ranked first (0 = all)
+    cache_dir: str = ""  # "" = <$VISIONKIT_CACHE or ~/.cache/visionkit>/proposals
+    workers: int = 1  # processes computing selective search the first time
 
 
 @dataclass
@@ -126,6 +223,9 @@ class DatasetConfig:
     use_difficult: bool = False  # voc: keep `difficult` objects in training targets
     num_images: int = 0  # shapes: how many images (0 = the split's default)
     image_size: int = 0  # shapes: square side in pixels (0 = default)
+    # coco, sem_seg only: keep VOC's 20 categories (torchvision's reference), the rest background
+    coco_to_voc: bool = False
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)  # fast_rcnn / sppnet
 
 
 @dataclass
@@ -137,6 +237,9 @@ class AugmentConfig:
     saturation: float = 1.5  # HSV saturation factor range [1/x, x]
     hue: float = 0.0  # hue shift as a fraction of the hue circle
     letterbox: bool = False  # keep aspect ratio and pad instead of stretching
+    scale_range: list[float] = field(default_factory=list)  # [lo, hi] factors; replaces `scale`
+    # [height, width]: rescale (scale_range), pad (image grey, mask 255) and random-crop to it
+    crop_size: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -155,7 +258,8 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    scheduler: Literal["step", "cosine", "constant"] = "step"
+    scheduler: Literal["step", "cosine", "poly", "constant"] = "step"
+    poly_power: float = 0.9  # poly: lr * (1 - iteration / total) ** poly_power
     milestones: list[float] = field(default_factory=list)  # step: epochs where lr *= gamma
     gamma: float = 0.1
     warmup_epochs: float = 0.0  # linear warmup from warmup_factor * lr
@@ -167,7 +271,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 1  # epochs; 0 = only at the end
-    best_metric: str = "bbox/AP50"  # "<task>/<name>" from the evaluator, higher is better
+    # "<task>/<name>" from the evaluator, higher is better (bbox/AP50, sem_seg/mIoU)
+    best_metric: str = "bbox/AP50"
     log_every: int = 20  # iterations between JSONL/TensorBoard scalar writes
     output_dir: str = ""  # "" = runs/<config file name>
 

@@ -1,7 +1,8 @@
-"""Datasets (COCO, Pascal VOC, the embedded shapes), transforms and loaders."""
+"""Datasets (COCO, Pascal VOC, the embedded shapes; boxes or label maps), transforms, loaders."""
 
 from visionkit.data.build import build_dataloader, build_dataset, collate_fn
 from visionkit.data.coco import CocoDetection
+from visionkit.data.segmentation import CocoSegmentation, SegmentationDataset, voc_segmentation
 from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
 from visionkit.data.transforms import build_transforms
@@ -11,10 +12,13 @@ __all__ = [
     "SHAPES_CLASSES",
     "VOC_CLASSES",
     "CocoDetection",
+    "CocoSegmentation",
+    "SegmentationDataset",
     "VOCDetection",
     "build_dataloader",
     "build_dataset",
     "build_transforms",
     "collate_fn",
     "ensure_shapes",
+    "voc_segmentation",
 ]

@@ -10,27 +10,59 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig
 from visionkit.data.coco import CocoDetection
+from visionkit.data.segmentation import (
+    CocoSegmentation,
+    SegmentationDataset,
+    voc_layout_samples,
+    voc_segmentation,
+)
+from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
 from visionkit.data.transforms import build_transforms
 from visionkit.data.voc import VOCDetection
 from visionkit.errors import ConfigError
+from visionkit.proposals.dataset import with_proposals
 
 
 def build_dataset(
-    cfg: DatasetConfig, aug: AugmentConfig, input_size: Sequence[int] | None, train: bool
-) -> CocoDetection | VOCDetection:
-    """The dataset ``cfg`` describes, with the training or evaluation transforms."""
+    cfg: DatasetConfig,
+    aug: AugmentConfig,
+    input_size: Sequence[int] | None,
+    train: bool,
+    task: str = "detection",
+) -> Dataset:
+    """The dataset ``cfg`` describes, with the training or evaluation transforms.
+
+    ``task`` is the model's (``visionkit.models.model_task``): ``"detection"`` reads boxes,
+    ``"sem_seg"`` per-pixel label maps (``data/segmentation.py``; shapes: its VOC-layout PNGs).
+    Detection targets also carry ``proposals`` when ``cfg.proposals.method`` is not ``none``
+    (``visionkit/proposals/``).
+    """
     transforms = build_transforms(aug, input_size, train)
+    if cfg.coco_to_voc and (task != "sem_seg" or cfg.type != "coco"):
+        raise ConfigError("data.*.coco_to_voc applies to coco datasets of segmentation models")
     if cfg.type == "shapes":
         if len(cfg.splits) != 1:
             raise ConfigError(
                 f"shapes datasets take one split ('train' or 'val'); got {cfg.splits}"
             )
         paths = ensure_shapes(cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size)
-        return CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
+        if task == "sem_seg":
+            samples = voc_layout_samples(paths["root"], cfg.splits[0])
+            return SegmentationDataset(samples, ("background", *SHAPES_CLASSES), transforms)
+        dataset = CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
+        return with_proposals(dataset, cfg.proposals)
+    if task == "sem_seg" and cfg.type == "coco":
+        return CocoSegmentation(
+            cfg.ann_file, cfg.root, transforms, cfg.filter_empty, cfg.coco_to_voc
+        )
+    if task == "sem_seg":
+        return voc_segmentation(cfg.root, cfg.splits, transforms)
     if cfg.type == "coco":
-        return CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
-    return VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult)
+        dataset = CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
+    else:
+        dataset = VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult)
+    return with_proposals(dataset, cfg.proposals)
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list, list]:

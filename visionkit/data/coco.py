@@ -125,11 +125,16 @@ def to_sample(
     labels: np.ndarray,
     image_id: int,
     transforms: Callable | None,
+    mask: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Apply ``transforms`` and make the ``(image tensor, target dict)`` pair."""
+    """Apply ``transforms`` and make the ``(image tensor, target dict)`` pair.
+
+    A ``mask`` (``(H, W)`` uint8 label map, 255 = ignore) becomes the target's ``sem_seg``
+    (``(H, W)`` int64, moved with the pixels).
+    """
     orig_size = image.shape[:2]
     if transforms is not None:
-        image, boxes, labels, _ = transforms(image, boxes, labels, None)
+        image, boxes, labels, mask = transforms(image, boxes, labels, mask)
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
     target = {
         "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
@@ -137,4 +142,6 @@ def to_sample(
         "image_id": int(image_id),
         "orig_size": (int(orig_size[0]), int(orig_size[1])),
     }
+    if mask is not None:
+        target["sem_seg"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
     return tensor, target

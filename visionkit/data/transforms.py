@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from visionkit.config.schema import AugmentConfig
+from visionkit.errors import ConfigError
 
 PAD_VALUE = (114, 114, 114)  # grey padding for letterboxing and translation
 IGNORE_INDEX = 255  # mask value of padded pixels
@@ -54,15 +55,30 @@ def build_transforms(
     the image size, a horizontal flip with probability ``aug.hflip``, exposure (brightness) and
     saturation factors drawn from ``[1/x, x]``, then a resize to ``input_size`` ``(h, w)``
     (stretched, or letterboxed when ``aug.letterbox``). Boxes are clipped to the image and dropped
-    when less than 30 % of them stays visible. Evaluation: no change at all (models resize
-    internally and map predictions back to original pixels).
+    when less than 30 % of them stays visible. ``aug.scale_range`` ``[lo, hi]`` replaces the
+    ``1 +- aug.scale`` factors. With ``aug.crop_size`` (segmentation, torchvision's reference) the
+    image is instead rescaled by a factor from that range, padded to at least the crop size and
+    randomly cropped to it. Masks move with the pixels (nearest neighbour); padding is grey in the
+    image and ``IGNORE_INDEX`` in the mask. An empty ``input_size`` keeps the size. Evaluation: no
+    change at all (models resize internally and map predictions back to original pixels).
     """
     if not train:
         return BoxTransform(None)
+    if len(aug.scale_range) not in (0, 2) or len(aug.crop_size) not in (0, 2):
+        raise ConfigError("data.augment.scale_range and crop_size take two values (or none)")
+    lo, hi = aug.scale_range or (1 - aug.scale, 1 + aug.scale)
     ops: list[A.BasicTransform] = []
-    if aug.scale > 0 or aug.translate > 0:
+    if aug.crop_size:
+        ch, cw = int(aug.crop_size[0]), int(aug.crop_size[1])
+        ops += [
+            A.RandomScale(scale_limit=(lo - 1, hi - 1), p=1.0),
+            A.PadIfNeeded(ch, cw, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
+                          fill_mask=IGNORE_INDEX),
+            A.RandomCrop(ch, cw),
+        ]  # fmt: skip
+    elif lo != 1 or hi != 1 or aug.translate > 0:
         ops.append(A.Affine(
-            scale=(1 - aug.scale, 1 + aug.scale), translate_percent=(-aug.translate, aug.translate),
+            scale=(lo, hi), translate_percent=(-aug.translate, aug.translate),
             border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX, p=1.0,
         ))  # fmt: skip
     if aug.hflip > 0:
@@ -72,7 +88,7 @@ def build_transforms(
             brightness=(1 / aug.exposure, aug.exposure), contrast=(1.0, 1.0),
             saturation=(1 / aug.saturation, aug.saturation), hue=(-aug.hue, aug.hue), p=1.0,
         ))  # fmt: skip
-    if input_size is not None:
+    if input_size:
         h, w = int(input_size[0]), int(input_size[1])
         if aug.letterbox:
             ops += [

@@ -1,4 +1,4 @@
-"""Optimizers and per-iteration learning-rate schedules (warmup, then step or cosine)."""
+"""Optimizers and per-iteration learning-rate schedules (warmup, then step, cosine or poly)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def lr_factor(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
     """The multiplier of ``cfg.lr`` at ``iteration`` (0-based, counted over the whole run).
 
     Linear warmup from ``warmup_factor`` over ``warmup_epochs``; then ``step`` multiplies by
-    ``gamma`` at each milestone epoch, ``cosine`` decays to 0 at the last iteration.
+    ``gamma`` at each milestone epoch, ``cosine`` decays to 0 at the last iteration, ``poly``
+    multiplies by ``(1 - iteration / total) ** poly_power`` (DeepLab, torchvision's references).
     """
     epoch = iteration / iters_per_epoch
     warm = 1.0
@@ -40,6 +41,9 @@ def lr_factor(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:
     if cfg.scheduler == "cosine":
         total = cfg.epochs * iters_per_epoch
         return warm * 0.5 * (1 + math.cos(math.pi * min(iteration / max(total, 1), 1.0)))
+    if cfg.scheduler == "poly":
+        total = cfg.epochs * iters_per_epoch
+        return warm * (1 - min(iteration / max(total, 1), 1.0)) ** cfg.poly_power
     return warm
 
 

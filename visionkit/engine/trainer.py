@@ -26,8 +26,8 @@ from visionkit.engine.inference import evaluate
 from visionkit.engine.logger import MetricsLogger
 from visionkit.engine.optim import build_optimizer, build_scheduler
 from visionkit.errors import VisionkitError
-from visionkit.evaluation.coco_eval import CocoEvaluator
-from visionkit.models import build_model
+from visionkit.evaluation import build_evaluator
+from visionkit.models import build_model, model_task
 
 
 class TrainingError(VisionkitError):
@@ -83,8 +83,13 @@ class Trainer:
         self.device = select_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         input_size = tuple(cfg.model.input_size)
-        train_set = build_dataset(cfg.data.train, cfg.data.augment, input_size, train=True)
-        self.val_set = build_dataset(cfg.data.val, cfg.data.augment, input_size, train=False)
+        self.task = model_task(cfg.model.name)
+        train_set = build_dataset(
+            cfg.data.train, cfg.data.augment, input_size, train=True, task=self.task
+        )
+        self.val_set = build_dataset(
+            cfg.data.val, cfg.data.augment, input_size, train=False, task=self.task
+        )
         if len(train_set.class_names) != cfg.model.num_classes:
             raise VisionkitError(
                 f"model.num_classes is {cfg.model.num_classes} but the training data has "
@@ -144,7 +149,7 @@ class Trainer:
         }
 
     def evaluate(self) -> dict[str, dict[str, float]]:
-        evaluator = CocoEvaluator(self.val_set.coco, self.val_set.cat_ids)
+        evaluator = build_evaluator(self.task, self.val_set)
         return evaluate(self.model, self.val_loader, evaluator, self.device, self.progress)
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:

@@ -63,3 +63,65 @@ class FixedSizePreprocessor(nn.Module):
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+
+
+class PaddedBatchPreprocessor(nn.Module):
+    """For fully convolutional models: optionally stretch to ``input_size``, normalize, and pad
+    (bottom/right) into one batch whose sides are multiples of ``size_divisor``.
+
+    Args:
+        input_size: ``()`` keeps every image's own size; ``(height, width)`` stretches to it.
+        pixel_mean, pixel_std: per-channel RGB statistics of ``[0, 1]`` images; the padding is
+            0 after normalization (the mean colour).
+        size_divisor: the deepest stride, so that every level of the network aligns.
+    """
+
+    def __init__(
+        self,
+        input_size: Sequence[int],
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisor: int = 32,
+    ) -> None:
+        super().__init__()
+        self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else None
+        self.size_divisor = size_divisor
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), False)
+
+    def _padded(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        d = self.size_divisor
+        return (-(-max(h for h, _ in sizes) // d) * d, -(-max(w for _, w in sizes) // d) * d)
+
+    def forward(
+        self, images: Sequence[Tensor] | Tensor
+    ) -> tuple[Tensor, list[tuple[int, int]], list[tuple[int, int]]]:
+        """Batch ``images`` (a ``(N, 3, H, W)`` tensor or ``(3, H_i, W_i)`` tensors in [0, 1]).
+
+        Returns the ``(N, 3, H_pad, W_pad)`` normalized batch, each image's ``(h, w)`` inside it
+        (from the top-left corner) and each image's original ``(H_i, W_i)``.
+        """
+        orig = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        if self.input_size is not None:
+            images = [_resize(img[None], self.input_size)[0] for img in images]
+        sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        ph, pw = self._padded(sizes)
+        batch = torch.stack([
+            F.pad((img - self.pixel_mean) / self.pixel_std, (0, pw - w, 0, ph - h))
+            for img, (h, w) in zip(images, sizes, strict=True)
+        ])  # fmt: skip
+        return batch, sizes, orig
+
+    def masks(self, masks: Sequence[Tensor], shape: Sequence[int], fill: int) -> Tensor:
+        """``(H_i, W_i)`` int64 label maps -> ``(N, H_pad, W_pad)``, resized (nearest) like their
+        images and padded with ``fill``."""
+        out = []
+        for m in masks:
+            if self.input_size is not None and tuple(m.shape) != self.input_size:
+                m = F.interpolate(m[None, None].float(), self.input_size, mode="nearest")[0, 0]
+            out.append(
+                F.pad(
+                    m.long(), (0, shape[-1] - m.shape[-1], 0, shape[-2] - m.shape[-2]), value=fill
+                )
+            )
+        return torch.stack(out)

@@ -46,7 +46,8 @@ def _read_weights(path: str) -> dict[str, Any]:
 
 
 def build_backbone(cfg: BackboneConfig) -> Backbone:
-    """Build ``cfg.name``, load its weights, choose its returned levels, freeze its first stages.
+    """Build ``cfg.name``, load its weights, dilate it (``output_stride``), choose its returned
+    levels, freeze its first stages.
 
     ``pretrained: true`` downloads torchvision's ImageNet weights (where torchvision has them);
     a path loads a torchvision-model state_dict or this backbone's own.
@@ -82,6 +83,8 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
             raise CheckpointError(
                 f"{cfg.pretrained} does not match backbone '{cfg.name}'"
             ) from None
+    if cfg.output_stride != 32:
+        torchvision_nets.dilate_resnet(backbone, cfg.output_stride)
     backbone.set_out_features(cfg.out_features)
     if cfg.freeze_stages:
         backbone.freeze(cfg.freeze_stages)

@@ -12,7 +12,7 @@ from typing import Any
 import torchvision
 from torch import nn
 
-from visionkit.errors import CheckpointError
+from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones.base import Backbone
 
 CLASSIFIER_PREFIXES = ("fc.", "classifier.", "aux1.", "aux2.", "avgpool.")
@@ -105,3 +105,25 @@ def googlenet(state_dict: dict[str, Any] | None = None) -> Backbone:
                                      m.inception4d, m.inception4e), 832, 16),
         ("inception5", nn.Sequential(m.maxpool4, m.inception5a, m.inception5b), 1024, 32),
     ])  # fmt: skip
+
+
+def dilate_resnet(backbone: Backbone, output_stride: int) -> None:
+    """torchvision's ``replace_stride_with_dilation`` on a built ResNet backbone: ``res5`` (output
+    stride 16), or ``res4`` and ``res5`` (8), keep the resolution of the level before them and
+    dilate their 3x3 convs instead (2, then 4; a stage's first block keeps the previous rate)."""
+    if output_stride not in (8, 16, 32):
+        raise ConfigError(f"model.backbone.output_stride must be 8, 16 or 32; got {output_stride}")
+    names = {8: ["res4", "res5"], 16: ["res5"], 32: []}[output_stride]
+    if names and not all(n in backbone.stages for n in ("res4", "res5")):
+        raise ConfigError("model.backbone.output_stride < 32 needs a ResNet backbone")
+    rate = 1
+    for name in names:
+        previous, rate = rate, rate * 2
+        for i, block in enumerate(backbone.stages[name]):
+            d = previous if i == 0 else rate
+            for conv in block.modules():
+                if isinstance(conv, nn.Conv2d):
+                    conv.stride = (1, 1)
+                    if conv.kernel_size == (3, 3):
+                        conv.dilation, conv.padding = (d, d), (d, d)
+        backbone.levels[name] = (backbone.levels[name][0], output_stride)

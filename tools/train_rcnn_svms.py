@@ -1,0 +1,85 @@
+"""R-CNN's SVM stage: per-class linear SVMs on a fine-tuned R-CNN's fc7 features."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visionkit.config import load_config
+from visionkit.errors import ConfigError
+from visionkit.utils.cli import HelpFormatter, run_cli
+
+EXAMPLES = """\
+Fine-tune first (tools/train.py on an rcnn config), then fit the SVMs on the training split's
+fc7 features: ground-truth boxes are positives, proposals at IoU < model.rcnn.svm.neg_iou_thresh
+negatives, with hard negative mining (model.rcnn.svm). Features are cached under
+model.rcnn.svm.cache_dir (one file per dataset and checkpoint) and reused by later runs. The
+output checkpoint holds the SVMs; its model predicts with the SVM scores (tools/eval.py).
+
+examples:
+  python tools/train.py --config configs/rcnn_shapes.yaml
+  python tools/train_rcnn_svms.py --config configs/rcnn_shapes.yaml \\
+      --weights runs/rcnn_shapes/last.pth             # writes runs/rcnn_shapes/last_svm.pth
+  python tools/train_rcnn_svms.py --config configs/rcnn_shapes.yaml --weights W \\
+      model.rcnn.svm.C=0.01 model.rcnn.svm.hard_negative_rounds=5
+  python tools/eval.py --config configs/rcnn_shapes.yaml --weights runs/rcnn_shapes/last_svm.pth
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="train_rcnn_svms.py", description=EXAMPLES, formatter_class=HelpFormatter
+    )
+    p.add_argument("--config", required=True, help="YAML config file of an rcnn model")
+    p.add_argument("--weights", required=True, help="the fine-tuned checkpoint (tools/train.py)")
+    p.add_argument("--out", help="output checkpoint (default: <weights>_svm.pth)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "overrides", nargs="*", help="dotted config overrides, e.g. model.rcnn.svm.C=0.01"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
+    cfg = load_config(args.config, overrides)
+    if cfg.model.name != "rcnn":
+        raise ConfigError(f"SVMs belong to rcnn models; {args.config} builds '{cfg.model.name}'")
+
+    from visionkit.data import build_dataset
+    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    from visionkit.engine.trainer import select_device
+    from visionkit.models import build_model
+    from visionkit.models.detectors.rcnn_svm import cached_features, fit_svms
+
+    ckpt = load_checkpoint(args.weights)
+    model = build_model(cfg.model)
+    load_model_weights(model, ckpt, cfg.model.name, args.weights)
+    model = model.to(select_device(cfg.train.device))
+    dataset = build_dataset(
+        cfg.data.train, cfg.data.augment, tuple(cfg.model.input_size), train=False
+    )
+    svm = cfg.model.rcnn.svm
+    features, path, reused = cached_features(model, dataset, svm, progress=not args.no_progress)
+    print(f"{'read' if reused else 'wrote'} {len(features['labels'])} region features: {path}")
+    stats = fit_svms(model, features, svm)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(args.weights).with_name(f"{Path(args.weights).stem}_svm.pth")
+    )
+    save_checkpoint({**ckpt, "model": model.cpu().state_dict(), "svm": stats}, out)
+    names = getattr(dataset, "class_names", [str(c) for c in range(model.num_classes)])
+    for c, name in enumerate(names):
+        print(
+            f"{name}: {stats['positives'][c]} positives, {stats['negatives'][c]} negatives, "
+            f"{stats['hard'][c]} hard, {stats['violators'][c]} still violating"
+        )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,227 @@
+"""Semantic segmentation readers: per-pixel label maps from VOC PNGs, SBD ``.mat`` files or COCO
+instance annotations.
+
+Samples are ``(image, target)`` as the detection readers give them (``boxes`` and ``labels``
+empty) plus ``sem_seg``: ``(H, W)`` int64, ``0`` background, ``1..C-1`` the classes, ``255``
+ignored (VOC's object boundaries, COCO's crowd regions and pixels claimed by two classes, padding
+added by augmentation). Attributes: ``class_names`` (background first, so ``C`` = classes + 1),
+``cat_ids`` (label -> the value in the label files, or the COCO category id with 0 for
+background) and ``ids`` (image ids in dataset order).
+
+Layouts::
+
+    VOCdevkit/VOC2012/ImageSets/Segmentation/<split>.txt    entries "2012/<split>"
+                      JPEGImages/<name>.jpg, SegmentationClass/<name>.png (palette indices)
+    VOCdevkit/SBD/<split>.txt, img/<name>.jpg, cls/<name>.mat    entries "sbd/<split>" (SBD's
+                      benchmark_RELEASE/dataset folder; reading it needs scipy)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+
+from visionkit.data.coco import load_coco, read_image, to_sample
+from visionkit.data.voc import VOC_CLASSES
+from visionkit.errors import DataError
+
+IGNORE_INDEX = 255
+SEG_VOC_CLASSES = ("background", *VOC_CLASSES)
+# COCO category ids of VOC's 20 classes, in VOC order (torchvision's segmentation reference)
+COCO_VOC_CAT_IDS = (5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """``(H, W)`` uint8 class indices of a palette or greyscale PNG (palette indices, not RGB)."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise DataError(
+                    f"{path}: a label map must be a palette or greyscale PNG ({im.mode})"
+                )
+            return np.array(im)
+    except OSError as e:
+        what = "missing" if not path.exists() else type(e).__name__
+        raise DataError(f"cannot read label map {path}: {what}") from None
+
+
+def read_sbd_mat(path: Path) -> np.ndarray:
+    """``(H, W)`` uint8 class indices of an SBD ``cls/<name>.mat`` file (``GTcls.Segmentation``)."""
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise DataError("reading SBD .mat label maps needs scipy: pip install scipy") from None
+    try:
+        return np.asarray(loadmat(str(path))["GTcls"][0]["Segmentation"][0], np.uint8)
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise DataError(f"cannot read SBD label map {path}: {type(e).__name__}") from None
+
+
+def voc_layout_samples(folder: Path, split: str) -> list[tuple[Path, Path]]:
+    """``(image, label PNG)`` paths listed in ``folder/ImageSets/Segmentation/<split>.txt``."""
+    listing = folder / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not listing.is_file():
+        raise DataError(f"segmentation split list not found: {listing}")
+    return [
+        (folder / "JPEGImages" / f"{n}.jpg", folder / "SegmentationClass" / f"{n}.png")
+        for n in listing.read_text().split()
+    ]
+
+
+class SegmentationDataset(Dataset):
+    """Images and label-map files (PNG or SBD ``.mat``); see the module docstring.
+
+    Args:
+        samples: ``(image path, label path)`` pairs.
+        class_names: background first; label values ``>= len(class_names)`` other than 255 are
+            a DataError naming the file.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[Path, Path]],
+        class_names: Sequence[str],
+        transforms: Callable | None = None,
+    ) -> None:
+        if not samples:
+            raise DataError("no images listed for this segmentation dataset")
+        self.samples = list(samples)
+        self.class_names = list(class_names)
+        self.cat_ids = list(range(len(self.class_names)))
+        self.ids = list(range(1, len(self.samples) + 1))
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def image_path(self, index: int) -> Path:
+        return self.samples[index][0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        image_path, label_path = self.samples[index]
+        image = read_image(image_path)
+        mask = (
+            read_sbd_mat(label_path) if label_path.suffix == ".mat" else read_label_png(label_path)
+        )
+        if mask.shape != image.shape[:2]:
+            raise DataError(f"{label_path}: size {mask.shape} differs from its image's")
+        bad = mask[(mask >= len(self.class_names)) & (mask != IGNORE_INDEX)]
+        if bad.size:
+            raise DataError(
+                f"{label_path}: label {int(bad[0])} outside 0..{len(self.class_names) - 1} and 255"
+            )
+        return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
+                         self.ids[index], self.transforms, mask)  # fmt: skip
+
+
+def voc_segmentation(
+    root: str | Path, splits: Sequence[str], transforms: Callable | None = None
+) -> SegmentationDataset:
+    """VOC (``"2012/train"``) and SBD (``"sbd/train"``) entries, concatenated; an image named by
+    an earlier entry is not repeated (``["2012/train", "sbd/train"]`` is the usual union; keep
+    VOC's val images out of SBD's list, e.g. with FCN's ``train_noval.txt``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"Pascal VOC not found at {root}: put VOCdevkit there (VOC2012/, optionally SBD/) or "
+            "set data.train.root; configs/*_shapes.yaml run with no data at all"
+        )
+    samples: dict[str, tuple[Path, Path]] = {}
+    for entry in splits:
+        year, _, split = entry.partition("/")
+        if year.lower() == "sbd":
+            folder = root / "SBD"
+            listing = folder / f"{split}.txt"
+            if not listing.is_file():
+                raise DataError(f"SBD split list not found: {listing}")
+            pairs = [(folder / "img" / f"{n}.jpg", folder / "cls" / f"{n}.mat")
+                     for n in listing.read_text().split()]  # fmt: skip
+        else:
+            pairs = voc_layout_samples(root / f"VOC{year}", split)
+        for image, label in pairs:
+            samples.setdefault(image.stem, (image, label))
+    return SegmentationDataset(list(samples.values()), SEG_VOC_CLASSES, transforms)
+
+
+def coco_semantic_mask(
+    coco: COCO, anns: Sequence[dict[str, Any]], size: tuple[int, int], label_of: dict[int, int]
+) -> np.ndarray:
+    """``(H, W)`` uint8 label map of one image's annotations (polygons or RLE).
+
+    Instance pixels take ``label_of[category_id]``; pixels covered by instances of two different
+    classes and crowd regions are ``IGNORE_INDEX``; the rest is 0 (background).
+    """
+    mask = np.zeros(size, np.uint8)
+    if not anns:
+        return mask
+    masks = mask_utils.decode([coco.annToRLE(a) for a in anns]).astype(bool)  # (H, W, N)
+    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns])
+    labels = np.array([label_of[a["category_id"]] for a in anns], np.uint8)
+    objects, obj_labels = masks[..., ~crowd], labels[~crowd]
+    high = np.where(objects, obj_labels, 0).max(-1, initial=0)
+    low = np.where(objects, obj_labels, IGNORE_INDEX).min(-1, initial=IGNORE_INDEX)
+    mask[:] = high
+    mask[objects.any(-1) & (high != low)] = IGNORE_INDEX
+    mask[masks[..., crowd].any(-1)] = IGNORE_INDEX
+    return mask
+
+
+class CocoSegmentation(Dataset):
+    """COCO instances turned into semantic label maps (see :func:`coco_semantic_mask`).
+
+    Args:
+        coco_to_voc: keep only VOC's 20 categories (torchvision's reference), in VOC order; other
+            objects become background. Otherwise every category, sorted by id, is a class.
+        filter_empty: drop images without a (kept, non-crowd) object.
+    """
+
+    def __init__(
+        self,
+        ann_file: str | Path,
+        image_dir: str | Path,
+        transforms: Callable | None = None,
+        filter_empty: bool = False,
+        coco_to_voc: bool = False,
+    ) -> None:
+        self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
+        if not self.image_dir.is_dir():
+            raise DataError(f"COCO image folder not found: {self.image_dir}")
+        self.coco = load_coco(self.ann_file)
+        self.transforms = transforms
+        kept = list(COCO_VOC_CAT_IDS) if coco_to_voc else sorted(self.coco.getCatIds())
+        names = VOC_CLASSES if coco_to_voc else [self.coco.cats[c]["name"] for c in kept]
+        self.class_names = ["background", *names]
+        self.cat_ids = [0, *kept]
+        self._label_of = {c: i + 1 for i, c in enumerate(kept)}
+        self.ids = [i for i in sorted(self.coco.imgs) if not filter_empty or self._has_objects(i)]
+        if not self.ids:
+            raise DataError(f"{self.ann_file}: no images left (none with a kept category?)")
+
+    def _anns(self, img_id: int) -> list[dict[str, Any]]:
+        return [
+            a for a in self.coco.imgToAnns.get(img_id, []) if a["category_id"] in self._label_of
+        ]
+
+    def _has_objects(self, img_id: int) -> bool:
+        return any(not a.get("iscrowd", 0) for a in self._anns(img_id))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self.coco.imgs[self.ids[index]]["file_name"]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        img_id = self.ids[index]
+        image = read_image(self.image_path(index))
+        mask = coco_semantic_mask(self.coco, self._anns(img_id), image.shape[:2], self._label_of)
+        return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), img_id,
+                         self.transforms, mask)  # fmt: skip

@@ -1,0 +1,306 @@
+"""R-CNN (Girshick et al., 2014): a CNN run on every warped region proposal.
+
+Each proposal (selective search) is dilated so that ``context_pad`` pixels of context surround it
+in the warped frame, and warped (anisotropically) to ``warp_size x warp_size`` with RoIAlign on
+the normalized image at its own size; pixels outside the image are the mean colour (0 after
+normalization), as in the paper. The backbone's deepest level is average-pooled to ``pool_size x
+pool_size`` ("pool5"), then fc6/fc7 (:class:`TwoFCHead`).
+
+Fine-tuning (:meth:`RCNN.loss`): a ``C + 1``-way classifier on fc7 over mini-batches of
+``fg_per_batch`` windows at IoU >= 0.5 with a box (its class) and ``bg_per_batch`` others
+(background) drawn from all images of the batch (proposals plus the ground truth), and the
+class-specific box regressor, a linear layer on pool5, trained jointly with smooth-L1 on the
+sampled windows at IoU >= 0.6 (the paper fits it afterwards as ridge regression on pool5).
+
+The SVM stage (``rcnn_svm.py``, ``tools/train_rcnn_svms.py``) fits per-class linear SVMs on fc7
+and stores them in the ``svm_*`` buffers; :meth:`RCNN.predict` scores with them once they are
+set (``svm_trained``) and with the softmax otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_iou, roi_align
+
+from visionkit.config.schema import ModelConfig
+from visionkit.errors import ConfigError, DataError
+from visionkit.models.backbones import build_backbone
+from visionkit.models.backbones.base import Backbone
+from visionkit.models.heads.box_heads import TwoFCHead
+from visionkit.models.matching import BalancedSampler
+from visionkit.models.preprocess import PaddedBatchPreprocessor
+from visionkit.proposals.selective_search import selective_search
+from visionkit.structures.box_coder import BoxCoder
+from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
+
+
+class RCNN(nn.Module):
+    """Warped regions -> backbone -> pool5 -> fc6/fc7 -> softmax (or SVM) scores and boxes.
+
+    Args:
+        backbone: its deepest returned level is pooled. num_classes: C (no background).
+        warp_size, context_pad: the warped frame's side and the context around the box, in px.
+        pool_size: pool5's side. fc_dim, dropout: fc6/fc7.
+        sampler: the fine-tuning mini-batch over a whole batch (e.g. 128 at 25 % foreground).
+        fg_iou_thresh, box_iou_thresh: IoU of fine-tuning positives and of regressed windows.
+        box_coder: the regression deltas. smooth_l1_beta: the box loss's beta (0 = L1).
+        score_thresh, svm_score_thresh: test-time thresholds on softmax / SVM scores.
+        nms_thresh, max_detections: per-class NMS and the per-image cap at test time.
+        pixel_mean, pixel_std: RGB normalization of ``[0, 1]`` images.
+        search_mode, max_proposals: selective search for images without proposals, and the
+            proposals used per image (0 = all).
+        chunk_size: warped regions per CNN forward at test time.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        *,
+        warp_size: int = 227,
+        context_pad: int = 16,
+        pool_size: int = 1,
+        fc_dim: int = 4096,
+        dropout: float = 0.5,
+        sampler: BalancedSampler | None = None,
+        fg_iou_thresh: float = 0.5,
+        box_iou_thresh: float = 0.6,
+        box_coder: BoxCoder | None = None,
+        smooth_l1_beta: float = 1.0,
+        score_thresh: float = 0.05,
+        svm_score_thresh: float = -1.0,
+        nms_thresh: float = 0.3,
+        max_detections: int = 100,
+        pixel_mean: Sequence[float] = (0.485, 0.456, 0.406),
+        pixel_std: Sequence[float] = (0.229, 0.224, 0.225),
+        search_mode: str = "fast",
+        max_proposals: int = 2000,
+        chunk_size: int = 256,
+    ) -> None:
+        super().__init__()
+        if 2 * context_pad >= warp_size:
+            raise ConfigError(f"model.rcnn.context_pad {context_pad} leaves no room in {warp_size}")
+        self.backbone, self.num_classes = backbone, num_classes
+        self.warp_size, self.context_pad, self.pool_size = warp_size, context_pad, pool_size
+        self.preprocess = PaddedBatchPreprocessor((), pixel_mean, pixel_std, 1)
+        channels = backbone.levels[backbone.out_features[-1]][0]
+        pool5_dim = channels * pool_size * pool_size
+        self.head = TwoFCHead(pool5_dim, fc_dim, dropout)
+        self.cls_score = nn.Linear(fc_dim, num_classes + 1)
+        self.bbox_pred = nn.Linear(pool5_dim, 4 * num_classes)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+        self.register_buffer("svm_weight", torch.zeros(num_classes, fc_dim))
+        self.register_buffer("svm_bias", torch.zeros(num_classes))
+        self.register_buffer("svm_trained", torch.tensor(False))
+        self.sampler = sampler or BalancedSampler(128, 0.25)
+        self.fg_iou_thresh, self.box_iou_thresh = fg_iou_thresh, box_iou_thresh
+        self.box_coder, self.beta = box_coder or BoxCoder((10.0, 10.0, 5.0, 5.0)), smooth_l1_beta
+        self.score_thresh, self.svm_score_thresh = score_thresh, svm_score_thresh
+        self.nms_thresh, self.max_detections = nms_thresh, max_detections
+        self.search_mode, self.max_proposals = search_mode, max_proposals
+        self.chunk_size = chunk_size
+
+    @property
+    def has_svms(self) -> bool:
+        """Whether :meth:`predict` scores with the SVMs (set by :meth:`set_svms`)."""
+        return bool(self.svm_trained)
+
+    def set_svms(self, weight: Tensor, bias: Tensor) -> None:
+        """Install ``(C, fc_dim)`` SVM weights and ``(C,)`` biases (applied to fc7 features)."""
+        self.svm_weight.copy_(weight)
+        self.svm_bias.copy_(bias)
+        self.svm_trained.fill_(True)
+
+    def warp(self, batch: Tensor, image_index: Tensor, boxes: Tensor) -> Tensor:
+        """Warp regions with context padding.
+
+        Args:
+            batch: ``(N, 3, H, W)`` normalized images.
+            image_index: ``(K,)`` int64, each region's image in the batch.
+            boxes: ``(K, 4)`` float xyxy in that image's pixels.
+
+        Returns:
+            ``(K, 3, warp_size, warp_size)`` float32: the box dilated by ``warp_size / (warp_size
+            - 2 context_pad)`` about its centre, bilinearly resampled (2 x 2 samples per output
+            pixel); outside the image 0 (the mean colour).
+        """
+        s, p = self.warp_size, self.context_pad
+        boxes = boxes.float()
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = (boxes[:, 2:] - boxes[:, :2]) / 2 * (s / (s - 2 * p))
+        rois = torch.cat([image_index[:, None].float(), centre - half, centre + half], 1)
+        return roi_align(batch.float(), rois, (s, s), 1.0, 2, aligned=True)
+
+    def embed(self, crops: Tensor) -> tuple[Tensor, Tensor]:
+        """``(K, 3, S, S)`` warped regions -> ``(K, C_b * k * k)`` pool5 and ``(K, fc_dim)`` fc7."""
+        level = self.backbone(crops)[self.backbone.out_features[-1]]
+        pool5 = F.adaptive_avg_pool2d(level, self.pool_size).flatten(1)
+        return pool5, self.head(pool5)
+
+    def region_features(
+        self, batch: Tensor, image_index: Tensor, boxes: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`warp` + :meth:`embed` in chunks of ``chunk_size`` regions -> pool5, fc7."""
+        outs = [
+            self.embed(self.warp(batch, i, b))
+            for i, b in zip(
+                image_index.split(self.chunk_size), boxes.split(self.chunk_size), strict=True
+            )
+        ]
+        if not outs:
+            return self.embed(batch.new_zeros(0, 3, self.warp_size, self.warp_size))
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+    def propose(self, image: Tensor) -> Tensor:
+        """Selective search on one ``(3, H, W)`` float RGB image in [0, 1] -> ``(K, 4)`` float32
+        xyxy in its pixels, best first, at most ``max_proposals``."""
+        pixels = image.detach().float().mul(255).round().clamp(0, 255).byte()
+        boxes = selective_search(pixels.permute(1, 2, 0).cpu().numpy(), self.search_mode)
+        return torch.from_numpy(boxes[: self.max_proposals or None]).to(image.device)
+
+    def clean_proposals(self, proposals: Tensor, size: Sequence[int], device) -> Tensor:
+        """``(K, 4)`` xyxy -> the first ``max_proposals``, clipped to ``size`` ``(h, w)``,
+        degenerate ones dropped, float32 on ``device``."""
+        boxes = proposals.to(device, torch.float32).reshape(-1, 4)[: self.max_proposals or None]
+        boxes = clip_boxes(boxes, (float(size[0]), float(size[1])))
+        return boxes[valid_boxes_mask(boxes, 1e-2)]
+
+    def loss(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict]) -> dict[str, Tensor]:
+        """Fine-tuning losses.
+
+        Args:
+            images: float RGB in [0, 1], a ``(N,3,H,W)`` tensor or a list of ``(3,H_i,W_i)``.
+            targets: per image ``boxes`` ``(M,4)`` xyxy in that image's pixels (degenerate ones
+                dropped), ``labels`` ``(M,)`` int64 in ``0..C-1``, ``proposals`` ``(K,4)`` xyxy.
+
+        Returns:
+            ``loss_rcnn_cls`` (cross-entropy) and ``loss_rcnn_box`` (smooth-L1 on the windows at
+            IoU >= ``box_iou_thresh``, for their class), both divided by the windows sampled.
+        """
+        if any("proposals" not in t for t in targets):
+            raise DataError(
+                "rcnn trains on precomputed proposals: set data.train.proposals.method to "
+                "selective_search or file"
+            )
+        batch, sizes, _ = self.preprocess(images)
+        device = batch.device
+        windows, index, best_iou, classes, matched = [], [], [], [], []
+        for i, (t, size) in enumerate(zip(targets, sizes, strict=True)):
+            gt = t["boxes"].to(device, torch.float32).reshape(-1, 4)
+            keep = valid_boxes_mask(gt)
+            gt, lab = gt[keep], t["labels"].to(device).reshape(-1)[keep]
+            cand = torch.cat([self.clean_proposals(t["proposals"], size, device), gt])
+            if len(gt):
+                iou, match = box_iou(gt, cand).max(0)
+                label, target = lab[match], gt[match]
+            else:
+                iou, label, target = cand.new_zeros(len(cand)), lab.new_zeros(len(cand)), cand
+            windows.append(cand)
+            index.append(torch.full((len(cand),), i, dtype=torch.int64, device=device))
+            best_iou.append(iou)
+            classes.append(torch.where(iou >= self.fg_iou_thresh, label, self.num_classes))
+            matched.append(target)
+        iou, cls = torch.cat(best_iou), torch.cat(classes)
+        pos, neg = self.sampler((cls < self.num_classes).to(torch.int8))
+        idx = torch.cat([pos, neg])
+        boxes = torch.cat(windows)[idx]
+        pool5, fc7 = self.embed(self.warp(batch, torch.cat(index)[idx], boxes))
+        cls, num = cls[idx], max(idx.numel(), 1)
+        cls_loss = F.cross_entropy(self.cls_score(fc7).float(), cls, reduction="sum") / num
+        reg = torch.nonzero(iou[idx] >= self.box_iou_thresh).squeeze(1)
+        deltas = self.bbox_pred(pool5).float().view(-1, self.num_classes, 4)[reg, cls[reg]]
+        target = self.box_coder.encode(boxes[reg], torch.cat(matched)[idx][reg])
+        if self.beta > 0:
+            box = F.smooth_l1_loss(deltas, target, beta=self.beta, reduction="sum")
+        else:
+            box = F.l1_loss(deltas, target, reduction="sum")
+        return {"loss_rcnn_cls": cls_loss, "loss_rcnn_box": box / num}
+
+    @torch.no_grad()
+    def score(self, batch: Tensor, image: int, rois: Tensor) -> tuple[Tensor, Tensor]:
+        """``(K, 4)`` xyxy regions of the batch's ``image`` -> ``(K, C)`` scores (SVM margins when
+        :attr:`has_svms`, else softmax probabilities) and ``(K, C, 4)`` regressed xyxy boxes."""
+        index = torch.full((len(rois),), image, dtype=torch.int64, device=rois.device)
+        pool5, fc7 = self.region_features(batch, index, rois)
+        if self.has_svms:
+            scores = fc7.float() @ self.svm_weight.T + self.svm_bias
+        else:
+            scores = self.cls_score(fc7).float().softmax(-1)[:, : self.num_classes]
+        boxes = self.box_coder.decode(self.bbox_pred(pool5).float(), rois)
+        return scores, boxes.view(-1, self.num_classes, 4)
+
+    @torch.no_grad()
+    def predict(
+        self, images: Sequence[Tensor] | Tensor, proposals: Sequence[Tensor] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Detect objects.
+
+        Args:
+            images: as in :meth:`loss`.
+            proposals: per image ``(K_i, 4)`` xyxy in its pixels, best first; None: selective
+                search on each image (:meth:`propose`).
+
+        Returns:
+            Per image ``boxes`` ``(D,4)`` float32 xyxy in that image's pixels, ``scores``
+            ``(D,)`` (SVM margins once the SVMs are set, else softmax probabilities) and
+            ``labels`` ``(D,)`` int64 in ``0..C-1``, sorted by score after per-class NMS.
+        """
+        images = list(images)
+        if proposals is None:
+            proposals = [self.propose(img) for img in images]
+        batch, sizes, _ = self.preprocess(images)
+        thresh = self.svm_score_thresh if self.has_svms else self.score_thresh
+        results = []
+        for i, (props, size) in enumerate(zip(proposals, sizes, strict=True)):
+            rois = self.clean_proposals(props, size, batch.device)
+            scores, boxes = self.score(batch, i, rois)
+            boxes = clip_boxes(boxes, (float(size[0]), float(size[1])))
+            wh = boxes[..., 2:] - boxes[..., :2]
+            k, c = ((scores > thresh) & (wh > 1e-2).all(-1)).nonzero(as_tuple=True)
+            b, s = boxes[k, c], scores[k, c]
+            keep = batched_nms(b, s, c, self.nms_thresh)[: self.max_detections]
+            results.append({"boxes": b[keep], "scores": s[keep], "labels": c[keep]})
+        return results
+
+
+def build_rcnn(cfg: ModelConfig) -> RCNN:
+    """Turn a model config into an :class:`RCNN` (``model.rcnn``; post-processing, box coder
+    weights and smooth-L1 beta from ``model.roi_head``; ``model.selective_search`` for images
+    ``predict`` gets without proposals)."""
+    r, rh = cfg.rcnn, cfg.roi_head
+    if cfg.fpn.enabled:
+        raise ConfigError("rcnn runs its CNN on warped regions: set model.fpn.enabled false")
+    if r.fg_per_batch < 0 or r.bg_per_batch < 0 or r.fg_per_batch + r.bg_per_batch == 0:
+        raise ConfigError("model.rcnn.fg_per_batch + bg_per_batch must be positive")
+    backbone = build_backbone(cfg.backbone)
+    total = r.fg_per_batch + r.bg_per_batch
+    return RCNN(
+        backbone,
+        cfg.num_classes,
+        warp_size=r.warp_size,
+        context_pad=r.context_pad,
+        pool_size=r.pool_size,
+        fc_dim=r.fc_dim,
+        dropout=r.dropout,
+        sampler=BalancedSampler(total, r.fg_per_batch / total),
+        fg_iou_thresh=r.fg_iou_thresh,
+        box_iou_thresh=r.box_iou_thresh,
+        box_coder=BoxCoder(rh.box_coder_weights),
+        smooth_l1_beta=rh.smooth_l1_beta,
+        score_thresh=rh.score_thresh,
+        svm_score_thresh=r.svm.score_thresh,
+        nms_thresh=rh.nms_thresh,
+        max_detections=rh.max_detections,
+        pixel_mean=cfg.pixel_mean,
+        pixel_std=cfg.pixel_std,
+        search_mode=cfg.selective_search.mode,
+        max_proposals=cfg.selective_search.max_proposals,
+        chunk_size=max(r.chunk_size, 1),
+    )

@@ -1,0 +1,224 @@
+"""The Region Proposal Network (Ren et al., 2015): objectness and box deltas for every anchor.
+
+:class:`RPNHead` is the paper's 3x3 conv + ReLU with sibling 1x1 convs (A objectness logits and
+4A deltas per position, shared across levels). :class:`RegionProposalNetwork` owns the anchors,
+the training targets and losses, and turns the outputs into proposals: top-N by objectness per
+image and level before NMS, clipped to the image, small boxes removed, NMS, top-N after NMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_iou
+
+from visionkit.models.anchors import AnchorGenerator
+from visionkit.models.matching import BACKGROUND, FOREGROUND, IGNORE, BalancedSampler, Matcher
+from visionkit.structures.box_coder import BoxCoder
+
+
+class RPNHead(nn.Module):
+    """3x3 conv + ReLU, then 1x1 convs to ``A`` logits and ``4A`` deltas per position.
+
+    Args:
+        in_channels: channels of the feature level(s). conv_channels: the 3x3 conv's width.
+        num_anchors: A, anchors per position (the same on every level).
+    """
+
+    def __init__(self, in_channels: int, conv_channels: int, num_anchors: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
+        self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
+        self.deltas = nn.Conv2d(conv_channels, 4 * num_anchors, 1)
+        for layer in (self.conv, self.objectness, self.deltas):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, features: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Per level ``(N, C, H, W)`` -> logits ``(N, A, H, W)`` and deltas ``(N, 4A, H, W)``."""
+        logits, deltas = [], []
+        for f in features:
+            t = F.relu(self.conv(f))
+            logits.append(self.objectness(t))
+            deltas.append(self.deltas(t))
+        return logits, deltas
+
+
+def _flatten(logits: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
+    """``(N, A, H, W)``, ``(N, 4A, H, W)`` -> ``(N, H*W*A)``, ``(N, H*W*A, 4)`` (anchor order)."""
+    n, a, h, w = logits.shape
+    flat_deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
+    return logits.permute(0, 2, 3, 1).reshape(n, -1), flat_deltas
+
+
+def clip_to_sizes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip ``(N, K, 4)`` xyxy boxes to per-image ``(N, 2)`` sizes ``(h, w)``."""
+    limit = image_sizes[:, [1, 0, 1, 0]].to(boxes.dtype)[:, None, :]
+    return torch.minimum(boxes.clamp(min=0), limit)
+
+
+class RegionProposalNetwork(nn.Module):
+    """Anchors, targets, losses and proposals around an :class:`RPNHead`.
+
+    Args:
+        head: the conv head. anchor_generator: anchors of every level.
+        matcher: labels anchors (paper: >= 0.7 or best for a box -> 1, < 0.3 -> 0, else -1).
+        sampler: anchors per image for the loss (paper: 256 at up to 1:1).
+        box_coder: deltas of anchors (weights 1, 1, 1, 1).
+        pre_nms_top_n, post_nms_top_n: ``(train, test)`` pairs; pre: per image and level.
+        nms_thresh: IoU of proposal NMS (0.7). min_size: px; smaller proposals are removed.
+        ignore_cross_boundary: training labels anchors crossing the image border -1.
+        smooth_l1_beta: the box loss's beta (0 = L1). box_loss_weight: lambda.
+    """
+
+    def __init__(
+        self,
+        head: RPNHead,
+        anchor_generator: AnchorGenerator,
+        matcher: Matcher,
+        sampler: BalancedSampler,
+        box_coder: BoxCoder,
+        pre_nms_top_n: tuple[int, int] = (12000, 6000),
+        post_nms_top_n: tuple[int, int] = (2000, 300),
+        nms_thresh: float = 0.7,
+        min_size: float = 0.0,
+        ignore_cross_boundary: bool = True,
+        smooth_l1_beta: float = 1 / 9,
+        box_loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.head, self.anchor_generator = head, anchor_generator
+        self.matcher, self.sampler, self.box_coder = matcher, sampler, box_coder
+        self.pre_nms_top_n, self.post_nms_top_n = pre_nms_top_n, post_nms_top_n
+        self.nms_thresh, self.min_size = nms_thresh, min_size
+        self.ignore_cross_boundary = ignore_cross_boundary
+        self.beta, self.box_loss_weight = smooth_l1_beta, box_loss_weight
+
+    def forward(
+        self,
+        features: Sequence[Tensor],
+        image_sizes: Tensor,
+        gt_boxes: Sequence[Tensor] | None = None,
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """Proposals, and the losses when ``gt_boxes`` are given (training).
+
+        Args:
+            features: per level ``(N, C, H_l, W_l)``.
+            image_sizes: ``(N, 2)`` float ``(h, w)`` of each image inside the (padded) batch.
+            gt_boxes: per image ``(M_i, 4)`` float xyxy in input pixels, or None at test time.
+
+        Returns:
+            Per image ``(K_i, 4)`` float xyxy proposals in input pixels (detached), sorted by
+            objectness; and ``{loss_rpn_cls, loss_rpn_box}`` (empty without ``gt_boxes``).
+        """
+        logits, deltas = self.head(features)
+        anchors = self.anchor_generator(features)
+        flat = [_flatten(lg, d) for lg, d in zip(logits, deltas, strict=True)]
+        train = gt_boxes is not None
+        detached = [(lg.detach(), d.detach()) for lg, d in flat]
+        proposals = self.propose(*zip(*detached, strict=True), anchors, image_sizes, train)
+        if not train:
+            return proposals, {}
+        obj = torch.cat([f[0] for f in flat], 1)
+        dts = torch.cat([f[1] for f in flat], 1)
+        return proposals, self.losses(obj, dts, torch.cat(anchors), image_sizes, gt_boxes)
+
+    @torch.no_grad()
+    def propose(
+        self,
+        logits: Sequence[Tensor],
+        deltas: Sequence[Tensor],
+        anchors: Sequence[Tensor],
+        image_sizes: Tensor,
+        train: bool,
+    ) -> list[Tensor]:
+        """Per level ``(N, L_l)`` logits, ``(N, L_l, 4)`` deltas, ``(L_l, 4)`` anchors -> per image
+        ``(K_i, 4)`` proposals (see :meth:`forward`)."""
+        pre_n, post_n = self.pre_nms_top_n[not train], self.post_nms_top_n[not train]
+        n = image_sizes.shape[0]
+        all_boxes, all_scores, all_levels = [], [], []
+        for level, (lg, dt, anc) in enumerate(zip(logits, deltas, anchors, strict=True)):
+            k = min(pre_n, lg.shape[1])
+            scores, idx = lg.float().topk(k, dim=1)
+            sel = dt.float().gather(1, idx[..., None].expand(-1, -1, 4))
+            boxes = self.box_coder.decode(sel.reshape(-1, 4), anc[idx.reshape(-1)])
+            all_boxes.append(boxes.view(n, k, 4))
+            all_scores.append(scores)
+            all_levels.append(torch.full((k,), level, device=lg.device))
+        boxes = clip_to_sizes(torch.cat(all_boxes, 1), image_sizes)
+        scores, levels = torch.cat(all_scores, 1), torch.cat(all_levels)
+        wh = boxes[..., 2:] - boxes[..., :2]
+        keep_mask = (wh > self.min_size).all(-1)
+        proposals = []
+        for i in range(n):
+            keep = keep_mask[i].nonzero().squeeze(1)
+            b, s, lv = boxes[i, keep], scores[i, keep], levels[keep]
+            keep = batched_nms(b, s, lv, self.nms_thresh)[:post_n]
+            proposals.append(b[keep])
+        return proposals
+
+    def label_anchors(
+        self, anchors: Tensor, image_sizes: Tensor, gt_boxes: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Sampled training labels.
+
+        Args:
+            anchors: ``(L, 4)`` xyxy anchors of all levels. image_sizes: ``(N, 2)`` ``(h, w)``.
+            gt_boxes: per image ``(M_i, 4)`` xyxy in input pixels.
+
+        Returns:
+            ``labels`` ``(N, L)`` int64: 1 sampled positive, 0 sampled negative, -1 not sampled
+            (ignored, cross-boundary or left out by the sampler); ``matched`` ``(N, L, 4)`` the
+            ground-truth box of each anchor (meaningful where labels == 1).
+        """
+        labels = torch.full(
+            (len(gt_boxes), anchors.shape[0]), IGNORE, dtype=torch.int64, device=anchors.device
+        )
+        matched = torch.zeros(len(gt_boxes), *anchors.shape, device=anchors.device)
+        h, w = image_sizes[:, :1], image_sizes[:, 1:]
+        outside = (anchors[:, :2] < 0).any(1) | (anchors[:, 2] > w) | (anchors[:, 3] > h)  # (N, L)
+        for i, gt in enumerate(gt_boxes):
+            iou = box_iou(gt, anchors)
+            if self.ignore_cross_boundary:
+                iou[:, outside[i]] = -1.0  # never the best anchor of a box
+            matches, match_labels = self.matcher(iou)
+            if self.ignore_cross_boundary:
+                match_labels[outside[i]] = IGNORE
+            pos, neg = self.sampler(match_labels)
+            labels[i, pos], labels[i, neg] = FOREGROUND, BACKGROUND
+            if gt.numel():
+                matched[i] = gt[matches]
+        return labels, matched
+
+    def losses(
+        self,
+        logits: Tensor,
+        deltas: Tensor,
+        anchors: Tensor,
+        image_sizes: Tensor,
+        gt_boxes: Sequence[Tensor],
+    ) -> dict[str, Tensor]:
+        """Binary cross-entropy on the sampled anchors and smooth-L1 on the positive ones, both
+        divided by the number of sampled anchors in the batch (as torchvision; the paper's
+        ``lambda / N_reg`` normalization is about the same with lambda = 10).
+
+        Args:
+            logits: ``(N, L)``, deltas: ``(N, L, 4)``, anchors: ``(L, 4)``, all levels.
+        """
+        labels, matched = self.label_anchors(anchors, image_sizes, gt_boxes)
+        sampled = labels >= 0
+        pos = labels == FOREGROUND
+        num = sampled.sum().clamp(min=1)
+        cls = F.binary_cross_entropy_with_logits(
+            logits[sampled].float(), labels[sampled].float(), reduction="sum"
+        )
+        target = self.box_coder.encode(anchors.expand_as(matched)[pos], matched[pos])
+        pred = deltas[pos].float()
+        if self.beta > 0:
+            box = F.smooth_l1_loss(pred, target, beta=self.beta, reduction="sum")
+        else:
+            box = F.l1_loss(pred, target, reduction="sum")
+        return {"loss_rpn_cls": cls / num, "loss_rpn_box": self.box_loss_weight * box / num}

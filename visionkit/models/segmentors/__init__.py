@@ -1,0 +1,1 @@
+"""Semantic segmentation models, one file per architecture with its ``build_*`` function."""

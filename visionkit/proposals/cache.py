@@ -1,0 +1,141 @@
+"""Precomputed proposals per dataset: computed once with selective search and cached, or a user's file.
+
+File format (both the cache and a user's file): a mapping ``image_id -> (N, 4)`` xyxy boxes in
+the image's original pixels (0-based, exclusive right/bottom edges; best ranked first), either
+
+- ``.npz``: one array per image, named by the image id as a decimal string (``np.savez(path,
+  **{"12": boxes})``), or
+- ``.pt`` / ``.pth``: a ``dict`` of ``int`` (or decimal ``str``) ids to tensors, arrays or lists
+  (``torch.save``; loaded with ``weights_only=True``).
+
+Image ids are the dataset's own (COCO: the JSON's ``id``; VOC: the position in the split lists,
+from 1). The selective-search cache is ``<cache_dir>/ss-<mode>-<key>.npz``, the key hashing the
+image ids and paths, so a changed dataset gets a new file; it is written to a temporary file and
+renamed into place, so an interrupted run never leaves half a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from visionkit.config.schema import ProposalConfig
+from visionkit.data.coco import read_image
+from visionkit.data.shapes import default_root
+from visionkit.errors import DataError
+from visionkit.proposals.selective_search import selective_search
+
+CACHE_VERSION = "ss-v1"
+
+
+def _as_boxes(path: Path, key: object, value: object) -> tuple[int, np.ndarray]:
+    try:
+        image_id = int(key)
+        boxes = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"proposals file {path}: entry {key!r} is not an image id with an (N, 4) box array"
+        ) from None
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
+        raise DataError(
+            f"proposals file {path}: image {key!r} holds {boxes.shape} values, not finite (N, 4) "
+            "xyxy boxes"
+        )
+    return image_id, boxes
+
+
+def load_proposals(path: str | Path) -> dict[int, np.ndarray]:
+    """Read a proposals file (format above) -> ``{image_id: (N, 4) float32 xyxy}``; a missing,
+    unreadable or malformed file is a one-line :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"proposals file not found: {path}")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                raw: Mapping = {k: data[k] for k in data.files}
+        elif path.suffix in (".pt", ".pth"):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise DataError(f"proposals file {path}: expected a .npz, .pt or .pth file")
+    except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"cannot read proposals file {path}: {type(e).__name__}") from None
+    if not isinstance(raw, Mapping):
+        raise DataError(f"proposals file {path}: holds a {type(raw).__name__}, not a dict")
+    return dict(_as_boxes(path, k, v) for k, v in raw.items())
+
+
+def save_proposals(path: str | Path, proposals: Mapping[int, np.ndarray]) -> None:
+    """Write ``{image_id: (N, 4) xyxy}`` as ``.npz`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{str(k): np.asarray(v, np.float32) for k, v in proposals.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_path(dataset, cfg: ProposalConfig) -> Path:
+    """Where the selective-search proposals of ``dataset`` (``ids``, ``image_path(i)``) live."""
+    key = hashlib.sha1(CACHE_VERSION.encode())
+    for i, image_id in enumerate(dataset.ids):
+        key.update(f"{image_id}:{Path(dataset.image_path(i)).resolve()}\n".encode())
+    root = Path(cfg.cache_dir) if cfg.cache_dir else default_root() / "proposals"
+    return root / f"ss-{cfg.mode}-{key.hexdigest()[:16]}.npz"
+
+
+def _search_file(args: tuple[str, str]) -> np.ndarray:
+    path, mode = args
+    return selective_search(read_image(Path(path)), mode)
+
+
+def compute_proposals(
+    dataset, mode: str = "fast", workers: int = 1, progress: bool = True
+) -> dict[int, np.ndarray]:
+    """Selective search on every image of ``dataset`` (read from ``image_path(i)``, original
+    pixels) -> ``{image_id: (N, 4) float32 xyxy}``; ``workers`` processes."""
+    jobs = [(str(dataset.image_path(i)), mode) for i in range(len(dataset))]
+    bar = {"total": len(jobs), "desc": f"selective search ({mode})", "disable": not progress}
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            boxes = list(tqdm(pool.map(_search_file, jobs, chunksize=4), **bar))
+    else:
+        boxes = [_search_file(job) for job in tqdm(jobs, **bar)]
+    return dict(zip(dataset.ids, boxes, strict=True))
+
+
+def dataset_proposals(dataset, cfg: ProposalConfig, progress: bool = True) -> dict[int, np.ndarray]:
+    """The proposals of every image of ``dataset`` as ``cfg`` says: ``file`` loads a user's file
+    (it must cover every image), ``selective_search`` loads the cache or computes and writes it."""
+    if cfg.method == "file":
+        if not cfg.file:
+            raise DataError("data.*.proposals.method 'file' needs data.*.proposals.file")
+        proposals = load_proposals(cfg.file)
+        missing = [i for i in dataset.ids if i not in proposals]
+        if missing:
+            raise DataError(
+                f"proposals file {cfg.file} has no entry for {len(missing)} of the dataset's "
+                f"{len(dataset.ids)} images (first: image id {missing[0]})"
+            )
+        return proposals
+    path = cache_path(dataset, cfg)
+    if path.is_file():
+        return load_proposals(path)
+    proposals = compute_proposals(dataset, cfg.mode, cfg.workers, progress)
+    save_proposals(path, proposals)
+    return proposals

@@ -238,3 +238,19 @@ def test_collate_keeps_sizes_and_box_counts():
     images, targets = collate_fn(batch)
     assert [i.shape for i in images] == [(3, 10, 20), (3, 30, 5)]
     assert [len(t["boxes"]) for t in targets] == [2, 0]
+
+
+def test_seeded_augmentation_is_reproducible_in_the_main_process_and_in_workers(tmp_path):
+    from visionkit.config import DatasetConfig
+    from visionkit.data import build_dataloader, build_dataset
+
+    cfg = DatasetConfig(type="shapes", root=str(tmp_path), num_images=6, image_size=64)
+
+    def first_batch(seed: int, workers: int) -> torch.Tensor:
+        ds = build_dataset(cfg, AugmentConfig(), (48, 48), train=True)
+        images, _ = next(iter(build_dataloader(ds, 6, workers, shuffle=False, seed=seed)))
+        return torch.stack(images)
+
+    assert torch.equal(first_batch(3, 0), first_batch(3, 0))
+    assert not torch.equal(first_batch(3, 0), first_batch(4, 0))
+    assert torch.equal(first_batch(3, 2), first_batch(3, 2))

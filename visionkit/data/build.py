@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig
 from visionkit.data.coco import CocoDetection
@@ -80,7 +80,13 @@ def build_dataloader(
     drop_last: bool = False,
     seed: int = 0,
 ) -> DataLoader:
-    """A loader yielding ``(list[Tensor (3,H,W)], list[dict])`` batches."""
+    """A loader yielding ``(list[Tensor (3,H,W)], list[dict])`` batches.
+
+    The augmentation is seeded from ``seed``: in the main process when ``num_workers`` is 0, else
+    in each worker from the seed torch gives it (drawn from a generator seeded with ``seed``).
+    """
+    if num_workers == 0:
+        seed_transforms(dataset, seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -92,4 +98,17 @@ def build_dataloader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=_seed_worker,
     )
+
+
+def seed_transforms(dataset: Dataset, seed: int) -> None:
+    """Seed ``dataset.transforms`` when it is a seedable :class:`BoxTransform` pipeline."""
+    transforms = getattr(dataset, "transforms", None)
+    if hasattr(transforms, "set_seed"):
+        transforms.set_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = get_worker_info()
+    seed_transforms(info.dataset, info.seed % 2**32)

@@ -28,6 +28,7 @@ from xml.etree import ElementTree as ET
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from visionkit.structures.boxes import convert_boxes
 
@@ -204,7 +205,7 @@ def generate_shapes(folder: Path, split: str, seed: int, num_images: int, size: 
                 "ImageSets/Segmentation", "SegmentationClass"):  # fmt: skip
         (folder / sub).mkdir(parents=True, exist_ok=True)
     images, annotations, names = [], [], []
-    for i in range(num_images):
+    for i in tqdm(range(num_images), desc=f"generating shapes/{split}", leave=False):
         name = f"{split}_{i:06d}"
         img, label, objects = _render(rng, size)
         cv2.imwrite(str(folder / "JPEGImages" / f"{name}.jpg"), img[:, :, ::-1],

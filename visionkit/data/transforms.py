@@ -45,6 +45,11 @@ class BoxTransform:
         labels_out = np.asarray(out["labels"], np.int64).reshape(-1)
         return out["image"], boxes_out, labels_out, out.get("mask")
 
+    def set_seed(self, seed: int) -> None:
+        """Make the random augmentation reproducible (one seed per DataLoader worker)."""
+        if self.compose is not None:
+            self.compose.set_random_seed(seed)
+
 
 def build_transforms(
     aug: AugmentConfig, input_size: Sequence[int] | None, train: bool
@@ -53,7 +58,7 @@ def build_transforms(
 
     Training: random scaling by up to ``aug.scale`` and translation by up to ``aug.translate`` of
     the image size, a horizontal flip with probability ``aug.hflip``, exposure (brightness) and
-    saturation factors drawn from ``[1/x, x]``, then a resize to ``input_size`` ``(h, w)``
+    saturation factors drawn from ``[1/x, x]``, all after a resize to ``input_size`` ``(h, w)``
     (stretched, or letterboxed when ``aug.letterbox``). Boxes are clipped to the image and dropped
     when less than 30 % of them stays visible. ``aug.scale_range`` ``[lo, hi]`` replaces the
     ``1 +- aug.scale`` factors. With ``aug.crop_size`` (segmentation, torchvision's reference) the
@@ -67,6 +72,7 @@ def build_transforms(
     if len(aug.scale_range) not in (0, 2) or len(aug.crop_size) not in (0, 2):
         raise ConfigError("data.augment.scale_range and crop_size take two values (or none)")
     lo, hi = aug.scale_range or (1 - aug.scale, 1 + aug.scale)
+    resize = _resize_ops(aug, input_size)
     ops: list[A.BasicTransform] = []
     if aug.crop_size:
         ch, cw = int(aug.crop_size[0]), int(aug.crop_size[1])
@@ -76,11 +82,15 @@ def build_transforms(
                           fill_mask=IGNORE_INDEX),
             A.RandomCrop(ch, cw),
         ]  # fmt: skip
-    elif lo != 1 or hi != 1 or aug.translate > 0:
-        ops.append(A.Affine(
-            scale=(lo, hi), translate_percent=(-aug.translate, aug.translate),
-            border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX, p=1.0,
-        ))  # fmt: skip
+    else:
+        # Resizing first makes the same jitter cheaper (fewer pixels to warp and recolour).
+        ops += resize
+        resize = []
+        if lo != 1 or hi != 1 or aug.translate > 0:
+            ops.append(A.Affine(
+                scale=(lo, hi), translate_percent=(-aug.translate, aug.translate),
+                border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX, p=1.0,
+            ))  # fmt: skip
     if aug.hflip > 0:
         ops.append(A.HorizontalFlip(p=aug.hflip))
     if aug.exposure > 1 or aug.saturation > 1 or aug.hue > 0:
@@ -88,17 +98,22 @@ def build_transforms(
             brightness=(1 / aug.exposure, aug.exposure), contrast=(1.0, 1.0),
             saturation=(1 / aug.saturation, aug.saturation), hue=(-aug.hue, aug.hue), p=1.0,
         ))  # fmt: skip
-    if input_size:
-        h, w = int(input_size[0]), int(input_size[1])
-        if aug.letterbox:
-            ops += [
-                A.LongestMaxSize(max_size=max(h, w)),
-                A.PadIfNeeded(
-                    h, w, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX
-                ),
-            ]
-        else:
-            ops.append(A.Resize(h, w))
+    ops += resize
     bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.3,
                                clip=True, filter_invalid_bboxes=True)  # fmt: skip
     return BoxTransform(A.Compose(ops, bbox_params=bbox_params))
+
+
+def _resize_ops(aug: AugmentConfig, input_size: Sequence[int] | None) -> list[A.BasicTransform]:
+    """Stretch (or letterbox) to ``input_size`` ``(h, w)``; nothing when it is empty."""
+    if not input_size:
+        return []
+    h, w = int(input_size[0]), int(input_size[1])
+    if not aug.letterbox:
+        return [A.Resize(h, w)]
+    return [
+        A.LongestMaxSize(max_size=max(h, w)),
+        A.PadIfNeeded(
+            h, w, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX
+        ),
+    ]

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from visionkit.config.loader import config_to_dict, save_config
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
+from visionkit.data.build import seed_transforms
 from visionkit.engine.checkpoint import (
     load_checkpoint,
     load_model_weights,
@@ -155,6 +156,8 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         self.sampler.set_epoch(epoch)
+        if self.cfg.data.num_workers == 0:  # augmentation in this process: seeded per epoch
+            seed_transforms(self.train_loader.dataset, self.cfg.train.seed * 1000003 + epoch)
         sums: dict[str, float] = {}
         bar = tqdm(
             self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",

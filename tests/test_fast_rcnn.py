@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from detection_helpers import check_losses_and_gradients, targets_with_proposals
 
 from visionkit.config import ModelConfig, load_config
 from visionkit.engine.inference import evaluate
@@ -27,45 +28,28 @@ def tiny_cfg(name: str = "fast_rcnn") -> ModelConfig:
     return cfg
 
 
-def targets(*images):
-    """Per image ``(boxes, proposals)`` lists -> targets with labels ``i % 3``."""
-    return [
-        {
-            "boxes": torch.tensor(b, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.arange(len(b), dtype=torch.int64) % 3,
-            "proposals": torch.tensor(p, dtype=torch.float32).reshape(-1, 4),
-        }
-        for b, p in images
-    ]
-
-
-def check_losses_and_gradients(model, images, tgts):
-    losses = model.loss(images, tgts)
-    assert set(losses) == LOSS_KEYS
-    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    model.zero_grad()
-    sum(losses.values()).backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert any(g.abs().sum() > 0 for g in grads)
-    return losses
-
-
 @pytest.mark.parametrize("name", ["fast_rcnn", "sppnet"])
 def test_loss_keys_gradients_and_empty_images(name):
     assert name in MODELS
     torch.manual_seed(0)
     model = build_model(tiny_cfg(name))
     images = [torch.rand(3, 80, 120), torch.rand(3, 96, 96)]
-    tgts = targets(
+    tgts = targets_with_proposals(
         ([[10, 10, 60, 50], [70, 20, 110, 70]], [[12, 8, 58, 52], [0, 0, 120, 80], [60, 20, 100, 60]]),
         ([[5, 5, 90, 90]], [[0, 0, 40, 40], [4, 6, 88, 92]]),
     )  # fmt: skip
-    losses = check_losses_and_gradients(model, images, tgts)
+    losses = check_losses_and_gradients(model, images, tgts, LOSS_KEYS)
     assert losses["loss_roi_box"] > 0
     # no objects (and no proposals) in one image, none at all in the other
-    check_losses_and_gradients(model, images, targets(([[8, 8, 40, 48]], []), ([], [[1, 1, 9, 9]])))
-    losses = check_losses_and_gradients(model, images, targets(([], [[0, 0, 30, 30]]), ([], [])))
+    check_losses_and_gradients(
+        model,
+        images,
+        targets_with_proposals(([[8, 8, 40, 48]], []), ([], [[1, 1, 9, 9]])),
+        LOSS_KEYS,
+    )
+    losses = check_losses_and_gradients(
+        model, images, targets_with_proposals(([], [[0, 0, 30, 30]]), ([], [])), LOSS_KEYS
+    )
     assert losses["loss_roi_box"] == 0
 
 
@@ -125,7 +109,9 @@ def test_spp_only_fine_tuning_freezes_the_trunk():
     bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and not any(m.training for m in bns)
     images = [torch.rand(3, 64, 64)]
-    check_losses_and_gradients(model, images, targets(([[8, 8, 40, 48]], [[10, 6, 44, 50]])))
+    check_losses_and_gradients(
+        model, images, targets_with_proposals(([[8, 8, 40, 48]], [[10, 6, 44, 50]])), LOSS_KEYS
+    )
     assert all(p.grad is None for p in model.backbone.parameters())
     assert all(p.grad is not None for p in model.roi_heads.parameters())
 
@@ -154,7 +140,9 @@ def test_shapes_configs_build_and_train_one_step(config):
     model = build_model(cfg.model)
     boxes = [[20, 30, 60, 80], [100, 100, 230, 200]]
     props = [[18, 28, 62, 84], [0, 0, 256, 256], [90, 110, 220, 190]]
-    check_losses_and_gradients(model, [torch.rand(3, 256, 256)] * 2, targets((boxes, props)) * 2)
+    check_losses_and_gradients(
+        model, [torch.rand(3, 256, 256)] * 2, targets_with_proposals((boxes, props)) * 2, LOSS_KEYS
+    )
 
 
 def test_voc_configs_load():
@@ -180,6 +168,6 @@ def test_evaluation_passes_target_proposals():
         return [{} for _ in images]
 
     model.predict = fake_predict
-    tgts = targets(([[1, 1, 9, 9]], [[0, 0, 8, 8]]))
+    tgts = targets_with_proposals(([[1, 1, 9, 9]], [[0, 0, 8, 8]]))
     evaluate(model, [([torch.rand(3, 16, 16)], tgts)], Recorder(), torch.device("cpu"), False)
     assert seen["proposals"][0].tolist() == [[0.0, 0.0, 8.0, 8.0]]

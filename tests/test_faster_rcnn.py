@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from detection_helpers import check_losses_and_gradients
 
 from visionkit.config import ModelConfig, load_config
 from visionkit.errors import ConfigError
@@ -37,27 +38,17 @@ def targets(*boxes_per_image):
     ]
 
 
-def check_losses_and_gradients(model, images, tgts):
-    losses = model.loss(images, tgts)
-    assert set(losses) == LOSS_KEYS
-    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    model.zero_grad()
-    sum(losses.values()).backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert any(g.abs().sum() > 0 for g in grads)
-    return losses
-
-
 def test_registered_and_loss_keys_finite_gradients():
     assert "faster_rcnn" in MODELS
     torch.manual_seed(0)
     model = build_model(tiny_cfg())
     images = [torch.rand(3, 80, 120), torch.rand(3, 96, 96)]
     tgts = targets([[10.0, 10.0, 60.0, 50.0], [70.0, 20.0, 110.0, 70.0]], [[5.0, 5.0, 90.0, 90.0]])
-    losses = check_losses_and_gradients(model, images, tgts)
+    losses = check_losses_and_gradients(model, images, tgts, LOSS_KEYS)
     assert losses["loss_roi_box"] > 0 and losses["loss_rpn_box"] > 0
-    check_losses_and_gradients(model, torch.rand(2, 3, 64, 64), targets([[1, 2, 30, 40]], []))
+    check_losses_and_gradients(
+        model, torch.rand(2, 3, 64, 64), targets([[1, 2, 30, 40]], []), LOSS_KEYS
+    )
 
 
 def test_predict_contract_and_original_pixels():
@@ -95,9 +86,9 @@ def test_no_objects_and_objects_smaller_than_any_anchor_train():
     # image 0: no objects; image 1: a 3 x 2 px object (anchors are >= 16 px) and a degenerate
     # zero-width box, which is dropped
     tgts = targets([], [[30.0, 30.0, 33.0, 32.0], [5.0, 5.0, 5.0, 20.0]])
-    losses = check_losses_and_gradients(model, images, tgts)
+    losses = check_losses_and_gradients(model, images, tgts, LOSS_KEYS)
     assert losses["loss_rpn_box"] > 0  # the tiny object still gets its best anchor
-    losses = check_losses_and_gradients(model, images, targets([], []))
+    losses = check_losses_and_gradients(model, images, targets([], []), LOSS_KEYS)
     assert losses["loss_rpn_box"] == 0 and losses["loss_roi_box"] == 0
 
 
@@ -107,7 +98,7 @@ def test_pooler_choices_train(pooler):
     cfg.roi_head.pooler = pooler
     cfg.roi_head.spp_levels = [1, 2, 4]
     model = build_model(cfg)
-    check_losses_and_gradients(model, [torch.rand(3, 64, 64)], targets([[8, 8, 40, 48]]))
+    check_losses_and_gradients(model, [torch.rand(3, 64, 64)], targets([[8, 8, 40, 48]]), LOSS_KEYS)
 
 
 def test_res5_box_head_moves_the_stage_out_of_the_backbone():
@@ -118,7 +109,7 @@ def test_res5_box_head_moves_the_stage_out_of_the_backbone():
     cfg.resize.mode, cfg.input_size = "fixed", [64, 64]
     model = build_model(cfg)
     assert "res5" not in model.backbone.stages and model.roi_heads.box_head.out_dim == 512
-    check_losses_and_gradients(model, [torch.rand(3, 50, 70)], targets([[8, 8, 40, 48]]))
+    check_losses_and_gradients(model, [torch.rand(3, 50, 70)], targets([[8, 8, 40, 48]]), LOSS_KEYS)
     model.eval()
     (out,) = model.predict([torch.rand(3, 50, 70)])
     assert (out["boxes"][:, 2] <= 70).all() and (out["boxes"][:, 3] <= 50).all()
@@ -153,7 +144,9 @@ def test_fpn_faster_rcnn_trains_and_predicts():
     model = build_model(cfg)
     assert model.neck.strides == [2, 4, 8, 16] and model.roi_heads.pooler.strides == [2, 4, 8]
     images = [torch.rand(3, 64, 80), torch.rand(3, 64, 64)]
-    check_losses_and_gradients(model, images, targets([[4, 4, 12, 12], [10, 10, 60, 50]], []))
+    check_losses_and_gradients(
+        model, images, targets([[4, 4, 12, 12], [10, 10, 60, 50]], []), LOSS_KEYS
+    )
     assert all(p.grad is not None for p in model.neck.parameters())
     (out, _) = model.eval().predict(images)
     assert (out["boxes"][:, 2] <= 80).all() and (out["boxes"][:, 3] <= 64).all()
@@ -163,7 +156,10 @@ def test_shapes_config_builds_and_trains_one_step():
     cfg = load_config(ROOT / "configs" / "faster_rcnn_shapes.yaml")
     model = build_model(cfg.model)
     check_losses_and_gradients(
-        model, [torch.rand(3, 256, 256)], targets([[20, 30, 60, 80], [100, 100, 230, 200]])
+        model,
+        [torch.rand(3, 256, 256)],
+        targets([[20, 30, 60, 80], [100, 100, 230, 200]]),
+        LOSS_KEYS,
     )
     vgg = load_config(ROOT / "configs" / "faster_rcnn_vgg16_voc.yaml").model
     assert vgg.backbone.name == "vgg16" and vgg.resize.min_size == 600
@@ -181,7 +177,7 @@ def test_images_without_proposals():
     model.rpn.forward = no_proposals
     images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
     # training still has the ground-truth boxes as RoIs; the empty image has none at all
-    check_losses_and_gradients(model, images, targets([[8, 8, 40, 48]], []))
+    check_losses_and_gradients(model, images, targets([[8, 8, 40, 48]], []), LOSS_KEYS)
     outs = model.eval().predict(images)
     assert [len(o["boxes"]) for o in outs] == [0, 0]
     assert outs[0]["boxes"].shape == (0, 4)

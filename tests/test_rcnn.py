@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from detection_helpers import targets_with_proposals
 from test_tools_e2e import run_tool
 
 from visionkit.config import ModelConfig, load_config
@@ -30,18 +31,6 @@ def tiny_cfg() -> ModelConfig:
     cfg.roi_head.score_thresh = 0.0
     cfg.selective_search.mode = "single"
     return cfg
-
-
-def targets(*images):
-    """Per image ``(boxes, proposals)`` lists -> targets with labels ``i % 3``."""
-    return [
-        {
-            "boxes": torch.tensor(b, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.arange(len(b), dtype=torch.int64) % 3,
-            "proposals": torch.tensor(p, dtype=torch.float32).reshape(-1, 4),
-        }
-        for b, p in images
-    ]
 
 
 def check_losses_and_gradients(model, images, tgts):
@@ -76,7 +65,7 @@ def test_loss_keys_gradients_sampling_and_empty_images():
     torch.manual_seed(0)
     model = build_model(tiny_cfg())
     images = [torch.rand(3, 80, 120), torch.rand(3, 96, 96)]
-    tgts = targets(
+    tgts = targets_with_proposals(
         ([[10, 10, 60, 50], [70, 20, 110, 70]], [[12, 8, 58, 52], [0, 0, 120, 80], [60, 20, 100, 60]]),
         ([[5, 5, 90, 90]], [[0, 0, 40, 40], [4, 6, 88, 92]] + [[i, i, i + 20, i + 20] for i in range(60)]),
     )  # fmt: skip
@@ -88,10 +77,16 @@ def test_loss_keys_gradients_sampling_and_empty_images():
     assert losses["loss_rcnn_box"] > 0 and any(g.abs().sum() > 0 for g in grads)
     assert model.backbone.stages["c1"][0].weight.grad.abs().sum() > 0  # the CNN is fine-tuned
     # no objects in one image; none anywhere; nothing at all
-    check_losses_and_gradients(model, images, targets(([[8, 8, 40, 48]], []), ([], [[1, 1, 9, 9]])))
-    losses, _ = check_losses_and_gradients(model, images, targets(([], [[0, 0, 30, 30]]), ([], [])))
+    check_losses_and_gradients(
+        model, images, targets_with_proposals(([[8, 8, 40, 48]], []), ([], [[1, 1, 9, 9]]))
+    )
+    losses, _ = check_losses_and_gradients(
+        model, images, targets_with_proposals(([], [[0, 0, 30, 30]]), ([], []))
+    )
     assert losses["loss_rcnn_box"] == 0 and losses["loss_rcnn_cls"] > 0
-    losses, _ = check_losses_and_gradients(model, images, targets(([], []), ([], [])))
+    losses, _ = check_losses_and_gradients(
+        model, images, targets_with_proposals(([], []), ([], []))
+    )
     assert float(sum(losses.values()).detach()) == 0
     with pytest.raises(DataError, match="data.train.proposals.method"):
         model.loss(images[:1], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}])
@@ -136,8 +131,8 @@ class TinySet:
         self.ids = [1, 2]
         self.proposals = {1: torch.zeros(2, 4).numpy(), 2: torch.zeros(1, 4).numpy()}
         self.samples = [
-            (torch.rand(3, 48, 64), targets(([[4, 4, 30, 30], [30, 10, 60, 40]], [[5, 5, 30, 28], [40, 30, 60, 46], [0, 0, 64, 48]]))[0]),
-            (torch.rand(3, 40, 40), targets(([], [[2, 2, 20, 20]]))[0]),
+            (torch.rand(3, 48, 64), targets_with_proposals(([[4, 4, 30, 30], [30, 10, 60, 40]], [[5, 5, 30, 28], [40, 30, 60, 46], [0, 0, 64, 48]]))[0]),
+            (torch.rand(3, 40, 40), targets_with_proposals(([], [[2, 2, 20, 20]]))[0]),
         ]  # fmt: skip
         self.root = root
 
@@ -224,7 +219,9 @@ def test_configs_load_and_build():
     model = build_model(cfg.model)
     boxes = [[20, 30, 60, 80], [100, 100, 230, 200]]
     props = [[18, 28, 62, 84], [0, 0, 256, 256], [90, 110, 220, 190]]
-    check_losses_and_gradients(model, [torch.rand(3, 256, 256)] * 2, targets((boxes, props)) * 2)
+    check_losses_and_gradients(
+        model, [torch.rand(3, 256, 256)] * 2, targets_with_proposals((boxes, props)) * 2
+    )
 
 
 @pytest.mark.slow

@@ -23,7 +23,11 @@ from visionkit.config.schema import ModelConfig
 from visionkit.errors import ConfigError, DataError
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
-from visionkit.models.detectors.faster_rcnn import build_preprocessor, build_roi_heads
+from visionkit.models.detectors.faster_rcnn import (
+    build_preprocessor,
+    build_roi_heads,
+    scale_targets,
+)
 from visionkit.models.heads.roi_heads import RoIHeads
 from visionkit.models.preprocess import FixedSizePreprocessor
 from visionkit.models.preprocess_keep_ratio import ShorterSidePreprocessor
@@ -97,13 +101,11 @@ class FastRCNN(nn.Module):
                 "to selective_search or file"
             )
         features, scales, image_sizes = self._features(images)
-        gt_boxes, gt_labels, proposals = [], [], []
-        for t, scale, size in zip(targets, scales, image_sizes, strict=True):
-            boxes = t["boxes"].to(scale.device, torch.float32).reshape(-1, 4) * scale
-            keep = valid_boxes_mask(boxes)
-            gt_boxes.append(boxes[keep])
-            gt_labels.append(t["labels"].to(scale.device).reshape(-1)[keep])
-            proposals.append(self._to_input(t["proposals"], scale, size))
+        gt_boxes, gt_labels = scale_targets(targets, scales)
+        proposals = [
+            self._to_input(t["proposals"], scale, size)
+            for t, scale, size in zip(targets, scales, image_sizes, strict=True)
+        ]
         return self.roi_heads.loss([features], proposals, gt_boxes, gt_labels)
 
     @torch.no_grad()

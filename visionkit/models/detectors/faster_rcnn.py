@@ -85,13 +85,7 @@ class FasterRCNN(nn.Module):
             ``loss_rpn_cls``, ``loss_rpn_box``, ``loss_roi_cls``, ``loss_roi_box`` (scalars).
         """
         features, _, scales, image_sizes = self._features(images)
-        device = scales.device
-        gt_boxes, gt_labels = [], []
-        for t, scale in zip(targets, scales, strict=True):
-            boxes = t["boxes"].to(device, torch.float32).reshape(-1, 4) * scale
-            keep = valid_boxes_mask(boxes)
-            gt_boxes.append(boxes[keep])
-            gt_labels.append(t["labels"].to(device).reshape(-1)[keep])
+        gt_boxes, gt_labels = scale_targets(targets, scales)
         proposals, losses = self.rpn(features, image_sizes, gt_boxes)
         roi_features = features[: self.roi_levels]
         return losses | self.roi_heads.loss(roi_features, proposals, gt_boxes, gt_labels)
@@ -110,6 +104,18 @@ class FasterRCNN(nn.Module):
         for r, scale, size in zip(results, scales, sizes, strict=True):
             r["boxes"] = clip_boxes(r["boxes"] / scale, (float(size[0]), float(size[1])))
         return results
+
+
+def scale_targets(targets: Sequence[dict], scales: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Ground truth in input pixels: per image ``(M_i, 4)`` xyxy boxes times its ``(4,)`` row of
+    ``scales`` (original -> input pixels) and ``(M_i,)`` labels; degenerate boxes dropped."""
+    gt_boxes, gt_labels = [], []
+    for t, scale in zip(targets, scales, strict=True):
+        boxes = t["boxes"].to(scale.device, torch.float32).reshape(-1, 4) * scale
+        keep = valid_boxes_mask(boxes)
+        gt_boxes.append(boxes[keep])
+        gt_labels.append(t["labels"].to(scale.device).reshape(-1)[keep])
+    return gt_boxes, gt_labels
 
 
 def _box_head(cfg: ModelConfig, backbone: Backbone, pooler: RoIPooler, channels: int) -> nn.Module:

@@ -44,6 +44,18 @@ class Backbone(nn.Module):
             )
         self.out_features = sorted(out, key=names.index)
 
+    def drop_unused_stages(self) -> dict[str, nn.Module]:
+        """Remove the stages after the deepest returned level (``forward`` never runs them) and
+        return them by name, in order; a model that reuses one (a C4 ``res5`` box head) takes it
+        from the result. Their parameters then leave the model, its checkpoints and its counts."""
+        names = list(self.stages)
+        later = names[names.index(self.out_features[-1]) + 1 :]
+        dropped = {name: self.stages[name] for name in later}
+        for name in later:
+            del self.stages[name]
+            del self.levels[name]
+        return dropped
+
     @property
     def out_channels(self) -> dict[str, int]:
         return {n: self.levels[n][0] for n in self.out_features}

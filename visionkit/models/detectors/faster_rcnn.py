@@ -134,13 +134,10 @@ def _box_head(cfg: ModelConfig, backbone: Backbone, pooler: RoIPooler, channels:
             f"set model.backbone.out_features to an earlier level of {', '.join(names)}"
         )
     if rh.box_head == "res5":
-        head: nn.Module = Res5Head(backbone.stages[later[0]], backbone.levels[later[0]][0])
-    else:
-        head = TwoFCHead(math.prod(pooler.output_shape(channels)), rh.fc_dim, rh.dropout)
-    for name in later:
-        del backbone.stages[name]
-        del backbone.levels[name]
-    return head
+        res5_channels = backbone.levels[later[0]][0]
+        return Res5Head(backbone.drop_unused_stages()[later[0]], res5_channels)
+    backbone.drop_unused_stages()
+    return TwoFCHead(math.prod(pooler.output_shape(channels)), rh.fc_dim, rh.dropout)
 
 
 def build_preprocessor(cfg: ModelConfig) -> FixedSizePreprocessor | ShorterSidePreprocessor:

@@ -280,6 +280,7 @@ def build_rcnn(cfg: ModelConfig) -> RCNN:
     if r.fg_per_batch < 0 or r.bg_per_batch < 0 or r.fg_per_batch + r.bg_per_batch == 0:
         raise ConfigError("model.rcnn.fg_per_batch + bg_per_batch must be positive")
     backbone = build_backbone(cfg.backbone)
+    backbone.drop_unused_stages()
     total = r.fg_per_batch + r.bg_per_batch
     return RCNN(
         backbone,

@@ -178,6 +178,7 @@ class YOLOv1(nn.Module):
 def build_yolo_v1(cfg: ModelConfig) -> YOLOv1:
     """Turn a model config into a :class:`YOLOv1` assembled from its backbone and head."""
     backbone = build_backbone(cfg.backbone)
+    backbone.drop_unused_stages()
     feat = backbone.out_features[-1]
     y = cfg.yolo
     input_size = (cfg.input_size[0], cfg.input_size[1])

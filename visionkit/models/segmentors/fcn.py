@@ -168,6 +168,7 @@ def fcn_on_backbone(backbone: Backbone, cfg: ModelConfig) -> FCN:
     f = cfg.fcn
     names = _choose_levels(backbone, cfg.backbone.out_features, f.variant)
     backbone.set_out_features(names)
+    backbone.drop_unused_stages()
     if f.input_pad:
         _pad_input(backbone, f.input_pad)
     geometry = level_geometry(backbone)

@@ -1,0 +1,121 @@
+"""A trained model ready to apply: built from its config, weights loaded, in eval mode, batched."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from visionkit.config.schema import Config, ProposalConfig
+from visionkit.data import build_dataset
+from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
+from visionkit.engine.trainer import place_model, select_device
+from visionkit.errors import CheckpointError, ConfigError
+from visionkit.models import build_model, model_task
+
+
+def class_metadata(ckpt: dict[str, Any], cfg: Config, task: str) -> tuple[list[str], list[int]]:
+    """``(class_names, cat_ids)``: label -> name and label -> the dataset's category id.
+
+    From the checkpoint when the trainer stored them there, else from the config's ``data.val``
+    dataset (read without its proposals; the shapes dataset is generated if needed).
+    """
+    where = "the checkpoint"
+    if "class_names" in ckpt and "cat_ids" in ckpt:
+        names, cat_ids = list(ckpt["class_names"]), [int(c) for c in ckpt["cat_ids"]]
+    else:
+        where = "data.val"
+        val = dataclasses.replace(cfg.data.val, proposals=ProposalConfig())
+        dataset = build_dataset(val, cfg.data.augment, None, train=False, task=task)
+        names, cat_ids = list(dataset.class_names), [int(c) for c in dataset.cat_ids]
+    if len(names) != cfg.model.num_classes:
+        raise CheckpointError(
+            f"model.num_classes is {cfg.model.num_classes} but {where} names "
+            f"{len(names)} classes ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+        )
+    return names, cat_ids
+
+
+class Predictor:
+    """Runs ``model.predict`` on batches of RGB arrays under ``torch.inference_mode``.
+
+    Args:
+        model: a visionkit model (``predict(images)``), already on ``device``.
+        device: where images go.
+        task: ``"detection"`` or ``"sem_seg"`` (``visionkit.models.model_task``).
+        class_names, cat_ids: label -> name / the dataset's category id.
+        score_thresh: detections scoring below it are dropped (after the model's own threshold).
+        half: float16 autocast (CUDA only).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        task: str,
+        class_names: Sequence[str],
+        cat_ids: Sequence[int],
+        score_thresh: float = 0.3,
+        half: bool = False,
+    ) -> None:
+        if half and device.type != "cuda":
+            raise ConfigError(f"--half runs on CUDA only; the device is {device} (drop --half)")
+        self.model, self.device, self.task = model.eval(), device, task
+        self.class_names, self.cat_ids = list(class_names), list(cat_ids)
+        self.score_thresh, self.half = score_thresh, half
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, Tensor]]:
+        """Predict a batch.
+
+        Args:
+            images: ``(H_i, W_i, 3)`` uint8 RGB arrays, any sizes (the model resizes).
+
+        Returns:
+            Per image, on the CPU: detection models ``boxes`` ``(N, 4)`` float32 xyxy in the
+            image's pixels, ``scores`` ``(N,)`` float32 (``>= score_thresh``), ``labels``
+            ``(N,)`` int64 in ``0..C-1``; segmentation models ``sem_seg`` ``(H_i, W_i)`` int64.
+            Fast R-CNN, SPPNet and R-CNN compute selective search proposals for each image
+            themselves (``model.selective_search.mode``, default ``fast``).
+        """
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, torch.float16, enabled=self.half),
+        ):
+            tensors = [
+                torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1).float()
+                / 255
+                for img in images
+            ]
+            outputs = self.model.predict(tensors)
+        if self.task == "sem_seg":
+            return [{"sem_seg": o["sem_seg"].cpu()} for o in outputs]
+        results = []
+        for o in outputs:
+            keep = o["scores"] >= self.score_thresh
+            results.append(
+                {
+                    "boxes": o["boxes"][keep].float().cpu(),
+                    "scores": o["scores"][keep].float().cpu(),
+                    "labels": o["labels"][keep].cpu(),
+                }
+            )
+        return results
+
+
+def load_predictor(
+    cfg: Config, weights: str, score_thresh: float = 0.3, half: bool = False
+) -> Predictor:
+    """Build ``cfg.model``, load ``weights`` (a checkpoint of the trainer or a bare state_dict)
+    and place it on ``cfg.train.device`` (``auto``: CUDA when present)."""
+    device = select_device(cfg.train.device)
+    task = model_task(cfg.model.name)
+    model = build_model(cfg.model)
+    ckpt = load_checkpoint(weights)
+    load_model_weights(model, ckpt, cfg.model.name, weights)
+    names, cat_ids = class_metadata(ckpt, cfg, task)
+    model = place_model(model, device, cfg.train.channels_last)
+    return Predictor(model, device, task, names, cat_ids, score_thresh, half)

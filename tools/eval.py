@@ -11,15 +11,23 @@ from visionkit.config import load_config
 from visionkit.errors import ConfigError, DataError
 from visionkit.utils.cli import HelpFormatter, run_cli
 
+# visionkit.evaluation's DETECTION_METRICS and VOC_METRICS, repeated so that --help needs no torch
+METRICS = ("coco", "voc07", "voc", "all")
+VOC_METRICS = ("voc07", "voc")
 EXAMPLES = """\
-Compute COCO box AP (the 12 COCOeval numbers, in percent, and per-class AP) on data.val, or for
-segmentation models (fcn) mean IoU, frequency-weighted IoU, mean and pixel accuracy, per-class IoU.
+Compute box AP on data.val: --metric coco (the 12 COCOeval numbers, in percent, and per-class AP),
+voc07 / voc (Pascal VOC per-class AP and mAP at IoU 0.5, 11-point / area under the curve;
+difficult objects neither counted nor penalized) or all. For segmentation models (fcn): mean IoU,
+frequency-weighted IoU, mean and pixel accuracy, per-class IoU.
 
 examples:
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --weights runs/yolo_v1_shapes/best.pth
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --weights W --out metrics.json \\
       --save-predictions predictions.json
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --predictions predictions.json
+  python tools/eval.py --config configs/yolo_v1.yaml --weights W --metric voc07
+  python tools/eval.py --config configs/yolo_v1_shapes.yaml --predictions predictions.json \\
+      --metric all --out metrics.json
   python tools/eval.py --config configs/fcn8s_shapes.yaml --weights runs/fcn8s_shapes/best.pth
 """
 
@@ -30,7 +38,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="checkpoint to evaluate (last.pth/best.pth)")
     src.add_argument("--predictions", help="a COCO results JSON to score instead of a model")
-    p.add_argument("--out", help="write the metrics as JSON here ({'bbox': {'AP': ..}})")
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default="coco",
+        help="box metric: COCOeval, VOC2007 11-point AP, VOC2010+ area AP, or all three",
+    )
+    p.add_argument(
+        "--out", help="write the metrics as JSON here ({'bbox': {'AP': ..}, 'voc07': {'mAP': ..}})"
+    )
     p.add_argument("--save-predictions", help="write the COCO results JSON here")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -38,11 +54,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _number(v: float) -> str:
+    return f"{'nan':>6}" if math.isnan(v) else f"{v:6.2f}"
+
+
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
-    """A two-column table of every metric."""
-    rows = [(f"{task}/{k}", v) for task, d in metrics.items() for k, v in d.items()]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {'nan' if math.isnan(v) else f'{v:6.2f}'}" for k, v in rows)
+    """A two-column table of every metric; the VOC sections as one table of per-class AP (rows)
+    by metric (columns), mAP last."""
+    voc = [m for m in VOC_METRICS if m in metrics]
+    rows = [(f"{t}/{k}", v) for t, d in metrics.items() if t not in voc for k, v in d.items()]
+    lines = []
+    if rows:
+        width = max(len(k) for k, _ in rows)
+        lines += [f"{k:<{width}}  {_number(v)}" for k, v in rows]
+    if voc:
+        keys = [k for k in metrics[voc[0]] if k != "mAP"] + ["mAP"]
+        names = [k.removeprefix("AP-") for k in keys]
+        width = max(len(n) for n in ["class", *names])
+        lines.append(f"{'class':<{width}}" + "".join(f"  {m:>6}" for m in voc))
+        for key, name in zip(keys, names, strict=True):
+            lines.append(f"{name:<{width}}" + "".join(f"  {_number(metrics[m][key])}" for m in voc))
+    return "\n".join(lines)
+
+
+def summary(metrics: dict[str, dict[str, float]]) -> str:
+    """The headline numbers of each box metric on one line."""
+    parts = []
+    if "bbox" in metrics:
+        b = metrics["bbox"]
+        parts.append(f"AP {b['AP']:.2f} AP50 {b['AP50']:.2f} AP75 {b['AP75']:.2f}")
+    parts += [f"{m} mAP {metrics[m]['mAP']:.2f}" for m in VOC_METRICS if m in metrics]
+    return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
     from visionkit.engine.inference import evaluate
     from visionkit.engine.trainer import place_model, select_device
-    from visionkit.evaluation import build_evaluator, coco_box_metrics
+    from visionkit.evaluation import build_evaluator
     from visionkit.models import build_model, model_task
 
     task = model_task(cfg.model.name)
@@ -63,23 +105,28 @@ def main(argv: list[str] | None = None) -> int:
             f"--predictions/--save-predictions hold COCO box results; '{cfg.model.name}' is a "
             f"{task} model"
         )
+    if task != "detection" and args.metric != "coco":
+        raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
     dataset = build_dataset(
         cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False, task=task
     )
+    evaluator = build_evaluator(task, dataset, args.metric)
     if args.predictions:
         path = Path(args.predictions)
         try:
             results = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(f"cannot read predictions {path}: {type(e).__name__}") from None
-        metrics = {"bbox": coco_box_metrics(dataset.coco, results, dataset.ids)}
+        if not isinstance(results, list):
+            raise DataError(f"{path}: not a COCO results list")
+        evaluator.add_results(results, dataset.ids)
+        metrics = evaluator.evaluate()
     else:
         device = select_device(cfg.train.device)
         model = build_model(cfg.model)
         load_model_weights(model, load_checkpoint(args.weights), cfg.model.name, args.weights)
         model = place_model(model, device, cfg.train.channels_last)
         loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
-        evaluator = build_evaluator(task, dataset)
         metrics = evaluate(model, loader, evaluator, device, progress=not args.no_progress)
         results = evaluator.results if task == "detection" else []
     print(format_table(metrics))
@@ -96,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}"
         )
         return 0
-    b = metrics["bbox"]
-    print(
-        f"evaluated {len(dataset)} images: AP {b['AP']:.2f} AP50 {b['AP50']:.2f} AP75 {b['AP75']:.2f}"
-    )
+    print(f"evaluated {len(dataset)} images: {summary(metrics)}")
     return 0
 
 

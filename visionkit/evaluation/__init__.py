@@ -1,16 +1,36 @@
-"""Evaluators: COCO box AP through pycocotools; semantic segmentation IoU."""
+"""Evaluators: COCO box AP through pycocotools; Pascal VOC AP; semantic segmentation IoU."""
 
-from visionkit.evaluation.build import Evaluator, build_evaluator
-from visionkit.evaluation.coco_eval import CocoEvaluator, coco_box_metrics, to_coco_results
+from visionkit.evaluation.build import DETECTION_METRICS, Evaluator, Evaluators, build_evaluator
+from visionkit.evaluation.coco_eval import (
+    CocoEvaluator,
+    coco_box_metrics,
+    from_coco_results,
+    to_coco_results,
+)
 from visionkit.evaluation.sem_seg import SemSegEvaluator, confusion_matrix, segmentation_metrics
+from visionkit.evaluation.voc_eval import (
+    VocEvaluator,
+    precision_recall,
+    voc_ap,
+    voc_ground_truth,
+    voc_metrics,
+)
 
 __all__ = [
+    "DETECTION_METRICS",
     "CocoEvaluator",
     "Evaluator",
+    "Evaluators",
     "SemSegEvaluator",
+    "VocEvaluator",
     "build_evaluator",
     "coco_box_metrics",
     "confusion_matrix",
+    "from_coco_results",
+    "precision_recall",
     "segmentation_metrics",
     "to_coco_results",
+    "voc_ap",
+    "voc_ground_truth",
+    "voc_metrics",
 ]

@@ -1,14 +1,19 @@
-"""The evaluator of a model's task."""
+"""The evaluator of a model's task (and, for detection, of a metric)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from visionkit.errors import ConfigError
 from visionkit.evaluation.coco_eval import CocoEvaluator
 from visionkit.evaluation.sem_seg import SemSegEvaluator
+from visionkit.evaluation.voc_eval import VOC_METRICS, VocEvaluator
+
+DETECTION_METRICS = ("coco", "voc07", "voc", "all")
 
 
 class Evaluator(Protocol):
@@ -19,9 +24,49 @@ class Evaluator(Protocol):
         """``{task: {metric: value}}``, numbers in percent."""
 
 
-def build_evaluator(task: str, dataset: Dataset) -> CocoEvaluator | SemSegEvaluator:
-    """``"sem_seg"``: a confusion matrix over ``dataset.class_names``; ``"detection"``: COCO box
-    AP against ``dataset.coco`` with its ``cat_ids``."""
+class Evaluators:
+    """Several box evaluators fed the same batches; ``evaluate`` merges their sections."""
+
+    def __init__(self, evaluators: Sequence[CocoEvaluator | VocEvaluator]) -> None:
+        self.evaluators = list(evaluators)
+
+    def process(self, targets: list[dict[str, Any]], predictions: list[dict[str, Tensor]]) -> None:
+        for e in self.evaluators:
+            e.process(targets, predictions)
+
+    def add_results(self, results: list[dict[str, Any]], image_ids: Sequence[int]) -> None:
+        """Add COCO results (``bbox`` xywh, the dataset's category ids) for ``image_ids``."""
+        for e in self.evaluators:
+            e.add_results(results, image_ids)
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """The predictions so far as COCO results (from the first evaluator)."""
+        return self.evaluators[0].results
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        return {k: v for e in self.evaluators for k, v in e.evaluate().items()}
+
+
+def build_evaluator(
+    task: str, dataset: Dataset, metric: str = "coco"
+) -> CocoEvaluator | VocEvaluator | Evaluators | SemSegEvaluator:
+    """``"sem_seg"``: a confusion matrix over ``dataset.class_names``. ``"detection"``, against
+    ``dataset.coco`` with its ``cat_ids``, by ``metric``: ``"coco"`` COCO box AP (section
+    ``bbox``), ``"voc07"`` / ``"voc"`` Pascal VOC AP at IoU 0.5 (11-point / area, sections of the
+    same names), ``"all"`` the three. Every box evaluator also holds its predictions as COCO
+    ``results`` and takes saved ones through ``add_results``."""
     if task == "sem_seg":
         return SemSegEvaluator(dataset.class_names)
-    return CocoEvaluator(dataset.coco, dataset.cat_ids)
+    if metric not in DETECTION_METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of {DETECTION_METRICS}")
+    if metric == "coco":
+        return CocoEvaluator(dataset.coco, dataset.cat_ids)
+    if metric == "all":
+        return Evaluators(
+            [
+                CocoEvaluator(dataset.coco, dataset.cat_ids),
+                VocEvaluator(dataset.coco, dataset.cat_ids, VOC_METRICS),
+            ]
+        )
+    return VocEvaluator(dataset.coco, dataset.cat_ids, (metric,))

@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from visionkit.errors import DataError
 from visionkit.structures.boxes import convert_boxes
 
 STAT_NAMES = [
@@ -41,6 +43,43 @@ def to_coco_results(
     return [
         {"image_id": int(image_id), "category_id": int(cat_ids[lb]), "bbox": b, "score": s}
         for b, s, lb in zip(boxes, scores, labels, strict=True)
+    ]
+
+
+def from_coco_results(
+    results: list[dict[str, Any]], cat_ids: Sequence[int], image_ids: Sequence[int]
+) -> list[dict[str, Tensor]]:
+    """COCO results back to predictions, one per image of ``image_ids`` (in that order):
+    ``boxes`` ``(D, 4)`` float32 xyxy, ``scores`` ``(D,)`` float32, ``labels`` ``(D,)`` int64
+    (the index of the category id in ``cat_ids``). An unknown image or category id is a
+    DataError."""
+    label_of = {int(c): i for i, c in enumerate(cat_ids)}
+    row_of = {int(i): k for k, i in enumerate(image_ids)}
+    try:
+        rows = np.array([row_of.get(int(r["image_id"]), -1) for r in results], np.int64)
+        labels = np.array([label_of.get(int(r["category_id"]), -1) for r in results], np.int64)
+        scores = np.array([r["score"] for r in results], np.float32)
+        xywh = np.array([r["bbox"] for r in results], np.float32).reshape(-1, 4)
+        if len(xywh) != len(results):
+            raise ValueError("a bbox without 4 numbers")
+    except (KeyError, TypeError, ValueError):
+        raise DataError(
+            "predictions are not COCO box results (image_id, category_id, bbox, score)"
+        ) from None
+    for what, values, key in (("image", rows, "image_id"), ("category", labels, "category_id")):
+        if (values < 0).any():
+            bad = results[int(np.flatnonzero(values < 0)[0])][key]
+            raise DataError(f"predictions name {what} id {bad}, which the dataset does not have")
+    boxes = convert_boxes(xywh, "xywh", "xyxy").numpy()
+    order = np.argsort(rows, kind="stable")
+    starts = np.searchsorted(rows[order], np.arange(len(image_ids) + 1))
+    return [
+        {
+            "boxes": torch.from_numpy(boxes[idx]),
+            "scores": torch.from_numpy(scores[idx]),
+            "labels": torch.from_numpy(labels[idx]),
+        }
+        for idx in (order[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True))
     ]
 
 
@@ -99,6 +138,11 @@ class CocoEvaluator:
         for t, p in zip(targets, predictions, strict=True):
             self.image_ids.append(int(t["image_id"]))
             self.results.extend(to_coco_results(int(t["image_id"]), p, self.cat_ids))
+
+    def add_results(self, results: list[dict[str, Any]], image_ids: Sequence[int]) -> None:
+        """Add saved COCO results for ``image_ids``, scored as they are (no box conversion)."""
+        self.image_ids.extend(int(i) for i in image_ids)
+        self.results.extend(results)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"bbox": {...}}`` as detectron2 lays it out, numbers in percent."""

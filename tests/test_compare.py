@@ -1,0 +1,86 @@
+"""tools/compare.py on two fake run folders: best metric per run, the table, the chart."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import cv2
+import pytest
+
+from visionkit.analysis.compare import best_value, summarize_runs
+from visionkit.config import load_config, save_config
+from visionkit.utils.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "yolo_v1_shapes.yaml"
+TINY = [
+    "model.backbone.name=lenet",
+    "model.backbone.out_features=[]",
+    "model.input_size=[64,64]",
+    "model.yolo.grid_size=4",
+    "model.yolo.extra_convs=1",
+]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("compare_tool", ROOT / "tools/compare.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def fake_run(folder: Path, head_channels: int, ap50: list[float]) -> Path:
+    """A run folder as the trainer leaves it: config.yaml and metrics.jsonl (train records
+    every iteration, an evaluation per epoch)."""
+    cfg = load_config(CONFIG, [*TINY, f"model.yolo.head_channels={head_channels}"])
+    save_config(cfg, folder / "config.yaml")
+    records = []
+    for epoch, value in enumerate(ap50, 1):
+        records.append({"train/loss": 3.0 / epoch, "lr": 0.001, "iter": epoch * 10 - 1})
+        records.append(
+            {"bbox/AP": value / 2, "bbox/AP50": value, "epoch": epoch, "iter": epoch * 10}
+        )
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path) -> list[Path]:
+    return [
+        fake_run(tmp_path / "small", 8, [10.5, 42.25, 30.0]),
+        fake_run(tmp_path / "large", 64, [55.0, math.nan, 51.0]),
+    ]
+
+
+def test_table_and_chart_of_two_runs(runs, tmp_path, capsys):
+    chart = tmp_path / "out" / "chart.png"
+    load_tool().main([*map(str, runs), "--output", str(chart)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "best bbox/AP50" in lines[0]
+    small = next(ln.split() for ln in lines if ln.startswith("small "))
+    large = next(ln.split() for ln in lines if ln.startswith("large "))
+    assert small[:5] == ["small", "yolo_v1", "lenet", "42.25", "2"]
+    assert large[:5] == ["large", "yolo_v1", "lenet", "55.00", "1"]
+    assert small[5] == large[5] == "64x64"
+    image = cv2.imread(str(chart))
+    assert image is not None and image.shape == (600, 840, 3)  # 7 x 5 in at 120 dpi
+    summaries = summarize_runs(runs)
+    assert 0 < summaries[0].params < summaries[1].params
+    assert 0 < summaries[0].macs < summaries[1].macs
+
+
+def test_metric_choice_and_missing_metric(runs, capsys):
+    assert best_value(runs[1] / "metrics.jsonl", "bbox/AP") == (27.5, 1)
+    assert [s.best for s in summarize_runs(runs, "bbox/AP")] == [21.125, 27.5]
+    with pytest.raises(SystemExit) as e:
+        run_cli(load_tool().main, [*map(str, runs), "--metric", "sem_seg/mIoU"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and len(err) == 1
+    assert "no 'sem_seg/mIoU' value" in err[0] and "bbox/AP50" in err[0]
+
+
+def test_help_shows_an_example(capsys):
+    with pytest.raises(SystemExit):
+        load_tool().main(["--help"])
+    assert "python tools/compare.py runs/" in capsys.readouterr().out

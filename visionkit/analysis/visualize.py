@@ -1,0 +1,222 @@
+"""Seeing inside a network: its first-layer filters and its feature maps, as image grids.
+
+Every grid is a ``uint8`` BGR array (OpenCV's order, ready for ``cv2.imwrite``): tiles of the
+same size in rows, a 1-px white line between tiles and around them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from visionkit.errors import ConfigError, DataError, VisionkitError
+from visionkit.models.backbones.base import Backbone
+
+SEPARATOR = 255  # the grid lines' grey level
+# modules with no feature map of their own: containers never called, a backbone's dict of levels
+NO_MAP = (nn.ModuleDict, nn.ModuleList, Backbone)
+
+
+def tile_grid(tiles: Sequence[np.ndarray], columns: int | None = None) -> np.ndarray:
+    """Lay ``(h, w, 3)`` uint8 tiles of one size out in rows with 1-px separators.
+
+    ``columns`` defaults to ``ceil(sqrt(len(tiles)))``; the grid is
+    ``(rows * (h + 1) + 1, columns * (w + 1) + 1, 3)``; empty cells stay white.
+    """
+    n = len(tiles)
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    h, w = tiles[0].shape[:2]
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, 3), SEPARATOR, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        grid[1 + r * (h + 1) : (r + 1) * (h + 1), 1 + c * (w + 1) : (c + 1) * (w + 1)] = tile
+    return grid
+
+
+def _normalize(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Min-max scale to [0, 1] over ``dims`` (a constant slice becomes 0)."""
+    lo, hi = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def _upscale(tile: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour upscaling by the integer factor that brings the longer side to
+    ``size`` px at most (at least 1: tiles larger than ``size`` keep their pixels)."""
+    factor = max(1, size // max(tile.shape[:2]))
+    return np.repeat(np.repeat(tile, factor, 0), factor, 1)
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    """The name and module of the model's first convolution (the first in its backbone)."""
+    root = getattr(model, "backbone", model)
+    prefix = "backbone." if root is not model else ""
+    for name, module in root.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return prefix + name, module
+    raise VisionkitError(f"{type(model).__name__} has no Conv2d layer")
+
+
+def filter_grid(weight: Tensor, tile: int = 32) -> np.ndarray:
+    """``(O, I, kh, kw)`` conv weights -> a grid of ``O`` tiles, each filter min-max normalized on
+    its own and upscaled (nearest) towards ``tile`` px. Three input channels are shown as RGB;
+    any other number as the grey level of their mean."""
+    w = weight.detach().float().cpu()
+    w = w if w.shape[1] == 3 else w.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    w = _normalize(w, (1, 2, 3))
+    rgb = (w.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return tile_grid([_upscale(np.ascontiguousarray(t[..., ::-1]), tile) for t in rgb])
+
+
+def feature_grid(
+    fmap: Tensor, max_channels: int = 32, tile: int = 64, colormap: int = cv2.COLORMAP_VIRIDIS
+) -> np.ndarray:
+    """``(C, H, W)`` activations -> a grid of the first ``max_channels`` channels, each min-max
+    normalized on its own, upscaled (nearest) towards ``tile`` px and colour-mapped."""
+    x = _normalize(fmap[:max_channels].detach().float().cpu(), (1, 2))
+    gray = (x.numpy() * 255).round().astype(np.uint8)
+    return tile_grid([cv2.applyColorMap(_upscale(g[..., None], tile), colormap) for g in gray])
+
+
+def backbone_levels(model: nn.Module) -> dict[str, str]:
+    """Each backbone level the model computes (up to its deepest returned level) -> its module
+    name, e.g. ``{"c1": "backbone.stages.c1", ...}``; empty for a model without a backbone."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or not hasattr(backbone, "stages"):
+        return {}
+    names = list(backbone.stages)
+    used = names[: names.index(backbone.out_features[-1]) + 1]
+    return {n: f"backbone.stages.{n}" for n in used}
+
+
+def _has_forward(model: nn.Module) -> bool:
+    return type(model).forward is not nn.Module.forward
+
+
+def _computed(model: nn.Module, name: str) -> bool:
+    """Whether :func:`feature_maps` runs the module ``name``: not the preprocessor, only the
+    backbone for models without a dense ``forward``, no backbone stage past the deepest used."""
+    parts = name.split(".")
+    if parts[0] == "preprocess" or (not _has_forward(model) and parts[0] != "backbone"):
+        return False
+    if parts[:2] == ["backbone", "stages"] and len(parts) > 2:
+        return parts[2] in backbone_levels(model)
+    return True
+
+
+def layer_names(model: nn.Module) -> list[tuple[str, str]]:
+    """Every module whose feature map one can draw: ``(name, description)`` in registration
+    order (leaf modules are described by their type and arguments)."""
+    out = []
+    for name, module in model.named_modules():
+        if not name or not _computed(model, name) or isinstance(module, NO_MAP):
+            continue
+        leaf = next(module.children(), None) is None
+        out.append((name, f"{type(module).__name__}({module.extra_repr()})" if leaf else ""))
+    return out
+
+
+def resolve_layers(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Module names for ``names``; a backbone level's name stands for its stage.
+
+    A name that is no module, or a module :func:`feature_maps` does not run, is a one-line
+    :class:`ConfigError` (suggesting the closest valid name).
+    """
+    levels = backbone_levels(model)
+    drawable = [n for n, _ in layer_names(model)]
+    modules = dict(model.named_modules())
+    out = []
+    for name in names:
+        if name in levels:
+            out.append(levels[name])
+        elif name in drawable:
+            out.append(name)
+        elif name in modules:
+            last = list(levels)[-1] if levels else "?"
+            why = (
+                f"the model does not use it (its backbone stops at level '{last}')"
+                if _has_forward(model)
+                else f"only the backbone runs, up to level '{last}'"
+            )
+            raise ConfigError(
+                f"layer '{name}' is not computed here: {why}; --list-layers shows the layers"
+            )
+        else:
+            close = difflib.get_close_matches(name, [*levels, *drawable], n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"the model has no layer '{name}'; {hint}--list-layers shows them")
+    return out
+
+
+@torch.no_grad()
+def feature_maps(
+    model: nn.Module, image: Tensor, layers: Sequence[str]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Run ``image`` (``(3, H, W)`` float RGB in [0, 1]) through the model and keep the output of
+    each named module.
+
+    The model's own preprocessor resizes and normalizes the image, so the maps are those it
+    computes on that image. Models with a dense ``forward`` (YOLOv1, FCN) run whole; the others
+    run their backbone. Returns the normalized input batch ``(1, 3, h, w)`` and
+    ``{layer: (C, h_l, w_l)}``.
+    """
+    modules = dict(model.named_modules())
+    captured: dict[str, Any] = {}
+
+    def keeper(name: str):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            captured.setdefault(name, output)
+
+        return hook
+
+    handles = [modules[n].register_forward_hook(keeper(n)) for n in layers]
+    model.eval()
+    try:
+        batch = model.preprocess([image])[0]
+        (model if _has_forward(model) else model.backbone)(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for name in layers:
+        if name not in captured:
+            raise VisionkitError(f"layer '{name}' did not run: the model does not use its output")
+        value = captured[name]
+        if not isinstance(value, Tensor) or value.dim() != 4:
+            raise VisionkitError(f"layer '{name}' gives no (N, C, H, W) feature map")
+        out[name] = value[0]
+    return batch, out
+
+
+def input_image(model: nn.Module, batch: Tensor) -> np.ndarray:
+    """The normalized ``(1, 3, h, w)`` batch back in BGR uint8: the image as the model sees it
+    (resized, padded)."""
+    mean = model.preprocess.pixel_mean.reshape(3, 1, 1)
+    std = model.preprocess.pixel_std.reshape(3, 1, 1)
+    rgb = (batch[0].cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray((rgb[..., ::-1] * 255).round().astype(np.uint8))
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An image file -> ``(3, H, W)`` float RGB in [0, 1], as the datasets give them."""
+    if not Path(path).is_file():
+        raise DataError(f"image not found: {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"cannot read image {path}")
+    return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write ``image`` (BGR uint8), creating the folder; a failure is a one-line error."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise VisionkitError(f"cannot write {path}")

@@ -208,25 +208,48 @@ def test_half_on_cpu_and_bad_batch_size_are_one_line_errors(yolo, tmp_path, caps
     assert "examples:" in capsys.readouterr().out
 
 
-def test_fast_rcnn_proposes_itself_and_finds_classes_in_the_config(yolo, tmp_path, capsys):
-    """A bare state_dict (no class names in it) of an untrained Fast R-CNN: class names come
-    from data.val, proposals from selective search on each image."""
+TWO_STAGE = {
+    "faster_rcnn_shapes": ["model.resize.min_size=64", "model.resize.max_size=96",
+                           "model.roi_head.fc_dim=32", "model.rpn.conv_channels=16",
+                           "model.anchors.sizes=[[16,32,64]]"],
+    "fast_rcnn_shapes": ["model.resize.min_size=64", "model.resize.max_size=96",
+                         "model.roi_head.fc_dim=32", "model.selective_search.max_proposals=200"],
+    "sppnet_shapes": ["model.resize.min_size=64", "model.resize.max_size=96",
+                      "model.roi_head.fc_dim=32", "model.selective_search.max_proposals=200"],
+    "rcnn_shapes": ["model.rcnn.warp_size=32", "model.rcnn.fc_dim=32",
+                    "model.selective_search.max_proposals=50"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(TWO_STAGE))
+def test_two_stage_detectors_find_classes_in_the_config(name, yolo, tmp_path, capsys):
+    """A bare state_dict (no class names in it) of each untrained R-CNN-family detector on a
+    folder: class names come from data.val; Fast R-CNN, SPPNet and R-CNN run selective search
+    on each image themselves; the results load into pycocotools."""
     data = [o for o in yolo.overrides if o.startswith("data.val.")]
     overrides = [*data, "model.backbone.name=lenet", "model.backbone.out_features=[]",
-                 "model.resize.min_size=64", "model.resize.max_size=96", "model.roi_head.fc_dim=32",
-                 "model.selective_search.max_proposals=200"]  # fmt: skip
-    config = str(ROOT / "configs" / "fast_rcnn_shapes.yaml")
+                 *TWO_STAGE[name]]  # fmt: skip
+    config = str(ROOT / "configs" / f"{name}.yaml")
     torch.manual_seed(0)
     torch.save(build_model(load_config(config, overrides).model).state_dict(), tmp_path / "w.pth")
     run = SimpleNamespace(config=config, weights=tmp_path / "w.pth", overrides=overrides)
-    code, out, err = infer(
-        capsys, run, val_images(yolo, 2)[1], tmp_path / "out", "--score-thresh", "0"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in val_images(yolo, 2):
+        shutil.copy(path, folder / path.name)
+    code, out, err = infer(capsys, run, folder, tmp_path / "out", "--score-thresh", "0")
+    assert code == 0 and err == [] and "done: 2 images " in out
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == sorted(
+        p.name for p in folder.iterdir()
     )
-    assert code == 0 and err == [] and "done: 1 image " in out
     info = json.loads((tmp_path / "out" / "images.json").read_text())
     assert [c["name"] for c in info["categories"]] == list(SHAPES_CLASSES)
     preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    assert preds and all(p["image_id"] == 1 and len(p["bbox"]) == 4 for p in preds)
+    assert preds and all(p["image_id"] in (1, 2) and len(p["bbox"]) == 4 for p in preds)
+    gt = COCO()
+    gt.dataset = {"images": info["images"], "categories": info["categories"], "annotations": []}
+    gt.createIndex()
+    assert len(gt.loadRes(preds).getAnnIds()) == len(preds)
 
 
 def test_sources_folders_globs_lists_and_webcams(tmp_path):

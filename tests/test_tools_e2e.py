@@ -12,8 +12,11 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from visionkit.engine.checkpoint import load_checkpoint
+from visionkit.config import load_config
+from visionkit.data import ensure_shapes
+from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from visionkit.evaluation.coco_eval import coco_box_metrics
+from visionkit.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,6 +137,30 @@ def test_checkpoint_from_another_config_is_a_one_line_error(trained, tmp_path):
     assert "does not match the configured model" in proc.stderr.strip().splitlines()[-1]
 
 
+def test_checkpoint_of_other_classes_named_in_the_error_and_fine_tuned_with_init_from(
+    trained, tmp_path
+):
+    cfg, out, overrides = trained
+    proc = run_tool(
+        "eval.py", "--config", cfg, "--weights", str(out / "last.pth"), *overrides,
+        "model.num_classes=3", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "the checkpoint has 5 classes, the config 3" in proc.stderr.strip().splitlines()[-1]
+    three = load_config(cfg, [*overrides, "model.num_classes=3"])
+    save_checkpoint(
+        {"model_name": "yolo_v1", "model": build_model(three.model).state_dict()},
+        tmp_path / "three.pth",
+    )
+    proc = run_tool(
+        "train.py", "--config", cfg, "--output-dir", str(tmp_path / "tuned"), "--no-progress",
+        "--init-from", str(tmp_path / "three.pth"), *overrides, "train.epochs=1",
+    )  # fmt: skip
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("init from"))
+    assert "skipped 2 (another shape or absent; kept as initialized): head.out" in line
+    assert load_checkpoint(tmp_path / "tuned" / "last.pth")["config"]["model"]["init_weights"]
+
+
 def test_killed_run_resumes_to_its_final_epoch(tmp_path):
     cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
     out = tmp_path / "out"
@@ -189,22 +216,22 @@ def test_missing_data_and_corrupt_image_are_one_line_errors(tmp_path):
                     f"data.train.root={tmp_path}/VOCdevkit", check=False)  # fmt: skip
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "VOCdevkit" in proc.stderr and "shapes" in proc.stderr
-    # a corrupt JPEG inside an otherwise good dataset
+    # a corrupt JPEG inside an otherwise good dataset: skipped with a warning (data.on_bad_image
+    # skip, the default), or a one-line error naming it (stop), also from a loader worker
     overrides = tiny_overrides(tmp_path / "cache", epochs=1)
-    run_tool(
-        "train.py",
-        "--config",
-        cfg,
-        "--output-dir",
-        str(tmp_path / "c"),
-        "--no-progress",
-        *overrides,
-    )
+    for split, count in (("train", 16), ("val", 8)):
+        ensure_shapes(tmp_path / "cache", split, num_images=count, image_size=96)
     victim = sorted((tmp_path / "cache").rglob("*.jpg"))[0]
     victim.write_bytes(b"not a jpeg at all")
     proc = run_tool(
+        "train.py", "--config", cfg, "--output-dir", str(tmp_path / "c"), "--no-progress",
+        *overrides, "data.num_workers=1",
+    )  # fmt: skip
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: skipped")]
+    assert len(warnings) == 1 and victim.name in warnings[0], proc.stderr
+    proc = run_tool(
         "train.py", "--config", cfg, "--output-dir", str(tmp_path / "d"), "--no-progress", *overrides,
-        "data.num_workers=1", check=False,
+        "data.num_workers=1", "data.on_bad_image=stop", check=False,
     )  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt = load_checkpoint(args.weights)
     model = build_model(cfg.model)
-    load_model_weights(model, ckpt, cfg.model.name, args.weights)
+    load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
     model = model.to(select_device(cfg.train.device))
     dataset = build_dataset(
         cfg.data.train, cfg.data.augment, tuple(cfg.model.input_size), train=False

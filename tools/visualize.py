@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     layers = vis.resolve_layers(model, args.layers) if args.layers else None
     image = vis.read_image(args.image) if args.image else None
     if args.weights:
-        load_model_weights(model, load_checkpoint(args.weights), cfg.model.name, args.weights)
+        ckpt = load_checkpoint(args.weights)
+        load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
     source = args.weights or f"random init, seed {cfg.train.seed}"
 
     name, conv = vis.first_conv(model)

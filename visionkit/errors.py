@@ -19,3 +19,13 @@ class DataError(VisionkitError):
 
 class CheckpointError(VisionkitError):
     """A checkpoint is missing, corrupt, or belongs to another model."""
+
+
+class UnreadableImageError(DataError):
+    """One file of a dataset sample (its image, or label map) is missing, empty, truncated or
+    undecodable. ``path`` names it (None when the error was rebuilt from its message alone, as a
+    DataLoader worker's errors are)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

@@ -193,6 +193,10 @@ class ModelConfig:
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
     selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
+    # fine-tuning: a checkpoint (or state_dict) whose tensors of matching name and shape
+    # initialize the model before training; the others (e.g. another number of classes'
+    # classifier) keep their initialization. "" = none (tools/train.py --init-from)
+    init_weights: str = ""
 
 
 @dataclass
@@ -249,6 +253,9 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 16  # per process
     num_workers: int = 2
+    # a missing, truncated or undecodable image: skip: replaced by the next readable sample (one
+    # warning line per file; evaluation leaves it out); stop: a one-line error naming the file
+    on_bad_image: Literal["skip", "stop"] = "skip"
 
 
 @dataclass
@@ -275,6 +282,15 @@ class TrainConfig:
     best_metric: str = "bbox/AP50"
     log_every: int = 20  # iterations between JSONL/TensorBoard scalar writes
     output_dir: str = ""  # "" = runs/<config file name>
+    # Several processes under torchrun (docs/distributed.md); data.batch_size stays per process.
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+    sync_bn: bool = False  # BatchNorm statistics over all processes' batches (CUDA only)
+    find_unused_parameters: bool = False  # DDP: for models whose loss leaves parameters unused
+    accumulate_steps: int = 1  # micro-batches whose gradients make one optimizer step
+    # "none": lr as written; "linear" (Goyal et al. 2017): lr * world_size * accumulate_steps *
+    # data.batch_size / base_batch_size, i.e. lr grows with the total batch of one step
+    lr_scaling: Literal["none", "linear"] = "none"
+    base_batch_size: int = 0  # the total batch train.lr was chosen for; 0 = data.batch_size
 
 
 @dataclass

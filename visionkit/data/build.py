@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig
+from visionkit.data.bad_images import BadImageGuard, ReportingDataLoader
 from visionkit.data.coco import CocoDetection
 from visionkit.data.segmentation import (
     CocoSegmentation,
@@ -18,7 +19,7 @@ from visionkit.data.segmentation import (
 )
 from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
-from visionkit.data.transforms import build_transforms
+from visionkit.data.transforms import BoxTransform, build_transforms
 from visionkit.data.voc import VOCDetection
 from visionkit.errors import ConfigError
 from visionkit.proposals.dataset import with_proposals
@@ -30,15 +31,22 @@ def build_dataset(
     input_size: Sequence[int] | None,
     train: bool,
     task: str = "detection",
-) -> Dataset:
+    on_bad_image: Literal["skip", "stop"] = "skip",
+) -> BadImageGuard:
     """The dataset ``cfg`` describes, with the training or evaluation transforms.
 
     ``task`` is the model's (``visionkit.models.model_task``): ``"detection"`` reads boxes,
     ``"sem_seg"`` per-pixel label maps (``data/segmentation.py``; shapes: its VOC-layout PNGs).
     Detection targets also carry ``proposals`` when ``cfg.proposals.method`` is not ``none``
-    (``visionkit/proposals/``).
+    (``visionkit/proposals/``). Unreadable images are skipped or stop the run as
+    ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``.
     """
-    transforms = build_transforms(aug, input_size, train)
+    reader = _reader(cfg, build_transforms(aug, input_size, train), task)
+    return BadImageGuard(reader, on_bad_image, keep_stand_ins=train)
+
+
+def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str) -> Dataset:
+    """The reader of ``cfg.type`` for ``task``, wrapped for proposals when they are asked for."""
     if cfg.coco_to_voc and (task != "sem_seg" or cfg.type != "coco"):
         raise ConfigError("data.*.coco_to_voc applies to coco datasets of segmentation models")
     if cfg.type == "shapes":
@@ -79,15 +87,16 @@ def build_dataloader(
     sampler: Sampler | None = None,
     drop_last: bool = False,
     seed: int = 0,
-) -> DataLoader:
-    """A loader yielding ``(list[Tensor (3,H,W)], list[dict])`` batches.
+) -> ReportingDataLoader:
+    """A loader yielding ``(list[Tensor (3,H,W)], list[dict])`` batches; it reports the files
+    a :class:`BadImageGuard` skipped (``loader.skipped``) and drops evaluation stand-ins.
 
     The augmentation is seeded from ``seed``: in the main process when ``num_workers`` is 0, else
     in each worker from the seed torch gives it (drawn from a generator seeded with ``seed``).
     """
     if num_workers == 0:
         seed_transforms(dataset, seed)
-    return DataLoader(
+    return ReportingDataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle if sampler is None else False,

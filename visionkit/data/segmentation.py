@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from visionkit.data.coco import load_coco, read_image, to_sample
 from visionkit.data.voc import VOC_CLASSES
-from visionkit.errors import DataError
+from visionkit.errors import DataError, UnreadableImageError
 
 IGNORE_INDEX = 255
 SEG_VOC_CLASSES = ("background", *VOC_CLASSES)
@@ -50,7 +50,7 @@ def read_label_png(path: Path) -> np.ndarray:
             return np.array(im)
     except OSError as e:
         what = "missing" if not path.exists() else type(e).__name__
-        raise DataError(f"cannot read label map {path}: {what}") from None
+        raise UnreadableImageError(f"cannot read label map {path}: {what}", str(path)) from None
 
 
 def read_sbd_mat(path: Path) -> np.ndarray:
@@ -62,7 +62,9 @@ def read_sbd_mat(path: Path) -> np.ndarray:
     try:
         return np.asarray(loadmat(str(path))["GTcls"][0]["Segmentation"][0], np.uint8)
     except (OSError, ValueError, KeyError, IndexError) as e:
-        raise DataError(f"cannot read SBD label map {path}: {type(e).__name__}") from None
+        raise UnreadableImageError(
+            f"cannot read SBD label map {path}: {type(e).__name__}", str(path)
+        ) from None
 
 
 def voc_layout_samples(folder: Path, split: str) -> list[tuple[Path, Path]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def load_model_weights(
-    model: torch.nn.Module, ckpt: dict[str, Any], model_name: str, path: str
+    model: torch.nn.Module,
+    ckpt: dict[str, Any],
+    model_name: str,
+    path: str,
+    num_classes: int | None = None,
 ) -> None:
-    """Load ``ckpt['model']`` into ``model``; a checkpoint of another model is a one-line error."""
+    """Load ``ckpt['model']`` into ``model``; a checkpoint of another model is a one-line error.
+
+    With ``num_classes`` (the config's), tensors of another shape in a checkpoint of another
+    number of classes are reported as such ("the checkpoint has 20 classes, the config 5").
+    """
     saved = ckpt.get("model_name")
     if saved is not None and saved != model_name:
         raise CheckpointError(
@@ -87,5 +96,62 @@ def load_model_weights(
             else f"{len(missing)} missing and {len(unexpected)} unexpected keys"
             f" (e.g. {(missing or unexpected)[0]})"
         )
+        classes = checkpoint_classes(ckpt)
+        if shapes and None not in (classes, num_classes) and classes != num_classes:
+            what = (
+                f"the checkpoint has {classes} classes, the config {num_classes} ({what}); to "
+                f"fine-tune from it, train with --init-from {path}"
+            )
         raise CheckpointError(f"{path} does not match the configured model: {what}")
     model.load_state_dict(weights)
+
+
+def checkpoint_classes(ckpt: dict[str, Any]) -> int | None:
+    """The number of classes of the model a checkpoint holds (its config's ``model.num_classes``,
+    else its ``class_names``); None for a bare state_dict."""
+    config = ckpt.get("config")
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        classes = config["model"].get("num_classes")
+        if isinstance(classes, int):
+            return classes
+    names = ckpt.get("class_names")
+    return len(names) if isinstance(names, list) else None
+
+
+def load_matching_weights(
+    model: torch.nn.Module, state: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
+    """Load each tensor of ``state`` (a checkpoint or a bare state_dict) whose name and shape
+    match one of ``model``'s (``strict=False``, and no shape errors).
+
+    Returns:
+        ``(loaded, skipped)``: ``model.state_dict()`` keys that were loaded, and those that keep
+        their current values (absent from ``state``, or of another shape there).
+    """
+    weights = state["model"] if isinstance(state.get("model"), Mapping) else state
+    own = model.state_dict()
+    matching = {
+        k: v
+        for k, v in weights.items()
+        if k in own and isinstance(v, torch.Tensor) and v.shape == own[k].shape
+    }
+    model.load_state_dict(matching, strict=False)
+    return [k for k in own if k in matching], [k for k in own if k not in matching]
+
+
+def init_from_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
+    """Initialize ``model`` from the matching tensors of the checkpoint at ``path`` (fine-tuning,
+    ``model.init_weights``) and return a one-line summary naming the skipped tensors' modules.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or no tensor of it fits ``model``.
+    """
+    loaded, skipped = load_matching_weights(model, load_checkpoint(path))
+    if not loaded:
+        raise CheckpointError(f"{path}: no tensor matches the configured model in name and shape")
+    modules = list(dict.fromkeys(k.rpartition(".")[0] or k for k in skipped))
+    shown = ", ".join(modules[:8]) + (
+        f", ... ({len(modules) - 8} more)" if len(modules) > 8 else ""
+    )
+    line = f"init from {path}: loaded {len(loaded)} tensors, skipped {len(skipped)}"
+    return line + (f" (another shape or absent; kept as initialized): {shown}" if skipped else "")

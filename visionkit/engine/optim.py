@@ -10,8 +10,25 @@ from torch import nn
 from visionkit.config.schema import TrainConfig
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, weight decay) or AdamW; norm and bias parameters get no weight decay."""
+def scaled_lr(cfg: TrainConfig, batch_size: int, world_size: int) -> float:
+    """The learning rate of a run with ``world_size`` processes of ``batch_size`` images.
+
+    ``lr_scaling: none`` keeps ``cfg.lr``; ``linear`` (Goyal et al., 2017) multiplies it by the
+    images of one optimizer step, ``world_size * accumulate_steps * batch_size``, over
+    ``base_batch_size`` (0: ``batch_size``, i.e. ``cfg.lr`` is one process's without accumulation).
+    """
+    if cfg.lr_scaling == "none":
+        return cfg.lr
+    total = world_size * cfg.accumulate_steps * batch_size
+    return cfg.lr * total / (cfg.base_batch_size or batch_size)
+
+
+def build_optimizer(
+    cfg: TrainConfig, model: nn.Module, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """SGD (momentum, weight decay) or AdamW at ``lr`` (default ``cfg.lr``); norm and bias
+    parameters get no weight decay."""
+    lr = cfg.lr if lr is None else lr
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -21,8 +38,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def lr_factor(cfg: TrainConfig, iteration: int, iters_per_epoch: int) -> float:

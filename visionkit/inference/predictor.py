@@ -115,7 +115,7 @@ def load_predictor(
     task = model_task(cfg.model.name)
     model = build_model(cfg.model)
     ckpt = load_checkpoint(weights)
-    load_model_weights(model, ckpt, cfg.model.name, weights)
+    load_model_weights(model, ckpt, cfg.model.name, weights, cfg.model.num_classes)
     names, cat_ids = class_metadata(ckpt, cfg, task)
     model = place_model(model, device, cfg.train.channels_last)
     return Predictor(model, device, task, names, cat_ids, score_thresh, half)

@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 import cv2
 import numpy as np
 
+from visionkit.data.coco import read_image
 from visionkit.errors import DataError
 
 IMAGE_EXTS = frozenset(
@@ -124,30 +125,6 @@ def resolve_sources(spec: str) -> list[Source]:
     raise DataError(f"source not found: {spec} (a file, folder, glob, list or webcam index)")
 
 
-def load_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB (grey and 16-bit images converted, EXIF orientation applied).
-
-    Raises:
-        DataError: missing, unreadable, empty, truncated or not an image (one line, naming it).
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"cannot read image {path}: missing") from None
-    except OSError as e:
-        raise DataError(f"cannot read image {path}: {e.strerror or type(e).__name__}") from None
-    if not data:
-        raise DataError(f"cannot read image {path}: empty file")
-    # OpenCV 4 decodes a JPEG cut short into a partly grey image (libjpeg only warns); every
-    # complete JPEG holds an end-of-image marker
-    if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in data:
-        raise DataError(f"cannot read image {path}: truncated JPEG")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read image {path}: corrupt or not an image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def video_frame_count(source: Source) -> int | None:
     """The number of frames a video file's header announces; None for webcams or when unknown."""
     if source.kind != "video":
@@ -188,7 +165,7 @@ def read_frames(sources: Iterable[Source]) -> Iterator[Frame | Skipped]:
     for source in sources:
         if source.kind == "image":
             try:
-                yield Frame(load_image(Path(source.path)), source)
+                yield Frame(read_image(Path(source.path)), source)
             except DataError as e:
                 yield Skipped(source, str(e))
         else:

@@ -1,0 +1,121 @@
+"""Unreadable files inside a dataset: skipped and reported, or a clear stop (``data.on_bad_image``).
+
+:class:`BadImageGuard` wraps every dataset :func:`~visionkit.data.build.build_dataset` returns.
+A sample whose image (or label map) raises :class:`~visionkit.errors.UnreadableImageError` (a
+missing, empty, truncated or undecodable file) is handled by the policy:
+
+- ``stop``: the error is raised with its one line naming the file (``tools/*.py`` print it and
+  exit 1, also from a DataLoader worker, through ``utils/cli.one_line``).
+- ``skip`` (default): ``dataset[i]`` returns the sample of the next readable index instead
+  (``i + 1``, ``i + 2``, ... modulo the length, deterministic; at most :data:`MAX_ATTEMPTS`
+  files in a row, else a DataError), its target carrying ``skipped``: the ``(path, message)``
+  pairs passed over. Evaluation datasets (``keep_stand_ins=False``) also mark it ``stand_in``.
+
+:class:`ReportingDataLoader` (what :func:`~visionkit.data.build.build_dataloader` returns) reads
+those keys in the main process, whatever the number of workers: it prints one warning line on
+stderr the first time it sees each unreadable file, keeps them in ``skipped`` (path -> message),
+removes the keys from the targets, and drops ``stand_in`` samples. So a pass over a training
+loader yields ``len(dataset)`` samples, each unreadable one replaced by a copy of the next
+readable one (batches keep their size); a pass over an evaluation loader yields every readable
+sample exactly once (``len(dataset)`` minus the unreadable ones), and evaluators score only those.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from visionkit.errors import DataError, UnreadableImageError
+
+MAX_ATTEMPTS = 16  # unreadable files in a row before skipping gives up
+SKIPPED_KEY = "skipped"  # target key: [(path, message), ...] passed over to reach this sample
+STAND_IN_KEY = "stand_in"  # target key: True when an evaluation loader must drop the sample
+
+
+class BadImageGuard(Dataset):
+    """``dataset`` with unreadable samples skipped or stopped at, as the module docstring says.
+
+    Every other attribute (``ids``, ``coco``, ``cat_ids``, ``class_names``, ``transforms``,
+    ``image_path``, ...) is the wrapped dataset's.
+
+    Args:
+        dataset: any map-style dataset of ``(image, target dict)`` samples.
+        policy: ``"skip"`` or ``"stop"``.
+        keep_stand_ins: training (True): the next readable sample replaces an unreadable one;
+            evaluation (False): it is marked ``stand_in`` for the loader to drop.
+    """
+
+    def __init__(
+        self, dataset: Any, policy: Literal["skip", "stop"] = "skip", keep_stand_ins: bool = True
+    ) -> None:
+        self.dataset, self.policy, self.keep_stand_ins = dataset, policy, keep_stand_ins
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset" or name.startswith("__"):  # unpickling: not set yet
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        if self.policy == "stop":
+            try:
+                return self.dataset[index]
+            except UnreadableImageError as e:
+                raise UnreadableImageError(
+                    f"{e} (data.on_bad_image=skip skips unreadable files)", e.path
+                ) from None
+        skipped: list[tuple[str, str]] = []
+        for attempt in range(min(len(self.dataset), MAX_ATTEMPTS)):
+            try:
+                image, target = self.dataset[(index + attempt) % len(self.dataset)]
+            except UnreadableImageError as e:
+                skipped.append((e.path or str(e), str(e)))
+                continue
+            if skipped:
+                target[SKIPPED_KEY] = skipped
+                if not self.keep_stand_ins:
+                    target[STAND_IN_KEY] = True
+            return image, target
+        raise DataError(
+            f"{len(skipped)} unreadable files in a row from sample {index} (first: {skipped[0][1]}); "
+            "is the dataset's image folder right?"
+        )
+
+
+class ReportingDataLoader(DataLoader):
+    """A DataLoader that reports and removes what :class:`BadImageGuard` put in targets.
+
+    Attributes:
+        skipped: path -> message of each unreadable file seen so far, in the order seen.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped: dict[str, str] = {}
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            images, targets = batch
+            if not any(SKIPPED_KEY in t for t in targets):
+                yield batch
+                continue
+            kept = [(img, t) for img, t in zip(images, targets, strict=True) if self._report(t)]
+            if kept:
+                yield [img for img, _ in kept], [t for _, t in kept]
+
+    def _report(self, target: dict[str, Any]) -> bool:
+        """Record and warn about ``target``'s skipped files; False for a stand-in to drop."""
+        for path, message in target.pop(SKIPPED_KEY, ()):
+            if path not in self.skipped:
+                self.skipped[path] = message
+                tqdm.write(
+                    f"warning: skipped ({len(self.skipped)} so far): {message}", file=sys.stderr
+                )
+        return not target.pop(STAND_IN_KEY, False)

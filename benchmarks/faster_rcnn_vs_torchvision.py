@@ -1,18 +1,19 @@
 """visionkit's Faster R-CNN against torchvision's ``FasterRCNN``, side by side, in one run.
 
-Both models are built from ``configs/faster_rcnn_shapes.yaml``'s settings: the same backbone
-module (Fast YOLO's trunk to ``stage4``, stride 16, copied so both start from the same weights),
-images kept at 256 px, the same anchors (8 square sizes 16-181 px), RPN (3x3 conv, 256 anchors
-sampled at up to 1:1, 1000 -> NMS 0.7 -> 500 proposals in training, 300 at test), RoI max pooling
-7x7 on stride 16 (torchvision gets a ``torchvision.ops.roi_pool`` adapter in place of its
-default RoIAlign), two FC-256 layers, 128 RoIs per image at 25 % foreground, background IoU in
-[0, 0.5), smooth-L1 with beta 1/9 on both stages (torchvision's), per-class NMS 0.5 at test, and
-the same AdamW + warmup + cosine schedule with gradient clipping. Every training batch (shapes
-train split, the config's augmentation) goes through both models in lockstep, so drifts in the
-machine's load hit both alike. Prints a markdown table: COCO AP and AP50 on shapes val, seconds
-per train step and per inference image (batches of ``--eval-batch`` images), and the ratios.
+Both models are built from ``configs/faster_rcnn_shapes.yaml``'s settings (or ``--config``'s): the
+same backbone module (copied, so both start from the same weights), FPN (torchvision's
+``FeaturePyramidNetwork`` with visionkit's start weights) when the config has one, images kept at
+their 256 px, the same anchors, RPN (3x3 conv, 256 anchors sampled at up to 1:1, top-N per level
+-> NMS 0.7 -> post-NMS top-N), RoI max pooling 7x7 (torchvision gets a ``torchvision.ops.roi_pool``
+adapter with its own ``LevelMapper`` in place of its default RoIAlign, which is 4-7x slower on
+CPU), two FC layers, the same RoI sampling, smooth-L1 with beta 1/9 on both stages
+(torchvision's), per-class NMS at test, and the same AdamW + warmup + cosine schedule with
+gradient clipping. Every training batch (shapes train split, the config's augmentation) goes
+through both models in lockstep, so drifts in the machine's load hit both alike. Prints a
+markdown table: COCO AP and AP50 on shapes val, seconds per train step and per inference image
+(batches of ``--eval-batch`` images), and the ratios.
 
-    OMP_NUM_THREADS=2 python benchmarks/faster_rcnn_vs_torchvision.py               # 10 epochs
+    OMP_NUM_THREADS=2 python benchmarks/faster_rcnn_vs_torchvision.py   # the quick config's 10 epochs
     python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --train-images 32 --val-images 16
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import time
 from collections import OrderedDict
 
@@ -30,7 +32,8 @@ from torch.utils.data import Subset
 from torchvision.models.detection import FasterRCNN as TVFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.ops import roi_pool
+from torchvision.ops import FeaturePyramidNetwork, roi_pool
+from torchvision.ops.poolers import initLevelMapper
 
 from visionkit.config import load_config
 from visionkit.data import build_dataloader, build_dataset
@@ -39,30 +42,49 @@ from visionkit.engine.optim import build_optimizer, build_scheduler
 from visionkit.evaluation.coco_eval import CocoEvaluator
 from visionkit.models import build_model
 
-CONFIG = "configs/faster_rcnn_shapes.yaml"
 SHARED = ["model.roi_head.smooth_l1_beta=0.1111"]  # torchvision's box loss (beta 1/9)
 
 
 class TrunkAsFeatures(nn.Module):
-    """A visionkit backbone returning its one level as torchvision's ``{"0": features}``."""
+    """A visionkit backbone's levels as torchvision's ``{"0": ..., "1": ...}``, through a
+    torchvision ``FeaturePyramidNetwork`` when one is given."""
 
-    def __init__(self, backbone: nn.Module, level: str, channels: int) -> None:
+    def __init__(self, backbone: nn.Module, out_channels: int, fpn: nn.Module | None) -> None:
         super().__init__()
-        self.body, self.level, self.out_channels = backbone, level, channels
+        self.body, self.fpn, self.out_channels = backbone, fpn, out_channels
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        return OrderedDict([("0", self.body(x)[self.level])])
+        out = self.body(x)
+        levels = OrderedDict((str(i), out[n]) for i, n in enumerate(self.body.out_features))
+        return self.fpn(levels) if self.fpn is not None else levels
 
 
 class RoIPoolAdapter(nn.Module):
-    """``torchvision.ops.roi_pool`` with the call signature of torchvision's RoI heads."""
+    """``torchvision.ops.roi_pool`` on one or more levels, each RoI on the level torchvision's
+    ``LevelMapper`` picks, with the call signature of torchvision's RoI heads."""
 
-    def __init__(self, size: int, stride: int) -> None:
+    def __init__(
+        self, size: int, strides: list[int], canonical_size: float, canonical_level: int
+    ) -> None:
         super().__init__()
-        self.size, self.scale = size, 1.0 / stride
+        self.size, self.strides = size, strides
+        k_min, k_max = int(math.log2(strides[0])), int(math.log2(strides[-1]))
+        self.mapper = initLevelMapper(k_min, k_max, canonical_size, canonical_level)
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes) -> Tensor:
-        return roi_pool(features["0"], proposals, self.size, self.scale)
+        feats = list(features.values())[: len(self.strides)]
+        index = torch.cat(
+            [torch.full((len(p), 1), i, dtype=p.dtype) for i, p in enumerate(proposals)]
+        )
+        rois = torch.cat([index.to(proposals[0].device), torch.cat(proposals)], dim=1)
+        if len(feats) == 1:
+            return roi_pool(feats[0], rois, self.size, 1.0 / self.strides[0])
+        levels = self.mapper(proposals)
+        out = rois.new_zeros(len(rois), feats[0].shape[1], self.size, self.size)
+        for level, (f, stride) in enumerate(zip(feats, self.strides, strict=True)):
+            idx = torch.nonzero(levels == level).squeeze(1)
+            out[idx] = roi_pool(f, rois[idx], self.size, 1.0 / stride)
+        return out
 
 
 class TorchvisionPredictor(nn.Module):
@@ -89,16 +111,24 @@ def make_models(cfg) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(0)
     vk = build_model(cfg.model)
     m, r, rh = cfg.model, cfg.model.rpn, cfg.model.roi_head
-    level = vk.backbone.out_features[0]
-    channels, stride = vk.backbone.levels[level]
+    levels = [vk.backbone.levels[n] for n in vk.backbone.out_features]
+    fpn, strides, channels = None, [s for _, s in levels], levels[0][0]
+    if vk.neck is not None:
+        fpn = FeaturePyramidNetwork([c for c, _ in levels], m.fpn.out_channels)
+        for ours, theirs in zip(vk.neck.lateral, fpn.inner_blocks, strict=True):
+            theirs[0].load_state_dict(ours.state_dict())
+        for ours, theirs in zip(vk.neck.output, fpn.layer_blocks, strict=True):
+            theirs[0].load_state_dict(ours.state_dict())
+        channels = m.fpn.out_channels
     tv = TVFasterRCNN(
-        TrunkAsFeatures(copy.deepcopy(vk.backbone), level, channels),
+        TrunkAsFeatures(copy.deepcopy(vk.backbone), channels, fpn),
         min_size=m.resize.min_size,
         max_size=m.resize.max_size,
         image_mean=list(m.pixel_mean),
         image_std=list(m.pixel_std),
         rpn_anchor_generator=TVAnchorGenerator(
-            (tuple(m.anchors.sizes[0]),), (tuple(m.anchors.aspect_ratios),)
+            tuple(tuple(sizes) for sizes in m.anchors.sizes),
+            (tuple(m.anchors.aspect_ratios),) * len(m.anchors.sizes),
         ),
         rpn_pre_nms_top_n_train=r.pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=r.pre_nms_top_n_test,
@@ -120,7 +150,10 @@ def make_models(cfg) -> tuple[nn.Module, nn.Module]:
         box_positive_fraction=rh.positive_fraction,
         bbox_reg_weights=tuple(rh.box_coder_weights),
     )
-    tv.roi_heads.box_roi_pool = RoIPoolAdapter(rh.pool_size, stride)  # the type check forbids it
+    # the constructor's type check admits only MultiScaleRoIAlign
+    tv.roi_heads.box_roi_pool = RoIPoolAdapter(
+        rh.pool_size, strides, m.fpn.canonical_size, m.fpn.canonical_level
+    )
     rpn = tv.rpn.head
     rpn.conv[0][0].load_state_dict(vk.rpn.head.conv.state_dict())
     rpn.cls_logits.load_state_dict(vk.rpn.head.objectness.state_dict())
@@ -159,12 +192,15 @@ def evaluate(model: nn.Module, dataset, batch_size: int) -> tuple[dict[str, floa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--epochs", type=int, default=10, help="the quick config's schedule")
+    p.add_argument("--config", default="configs/faster_rcnn_shapes.yaml")
+    p.add_argument("--epochs", type=int, default=0, help="0 = the config's train.epochs")
     p.add_argument("--train-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--val-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--eval-batch", type=int, default=8)
     args = p.parse_args()
-    cfg = load_config(CONFIG, [*SHARED, f"train.epochs={args.epochs}"])
+    cfg = load_config(
+        args.config, SHARED + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    )
     train = build_dataset(cfg.data.train, cfg.data.augment, None, train=True, task="detection")
     val = build_dataset(cfg.data.val, cfg.data.augment, None, train=False, task="detection")
     seed_transforms(train, cfg.train.seed)
@@ -179,7 +215,7 @@ def main() -> None:
         model.to(memory_format=torch.channels_last).train()
         opts[name] = build_optimizer(cfg.train, model)
         scheds[name] = build_scheduler(cfg.train, opts[name], len(loader))
-    for epoch in range(args.epochs):
+    for epoch in range(cfg.train.epochs):
         for images, targets in loader:
             for name, model in models.items():
                 start = time.perf_counter()
@@ -190,7 +226,7 @@ def main() -> None:
                 opts[name].step()
                 scheds[name].step()
                 step_times[name].append(time.perf_counter() - start)
-        print(f"epoch {epoch + 1}/{args.epochs} done", flush=True)
+        print(f"epoch {epoch + 1}/{cfg.train.epochs} done", flush=True)
     rows = {}
     for name, model in models.items():
         metrics, infer = evaluate(model, val, args.eval_batch)

@@ -18,7 +18,8 @@ EXAMPLES = """\
 Compute box AP on data.val: --metric coco (the 12 COCOeval numbers, in percent, and per-class AP),
 voc07 / voc (Pascal VOC per-class AP and mAP at IoU 0.5, 11-point / area under the curve;
 difficult objects neither counted nor penalized) or all. For segmentation models (fcn): mean IoU,
-frequency-weighted IoU, mean and pixel accuracy, per-class IoU.
+frequency-weighted IoU, mean and pixel accuracy, per-class IoU, and boundary quality: mean IoU and
+pixel accuracy within 3 px of a ground-truth label boundary (bIoU@3, bACC@3; the trimap measure).
 
 examples:
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --weights runs/yolo_v1_shapes/best.pth
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     if task != "detection" and args.metric != "coco":
         raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
     dataset = build_dataset(
-        cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False, task=task
-    )
+        cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False, task=task,
+        on_bad_image=cfg.data.on_bad_image,
+    )  # fmt: skip
     evaluator = build_evaluator(task, dataset, args.metric)
     if args.predictions:
         path = Path(args.predictions)
@@ -121,14 +123,17 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"{path}: not a COCO results list")
         evaluator.add_results(results, dataset.ids)
         metrics = evaluator.evaluate()
+        skipped = 0
     else:
         device = select_device(cfg.train.device)
         model = build_model(cfg.model)
-        load_model_weights(model, load_checkpoint(args.weights), cfg.model.name, args.weights)
+        ckpt = load_checkpoint(args.weights)
+        load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
         model = place_model(model, device, cfg.train.channels_last)
         loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
         metrics = evaluate(model, loader, evaluator, device, progress=not args.no_progress)
         results = evaluator.results if task == "detection" else []
+        skipped = len(loader.skipped)
     print(format_table(metrics))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -136,14 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_predictions:
         Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_predictions).write_text(json.dumps(results))
+    images = f"{len(dataset) - skipped} images"
+    if skipped:
+        images += f" ({skipped} unreadable skipped)"
+    if "speed" in metrics:
+        images += f" (predict {metrics['speed']['ms_per_image']:.1f} ms/image)"
     if task == "sem_seg":
         m = metrics["sem_seg"]
+        band = "".join(f" {k} {v:.2f}" for k, v in m.items() if k.startswith("bIoU@"))
         print(
-            f"evaluated {len(dataset)} images: mIoU {m['mIoU']:.2f} fwIoU {m['fwIoU']:.2f} "
-            f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}"
+            f"evaluated {images}: mIoU {m['mIoU']:.2f} fwIoU {m['fwIoU']:.2f} "
+            f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}{band}"
         )
         return 0
-    print(f"evaluated {len(dataset)} images: {summary(metrics)}")
+    print(f"evaluated {images}: {summary(metrics)}")
     return 0
 
 

@@ -1,13 +1,18 @@
-"""visionkit's FCN-ResNet50 against torchvision's ``fcn_resnet50`` architecture, side by side.
+"""visionkit's FCN against torchvision's FCN architecture, side by side, in one run.
 
-Both start from the same weights (torchvision's randomly initialized model, copied into
-visionkit's: dilated ResNet-50 trunk, 3x3 conv + BN head, 1x1 score; no auxiliary loss), see the
-same batches (shapes train split, torchvision's reference augmentation: rescale 0.5-2.0, crop,
-flip) through the same normalization and padding, the same loss (per-pixel cross-entropy, 255
-ignored) and the same SGD + poly schedule. Prints a markdown table: mIoU on the shapes val split,
-seconds per train step and per inference image, and visionkit / torchvision ratios.
+``--backbone resnet50`` is torchvision's ``fcn_resnet50`` exactly (dilated ResNet-50 trunk at
+output stride 8, 3x3 conv + BN head of 512, 1x1 score, no auxiliary loss); ``resnet18`` (the
+default, sized for a CPU) is torchvision's ``FCN`` class on a ResNet-18 trunk at stride 32 (its
+BasicBlocks cannot dilate) with ``FCNHead(512, C)``. Both models start from the same weights
+(torchvision's random initialization, copied into visionkit's), and every training step feeds the
+same batch (shapes train split, torchvision's reference augmentation: rescale, crop, flip) through
+the same normalization and padding into both, in lockstep, so drifts in the machine's load hit
+both alike; the same loss (per-pixel cross-entropy, 255 ignored) and SGD + poly schedule. Prints a
+markdown table: mIoU on the shapes val split (whole images), seconds per train step and per
+inference image, and visionkit / torchvision ratios.
 
-    OMP_NUM_THREADS=2 python benchmarks/fcn_vs_torchvision.py --steps 2000 --crop 256
+    OMP_NUM_THREADS=2 python benchmarks/fcn_vs_torchvision.py --steps 1500 --crop 128
+    python benchmarks/fcn_vs_torchvision.py --backbone resnet50 --steps 2000 --crop 256  # GPU
     python benchmarks/fcn_vs_torchvision.py --steps 5 --val-images 8   # timing only, quick
 """
 
@@ -21,6 +26,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.segmentation.fcn import FCN, FCNHead
 
 from visionkit.config import load_config
 from visionkit.data import build_dataloader, build_dataset
@@ -31,12 +38,21 @@ from visionkit.models import build_model
 IGNORE = 255
 
 
-def make_models(num_classes: int) -> tuple[nn.Module, nn.Module]:
+def make_models(num_classes: int, backbone: str) -> tuple[nn.Module, nn.Module]:
     """(visionkit FCN, torchvision FCN) with identical parameters."""
-    tv = torchvision.models.segmentation.fcn_resnet50(
-        weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+    if backbone == "resnet50":
+        tv = torchvision.models.segmentation.fcn_resnet50(
+            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
+        )
+        overrides = []
+    else:
+        trunk = torchvision.models.resnet18(weights=None)
+        tv = FCN(IntermediateLayerGetter(trunk, {"layer4": "out"}), FCNHead(512, num_classes))
+        overrides = ["model.backbone.name=resnet18", "model.backbone.output_stride=32",
+                     "model.fcn.head_channels=128"]  # fmt: skip
+    cfg = load_config(
+        "configs/fcn_resnet50_coco.yaml", ["model.backbone.pretrained=false", *overrides]
     )
-    cfg = load_config("configs/fcn_resnet50_coco.yaml", ["model.backbone.pretrained=false"])
     cfg.model.num_classes = num_classes
     vk = build_model(cfg.model)
     names = {"conv1": "res2.0", "bn1": "res2.1", "layer1": "res2.4", "layer2": "res3",
@@ -57,28 +73,33 @@ def tv_logits(tv: nn.Module, batch: Tensor) -> Tensor:
     return tv(batch)["out"]
 
 
-def run(model: nn.Module, forward, args, loader, preprocess) -> tuple[float, list]:
-    """Train ``args.steps`` steps; returns seconds per step (after the first) and the model."""
+def train_models(models: dict, forwards: dict, args, loader, preprocess) -> dict[str, float]:
+    """Train every model ``args.steps`` steps on the same batches, in lockstep; returns each
+    one's seconds per step (after the first)."""
     cfg = load_config("configs/fcn_resnet50_coco.yaml", [f"train.lr={args.lr}", "train.epochs=1"])
-    opt = build_optimizer(cfg.train, model)
-    sched = build_scheduler(cfg.train, opt, args.steps)
-    model.train()
-    times, step = [], 0
+    opts = {name: build_optimizer(cfg.train, m) for name, m in models.items()}
+    scheds = {name: build_scheduler(cfg.train, opts[name], args.steps) for name in models}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    step = 0
     while step < args.steps:
         for images, targets in loader:
-            start = time.perf_counter()
-            batch, _, _ = preprocess(images)
-            target = preprocess.masks([t["sem_seg"] for t in targets], batch.shape, IGNORE)
-            loss = F.cross_entropy(forward(model, batch), target, ignore_index=IGNORE)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            times.append(time.perf_counter() - start)
+            for name, model in models.items():
+                model.train()
+                torch.manual_seed(step)  # the same dropout masks in both models
+                start = time.perf_counter()
+                batch, _, _ = preprocess(images)
+                target = preprocess.masks([t["sem_seg"] for t in targets], batch.shape, IGNORE)
+                logits = forwards[name](model, batch)
+                loss = F.cross_entropy(logits, target, ignore_index=IGNORE)
+                opts[name].zero_grad()
+                loss.backward()
+                opts[name].step()
+                scheds[name].step()
+                times[name].append(time.perf_counter() - start)
             step += 1
             if step == args.steps:
                 break
-    return sum(times[1:]) / max(len(times) - 1, 1), model
+    return {name: sum(t[1:]) / max(len(t) - 1, 1) for name, t in times.items()}
 
 
 @torch.no_grad()
@@ -98,8 +119,9 @@ def evaluate(model: nn.Module, forward, val, preprocess, class_names) -> tuple[f
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--backbone", choices=["resnet18", "resnet50"], default="resnet18")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--val-images", type=int, default=300)
@@ -113,18 +135,18 @@ def main() -> None:
     val_set = build_dataset(cfg.data.val, cfg.data.augment, None, train=False, task="sem_seg")
     val = [val_set[i] for i in range(min(args.val_images, len(val_set)))]
     torch.manual_seed(0)
-    vk, tv = make_models(len(train.class_names))
+    vk, tv = make_models(len(train.class_names), args.backbone)
     preprocess = copy.deepcopy(vk.preprocess)
+    models = {"visionkit": vk, "torchvision": tv}
+    forwards = {"visionkit": lambda m, b: m(b), "torchvision": tv_logits}
+    for model in models.values():
+        model.to(memory_format=torch.channels_last)
+    loader = build_dataloader(train, args.batch_size, 0, shuffle=True, drop_last=True, seed=1)
+    steps = train_models(models, forwards, args, loader, preprocess)
     rows = {}
-    for name, model, forward in (
-        ("visionkit", vk, lambda m, b: m(b)),
-        ("torchvision", tv, tv_logits),
-    ):
-        torch.manual_seed(1)
-        loader = build_dataloader(train, args.batch_size, 1, shuffle=True, drop_last=True, seed=1)
-        step, model = run(model, forward, args, loader, preprocess)
-        miou, infer = evaluate(model, forward, val, preprocess, train.class_names)
-        rows[name] = (miou, step, infer)
+    for name, model in models.items():
+        miou, infer = evaluate(model, forwards[name], val, preprocess, train.class_names)
+        rows[name] = (miou, steps[name], infer)
     print("| model | mIoU | train s/step | inference s/image |\n|---|---|---|---|")
     for name, (miou, step, infer) in rows.items():
         print(f"| {name} | {miou:.1f} | {step:.3f} | {infer:.3f} |")

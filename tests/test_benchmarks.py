@@ -1,9 +1,15 @@
-"""benchmarks/throughput.py in its quick mode on a tiny YOLOv1: the table and its numbers."""
+"""benchmarks/throughput.py in its quick mode on a tiny YOLOv1, benchmarks/fcn_variants.py on two
+tiny FCNs for one epoch: the tables and their numbers."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from visionkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +44,58 @@ def test_throughput_quick_table(tmp_path):
     assert all(float(values[k]) > 0 for k in rates), values
     assert all(float(values[k]) >= 0 for k in ("train MiB", "infer MiB"))
     assert any(ln.startswith("fast_rcnn_shapes.yaml: skipped") for ln in lines)
+
+
+def test_fcn_variants_table(tmp_path):
+    from test_fcn_e2e import tiny_fcn_overrides
+
+    root = tmp_path / "runs"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "fcn_variants.py"), "--epochs", "1",
+        "--variants", "32s", "8s", "--output-root", str(root),
+        *tiny_fcn_overrides(tmp_path / "cache"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("command: python benchmarks/fcn_variants.py --epochs 1")
+    table = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("|")]
+    header, rows = table[0], table[2:]
+    assert header == [
+        "variant", "epoch", "pixel acc.", "mean acc.", "mean IU", "f.w. IU", "bIoU@3",
+        "train min", "infer ms/image",
+    ]  # fmt: skip
+    assert [r[:2] for r in rows] == [["FCN-32s", "1"], ["FCN-8s", "1"]]
+    for row in rows:
+        values = [float(v) for v in row[2:]]
+        assert all(0 <= v <= 100 for v in values[:5]) and values[5] > 0 and values[6] > 0, row
+    for variant in ("32s", "8s"):  # the tiny LeNet names no levels: [] for each variant
+        assert f"variant: {variant}" in (root / variant / "config.yaml").read_text()
+        line = next(ln for ln in lines if ln.startswith(f"- FCN-{variant}: python tools/train.py"))
+        assert line.endswith(f"model.fcn.variant={variant} 'model.backbone.out_features=[]'")
+    again = subprocess.run(
+        [*command, "--skip-train", "--record", "best"], capture_output=True, text=True, cwd=ROOT,
+        timeout=120, env=env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [ln for ln in again.stdout.splitlines() if ln.startswith("| FCN-")] == lines[5:7]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert refused.returncode == 1 and "already exist" in refused.stderr
+
+
+def test_fcn_variants_levels_from_the_config():
+    spec = importlib.util.spec_from_file_location(
+        "fcn_variants", ROOT / "benchmarks" / "fcn_variants.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    levels = ["stage3", "stage4", "stage5"]  # configs/fcn8s_shapes.yaml
+    got = {v: bench.level_override(levels, v) for v in ("32s", "16s", "8s")}
+    assert got == {
+        "32s": "model.backbone.out_features=[stage5]",
+        "16s": "model.backbone.out_features=[stage4,stage5]",
+        "8s": "model.backbone.out_features=[stage3,stage4,stage5]",
+    }
+    with pytest.raises(ConfigError, match="FCN-8s fuses 3 levels; .* names only 2"):
+        bench.level_override(levels[1:], "8s")

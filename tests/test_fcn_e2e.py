@@ -47,10 +47,11 @@ def test_train_then_eval_reproduces_the_metrics(tmp_path):
         str(metrics_path), "--no-progress", *overrides,
     )  # fmt: skip
     metrics = json.loads(metrics_path.read_text())["sem_seg"]
-    assert {"mIoU", "fwIoU", "mACC", "pACC", "IoU-background", "IoU-star"} <= set(metrics)
-    for k in ("mIoU", "fwIoU", "mACC", "pACC"):
+    assert {"mIoU", "fwIoU", "mACC", "pACC", "IoU-background", "IoU-star", "bIoU@3"} <= set(metrics)
+    for k in ("mIoU", "fwIoU", "mACC", "pACC", "bIoU@3", "bACC@3"):
         assert metrics[k] == last[f"sem_seg/{k}"]
-    assert "mIoU" in proc.stdout.splitlines()[-1]
+    assert any(ln.startswith("sem_seg/bIoU@3 ") for ln in proc.stdout.splitlines())
+    assert "mIoU" in proc.stdout.splitlines()[-1] and "bIoU@3" in proc.stdout.splitlines()[-1]
 
 
 def test_box_predictions_options_are_a_config_error_for_fcn(tmp_path):

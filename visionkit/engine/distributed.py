@@ -222,9 +222,10 @@ class GatheredEvaluator:
     validation set; ``evaluate`` brings the shares to rank 0, which scores them once, and
     returns rank 0's metrics on every rank.
 
-    Segmentation sums the ranks' confusion matrices (``all_reduce``). Box evaluators receive
-    every rank's per-image predictions (moved to the CPU, ``gather_object``) in the dataset's
-    order, so COCO and VOC scores are those of a single-process evaluation.
+    Segmentation sums the ranks' confusion matrices (whole images and boundary bands, one
+    ``all_reduce``). Box evaluators receive every rank's per-image predictions (moved to the CPU,
+    ``gather_object``) in the dataset's order, so COCO and VOC scores are those of a
+    single-process evaluation.
     """
 
     def __init__(self, evaluator: Evaluator, info: DistInfo, device: torch.device) -> None:
@@ -241,13 +242,12 @@ class GatheredEvaluator:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         if isinstance(self.evaluator, SemSegEvaluator):
-            c = len(self.evaluator.class_names)
-            conf = self.evaluator.conf
-            conf = torch.zeros(c, c, dtype=torch.long) if conf is None else conf
-            conf = conf.to(self.device)
+            counts = self.evaluator.counts
+            counts = self.evaluator.zero_counts() if counts is None else counts
+            counts = counts.to(self.device)
             if self.info.enabled:
-                dist.all_reduce(conf)
-            self.evaluator.conf = conf
+                dist.all_reduce(counts)
+            self.evaluator.counts = counts
         else:
             shares = gather_to_main(self.info, self.images)
             if shares is not None:  # ShardSampler dealt index i to rank i % world_size

@@ -7,7 +7,12 @@ from visionkit.evaluation.coco_eval import (
     from_coco_results,
     to_coco_results,
 )
-from visionkit.evaluation.sem_seg import SemSegEvaluator, confusion_matrix, segmentation_metrics
+from visionkit.evaluation.sem_seg import (
+    SemSegEvaluator,
+    boundary_band,
+    confusion_matrix,
+    segmentation_metrics,
+)
 from visionkit.evaluation.voc_eval import (
     VocEvaluator,
     precision_recall,
@@ -23,6 +28,7 @@ __all__ = [
     "Evaluators",
     "SemSegEvaluator",
     "VocEvaluator",
+    "boundary_band",
     "build_evaluator",
     "coco_box_metrics",
     "confusion_matrix",

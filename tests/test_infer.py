@@ -115,13 +115,52 @@ def test_folder_gives_annotated_images_and_coco_results(yolo, tmp_path, capsys):
     assert best["category_id"] == categories[int(direct["labels"][top])]["id"]
 
 
-def test_video_keeps_frame_rate_size_and_frame_count(yolo, tmp_path, capsys):
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 80))
-    base = cv2.resize(cv2.imread(str(val_images(yolo, 1)[0])), (96, 80))
-    for i in range(12):
+def write_clip(path: Path, frame: Path, count: int = 12, fps: int = 10) -> None:
+    """An mp4v video of ``count`` 96 x 80 frames: ``frame`` rolled 4 px further each time."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (96, 80))
+    base = cv2.resize(cv2.imread(str(frame)), (96, 80))
+    for i in range(count):
         writer.write(np.roll(base, 4 * i, axis=1))
     writer.release()
+
+
+def read_back(path: Path) -> tuple[list[int], float, int]:
+    """(frame count, width, height as the container says), fps, frames actually decoded."""
+    cap = cv2.VideoCapture(str(path))
+    props = [cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT]
+    header, fps = [int(cap.get(p)) for p in props], cap.get(cv2.CAP_PROP_FPS)
+    decoded = 0
+    while cap.read()[0]:
+        decoded += 1
+    cap.release()
+    return header, fps, decoded
+
+
+@pytest.mark.parametrize("name", ["fcn", "faster_rcnn_shapes"])
+def test_video_from_the_other_families(name, yolo, fcn, tmp_path, capsys):
+    """FCN (overlay video) and an untrained Faster R-CNN keep the video's frames, size, fps."""
+    if name == "fcn":
+        run = fcn
+    else:
+        overrides = [o for o in yolo.overrides if o.startswith("data.val.")]
+        overrides += ["model.backbone.name=lenet", "model.backbone.out_features=[]",
+                      *TWO_STAGE[name]]  # fmt: skip
+        config = str(ROOT / "configs" / f"{name}.yaml")
+        torch.manual_seed(0)
+        model = build_model(load_config(config, overrides).model)
+        torch.save(model.state_dict(), tmp_path / "w.pth")
+        run = SimpleNamespace(config=config, weights=tmp_path / "w.pth", overrides=overrides)
+    video = tmp_path / "clip.mp4"
+    write_clip(video, val_images(yolo, 1)[0])
+    code, out, err = infer(capsys, run, video, tmp_path / "out", "--batch-size", "5")
+    assert code == 0 and err == [] and "12 frames of 1 video " in out
+    header, fps, decoded = read_back(tmp_path / "out" / "clip.mp4")
+    assert header == [12, 96, 80] and fps == pytest.approx(10) and decoded == 12
+
+
+def test_video_keeps_frame_rate_size_and_frame_count(yolo, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    write_clip(video, val_images(yolo, 1)[0])
     code, out, err = infer(
         capsys, yolo, video, tmp_path / "out", "--batch-size", "5", "--score-thresh", "0.05"
     )

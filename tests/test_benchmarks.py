@@ -1,13 +1,13 @@
 """benchmarks/throughput.py in its quick mode on a tiny YOLOv1, benchmarks/fcn_variants.py on two
 tiny FCNs for one epoch: the tables and their numbers."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from visionkit.errors import ConfigError
 
@@ -85,11 +85,7 @@ def test_fcn_variants_table(tmp_path):
 
 
 def test_fcn_variants_levels_from_the_config():
-    spec = importlib.util.spec_from_file_location(
-        "fcn_variants", ROOT / "benchmarks" / "fcn_variants.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/fcn_variants.py")
     levels = ["stage3", "stage4", "stage5"]  # configs/fcn8s_shapes.yaml
     got = {v: bench.level_override(levels, v) for v in ("32s", "16s", "8s")}
     assert got == {

@@ -1,12 +1,12 @@
 """tools/compare.py on two fake run folders: best metric per run, the table, the chart."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import cv2
 import pytest
+from script_loader import load_script
 
 from visionkit.analysis.compare import best_value, summarize_runs
 from visionkit.config import load_config, save_config
@@ -21,13 +21,6 @@ TINY = [
     "model.yolo.grid_size=4",
     "model.yolo.extra_convs=1",
 ]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("compare_tool", ROOT / "tools/compare.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 def fake_run(folder: Path, head_channels: int, ap50: list[float]) -> Path:
@@ -55,7 +48,7 @@ def runs(tmp_path) -> list[Path]:
 
 def test_table_and_chart_of_two_runs(runs, tmp_path, capsys):
     chart = tmp_path / "out" / "chart.png"
-    load_tool().main([*map(str, runs), "--output", str(chart)])
+    load_script("tools/compare.py").main([*map(str, runs), "--output", str(chart)])
     lines = capsys.readouterr().out.splitlines()
     assert "best bbox/AP50" in lines[0]
     small = next(ln.split() for ln in lines if ln.startswith("small "))
@@ -74,7 +67,7 @@ def test_metric_choice_and_missing_metric(runs, capsys):
     assert best_value(runs[1] / "metrics.jsonl", "bbox/AP") == (27.5, 1)
     assert [s.best for s in summarize_runs(runs, "bbox/AP")] == [21.125, 27.5]
     with pytest.raises(SystemExit) as e:
-        run_cli(load_tool().main, [*map(str, runs), "--metric", "sem_seg/mIoU"])
+        run_cli(load_script("tools/compare.py").main, [*map(str, runs), "--metric", "sem_seg/mIoU"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 1 and len(err) == 1
     assert "no 'sem_seg/mIoU' value" in err[0] and "bbox/AP50" in err[0]
@@ -82,5 +75,5 @@ def test_metric_choice_and_missing_metric(runs, capsys):
 
 def test_help_shows_an_example(capsys):
     with pytest.raises(SystemExit):
-        load_tool().main(["--help"])
+        load_script("tools/compare.py").main(["--help"])
     assert "python tools/compare.py runs/" in capsys.readouterr().out

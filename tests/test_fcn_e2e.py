@@ -1,9 +1,9 @@
 """tools/train.py and tools/eval.py on the shapes FCN config, with tiny generated data."""
 
-import importlib.util
 import json
 
 import pytest
+from script_loader import load_script
 from test_tools_e2e import ROOT, run_tool
 
 from visionkit.engine.checkpoint import load_checkpoint
@@ -55,8 +55,6 @@ def test_train_then_eval_reproduces_the_metrics(tmp_path):
 
 
 def test_box_predictions_options_are_a_config_error_for_fcn(tmp_path):
-    spec = importlib.util.spec_from_file_location("eval_tool", ROOT / "tools" / "eval.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/eval.py")
     with pytest.raises(ConfigError, match="COCO box results; 'fcn' is a sem_seg model"):
         tool.main(["--config", CONFIG, "--predictions", str(tmp_path / "p.json")])

@@ -1,6 +1,5 @@
 """tools/infer.py on tiny checkpoints trained here: folders, videos, unreadable files, FCN, --show."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
+from script_loader import load_script
 from test_fcn_e2e import CONFIG as FCN_CONFIG
 from test_fcn_e2e import tiny_fcn_overrides
 from test_tools_e2e import ROOT, run_tool, tiny_overrides
@@ -28,9 +28,7 @@ from visionkit.utils.cli import run_cli
 YOLO_CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
 
 
-_spec = importlib.util.spec_from_file_location("infer_tool", ROOT / "tools" / "infer.py")
-INFER = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(INFER)
+INFER = load_script("tools/infer.py")
 
 
 def train_tiny(tmp: Path, config: str, overrides: list[str]) -> SimpleNamespace:

@@ -2,12 +2,12 @@
 objects, the SVM solver and hard negative mining, the feature cache, predictions in original
 pixels with and without SVMs, and tools/train_rcnn_svms.py end to end on tiny shapes data."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 from detection_helpers import targets_with_proposals
+from script_loader import load_script
 from test_tools_e2e import run_tool
 
 from visionkit.config import ModelConfig, load_config
@@ -257,9 +257,7 @@ def test_train_rcnn_svms_end_to_end(tmp_path, capsys):
     evaluated = run_tool("eval.py", "--config", cfg, "--weights", str(out / "last_svm.pth"),
                          "--no-progress", *common)  # fmt: skip
     assert "AP50" in evaluated.stdout
-    spec = importlib.util.spec_from_file_location("svms", ROOT / "tools" / "train_rcnn_svms.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/train_rcnn_svms.py")
     with pytest.raises(SystemExit) as exit_info:
         tool.run_cli(tool.main, ["--config", cfg, "--weights", str(tmp_path / "no.pth")])
     assert exit_info.value.code == 1

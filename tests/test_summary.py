@@ -1,12 +1,12 @@
 """Parameter and MAC counts, receptive fields, and tools/summary.py."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from script_loader import load_script
 from torch import nn
 
 from visionkit.analysis.complexity import count_params_and_macs, layer_macs, summarize
@@ -26,10 +26,7 @@ def all_levels(name: str):
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("summary_tool", ROOT / "tools" / "summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/summary.py")
 
 
 @pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet50"])

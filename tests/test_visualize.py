@@ -1,7 +1,6 @@
 """tools/visualize.py on a tiny LeNet YOLOv1: filter grid geometry and colours, feature maps of
 chosen layers computed on the model's own preprocessing, one-line errors."""
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from script_loader import load_script
 
 from visionkit.analysis.visualize import feature_maps, filter_grid, read_image
 from visionkit.config import load_config
@@ -26,13 +26,6 @@ TINY = [
     "model.yolo.head_channels=16",
     "model.yolo.extra_convs=1",
 ]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("visualize_tool", ROOT / "tools/visualize.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 def grid_shape(n: int, tile: int) -> tuple[int, int, int]:
@@ -61,7 +54,8 @@ def test_filter_grid_has_one_tile_per_filter_in_rgb(tmp_path):
     weights = tmp_path / "w.pth"
     save_checkpoint({"model_name": "yolo_v1", "model": model.state_dict()}, weights)
     out = tmp_path / "vis"
-    load_tool().main(["--config", CONFIG, *TINY, "--weights", str(weights), "--output", str(out)])
+    tool = load_script("tools/visualize.py")
+    tool.main(["--config", CONFIG, *TINY, "--weights", str(weights), "--output", str(out)])
     grid = cv2.imread(str(out / "filters.png"))
     # 5 x 5 filters enlarged x6 (the largest factor within --filter-size 32): 30-px tiles
     assert grid.shape == grid_shape(6, 30)
@@ -73,7 +67,7 @@ def test_filter_grid_has_one_tile_per_filter_in_rgb(tmp_path):
 
 def test_feature_maps_of_requested_layers_on_the_models_input(tmp_path, image):
     out = tmp_path / "vis"
-    tool = load_tool()
+    tool = load_script("tools/visualize.py")
     args = ["--config", CONFIG, *TINY, "--output", str(out), "--image", str(image)]
     tool.main([*args, "--layers", "c1", "head.convs", "--max-channels", "4"])
     written = sorted(p.name for p in out.iterdir())
@@ -106,7 +100,7 @@ def test_feature_maps_of_requested_layers_on_the_models_input(tmp_path, image):
 
 
 def test_unknown_layer_is_a_one_line_error(tmp_path, image, capsys):
-    tool = load_tool()
+    tool = load_script("tools/visualize.py")
     argv = ["--config", CONFIG, *TINY, "--output", str(tmp_path), "--image", str(image)]
     with pytest.raises(SystemExit) as e:
         run_cli(tool.main, [*argv, "--layers", "c9"])
@@ -117,7 +111,7 @@ def test_unknown_layer_is_a_one_line_error(tmp_path, image, capsys):
 
 
 def test_help_shows_examples_and_list_layers_names_levels(capsys):
-    tool = load_tool()
+    tool = load_script("tools/visualize.py")
     with pytest.raises(SystemExit):
         tool.main(["--help"])
     assert (

@@ -2,7 +2,6 @@
 predictions JSON of tiny generated shapes data, its COCO numbers against pycocotools directly."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
@@ -13,6 +12,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from script_loader import load_script
 from test_tools_e2e import ROOT, run_tool
 
 from visionkit.data import ensure_shapes
@@ -341,9 +341,7 @@ def test_eval_tool_metric_all_on_a_predictions_json(tmp_path):
 
 
 def test_metric_is_a_config_error_for_segmentation_models(tmp_path):
-    spec = importlib.util.spec_from_file_location("eval_tool", ROOT / "tools" / "eval.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/eval.py")
     cfg = str(ROOT / "configs" / "fcn8s_shapes.yaml")
     with pytest.raises(ConfigError, match="--metric chooses box metrics; 'fcn' is a sem_seg"):
         tool.main(["--config", cfg, "--weights", str(tmp_path / "w.pth"), "--metric", "voc"])

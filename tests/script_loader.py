@@ -1,0 +1,28 @@
+"""Load a script from tools/ or benchmarks/ as a module, for tests that call its functions."""
+
+import functools
+import importlib.util
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def load_script(relative_path: str) -> types.ModuleType:
+    """The script at ``relative_path`` from the repository root (``"tools/eval.py"``), executed
+    once and cached per path: later calls return the same module object. Named after its folder
+    and file (``tools_eval``) and not added to ``sys.modules``; its ``__name__`` is never
+    ``"__main__"``, so the script's CLI entry point does not run.
+
+    The scripts keep no module-level state that a test changes, so sharing one module between
+    tests is safe. A test that patches a loaded script's globals should use ``monkeypatch`` (undone
+    after the test) or load a fresh copy with ``load_script.__wrapped__(path)``.
+    """
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

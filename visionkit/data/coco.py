@@ -46,6 +46,14 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, COCO]:
+    """``(ann_file, image_dir, COCO)`` of a COCO split, the image folder checked to exist."""
+    ann_file, image_dir = Path(ann_file), Path(image_dir)
+    if not image_dir.is_dir():
+        raise DataError(f"COCO image folder not found: {image_dir}")
+    return ann_file, image_dir, load_coco(ann_file)
+
+
 def load_coco(ann_file: Path) -> COCO:
     """Load and sanity-check an instances JSON; errors name the file."""
     if not ann_file.is_file():
@@ -91,10 +99,7 @@ class CocoDetection(Dataset):
         transforms: Callable | None = None,
         filter_empty: bool = False,
     ) -> None:
-        self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise DataError(f"COCO image folder not found: {self.image_dir}")
-        self.coco = load_coco(self.ann_file)
+        self.ann_file, self.image_dir, self.coco = open_coco(ann_file, image_dir)
         self.transforms = transforms
         self.cat_ids = sorted(self.coco.getCatIds())
         self.class_names = [self.coco.cats[c]["name"] for c in self.cat_ids]

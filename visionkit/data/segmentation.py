@@ -29,7 +29,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco import load_coco, read_image, to_sample
+from visionkit.data.coco import open_coco, read_image, to_sample
 from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
 
@@ -193,10 +193,7 @@ class CocoSegmentation(Dataset):
         filter_empty: bool = False,
         coco_to_voc: bool = False,
     ) -> None:
-        self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise DataError(f"COCO image folder not found: {self.image_dir}")
-        self.coco = load_coco(self.ann_file)
+        self.ann_file, self.image_dir, self.coco = open_coco(ann_file, image_dir)
         self.transforms = transforms
         kept = list(COCO_VOC_CAT_IDS) if coco_to_voc else sorted(self.coco.getCatIds())
         names = VOC_CLASSES if coco_to_voc else [self.coco.cats[c]["name"] for c in kept]

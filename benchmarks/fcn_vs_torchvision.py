@@ -7,9 +7,10 @@ BasicBlocks cannot dilate) with ``FCNHead(512, C)``. Both models start from the 
 (torchvision's random initialization, copied into visionkit's), and every training step feeds the
 same batch (shapes train split, torchvision's reference augmentation: rescale, crop, flip) through
 the same normalization and padding into both, in lockstep, so drifts in the machine's load hit
-both alike; the same loss (per-pixel cross-entropy, 255 ignored) and SGD + poly schedule. Prints a
-markdown table: mIoU on the shapes val split (whole images), seconds per train step and per
-inference image, and visionkit / torchvision ratios.
+both alike; the same loss (per-pixel cross-entropy, 255 ignored) and optimizer (SGD, or
+``--optimizer adamw``) with poly decay. Prints a markdown table: mIoU on the shapes val split
+(whole images, the two models interleaved on each), seconds per train step and per inference
+image, and visionkit / torchvision ratios.
 
     OMP_NUM_THREADS=2 python benchmarks/fcn_vs_torchvision.py --steps 1500 --crop 128
     python benchmarks/fcn_vs_torchvision.py --backbone resnet50 --steps 2000 --crop 256  # GPU
@@ -76,7 +77,10 @@ def tv_logits(tv: nn.Module, batch: Tensor) -> Tensor:
 def train_models(models: dict, forwards: dict, args, loader, preprocess) -> dict[str, float]:
     """Train every model ``args.steps`` steps on the same batches, in lockstep; returns each
     one's seconds per step (after the first)."""
-    cfg = load_config("configs/fcn_resnet50_coco.yaml", [f"train.lr={args.lr}", "train.epochs=1"])
+    cfg = load_config(
+        "configs/fcn_resnet50_coco.yaml",
+        [f"train.optimizer={args.optimizer}", f"train.lr={args.lr}", "train.epochs=1"],
+    )
     opts = {name: build_optimizer(cfg.train, m) for name, m in models.items()}
     scheds = {name: build_scheduler(cfg.train, opts[name], args.steps) for name in models}
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -103,18 +107,23 @@ def train_models(models: dict, forwards: dict, args, loader, preprocess) -> dict
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, forward, val, preprocess, class_names) -> tuple[float, float]:
-    """(mIoU, seconds per image) on whole validation images."""
-    model.eval()
-    ev, seconds = SemSegEvaluator(class_names), 0.0
-    for image, target in val:
-        start = time.perf_counter()
-        batch, sizes, _ = preprocess([image])
-        h, w = sizes[0]
-        pred = forward(model, batch)[0, :, :h, :w].argmax(0)
-        seconds += time.perf_counter() - start
-        ev.process([target], [{"sem_seg": pred}])
-    return ev.evaluate()["sem_seg"]["mIoU"], seconds / len(val)
+def evaluate(models: dict, forwards: dict, val, preprocess, class_names) -> dict:
+    """Per model (mIoU, seconds per image) on whole validation images, the models interleaved on
+    each image (alternating which goes first) so that the machine's load hits both alike."""
+    evs = {name: SemSegEvaluator(class_names) for name in models}
+    seconds = dict.fromkeys(models, 0.0)
+    for i, (image, target) in enumerate(val):
+        for name in list(models)[:: 1 if i % 2 == 0 else -1]:
+            model = models[name].eval()
+            start = time.perf_counter()
+            batch, sizes, _ = preprocess([image])
+            h, w = sizes[0]
+            pred = forwards[name](model, batch)[0, :, :h, :w].argmax(0)
+            seconds[name] += time.perf_counter() - start
+            evs[name].process([target], [{"sem_seg": pred}])
+    return {
+        name: (evs[name].evaluate()["sem_seg"]["mIoU"], seconds[name] / len(val)) for name in models
+    }
 
 
 def main() -> None:
@@ -123,6 +132,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--val-images", type=int, default=300)
     args = p.parse_args()
@@ -143,10 +153,8 @@ def main() -> None:
         model.to(memory_format=torch.channels_last)
     loader = build_dataloader(train, args.batch_size, 0, shuffle=True, drop_last=True, seed=1)
     steps = train_models(models, forwards, args, loader, preprocess)
-    rows = {}
-    for name, model in models.items():
-        miou, infer = evaluate(model, forwards[name], val, preprocess, train.class_names)
-        rows[name] = (miou, steps[name], infer)
+    scores = evaluate(models, forwards, val, preprocess, train.class_names)
+    rows = {name: (scores[name][0], steps[name], scores[name][1]) for name in models}
     print("| model | mIoU | train s/step | inference s/image |\n|---|---|---|---|")
     for name, (miou, step, infer) in rows.items():
         print(f"| {name} | {miou:.1f} | {step:.3f} | {infer:.3f} |")

@@ -11,7 +11,7 @@ from visionkit.config import BackboneConfig, load_config
 from visionkit.errors import ConfigError
 from visionkit.models import MODELS, build_model, model_task
 from visionkit.models.backbones import BACKBONES, Backbone, build_backbone
-from visionkit.models.heads.fcn_head import bilinear_upsampler
+from visionkit.models.heads.fcn_head import BilinearUpsample, bilinear_upsampler
 from visionkit.models.segmentors.fcn import fcn_on_backbone
 
 ODD = (37, 53)  # not a multiple of any stride
@@ -70,8 +70,13 @@ def test_paper_vgg16_crops_and_output_size():
     expected = {"32s": ([], 19), "16s": ([5], 27), "8s": ([5, 9], 31)}  # the paper's crop offsets
     for variant, (shifts, final) in expected.items():
         cfg.fcn.variant = variant
+        cfg.fcn.learn_final_upsample = True  # the paper's deconvolution and its crop
         model = fcn_on_backbone(backbone, cfg).eval()
         assert model.head.shifts == shifts and model.head.final_start == final
+        cfg.fcn.learn_final_upsample = False  # F.interpolate starts f/2 pixels earlier
+        model = fcn_on_backbone(backbone, cfg).eval()
+        factor = {"32s": 32, "16s": 16, "8s": 8}[variant]
+        assert model.head.final_start == final - factor // 2
     assert model.backbone.out_features == ["pool3", "pool4", "pool5"]
     assert model.backbone.stages["pool1"][0].padding == (100, 100)
     assert model.backbone.stages["pool5"].ceil_mode  # Caffe's pooling: any input reaches fc6
@@ -81,9 +86,8 @@ def test_paper_vgg16_crops_and_output_size():
 
 
 @pytest.mark.parametrize("factor", [2, 8, 32])
-@pytest.mark.parametrize("learnable", [True, False])
-def test_bilinear_init_equals_interpolate(factor, learnable):
-    up = bilinear_upsampler(3, factor, learnable)
+def test_bilinear_init_equals_interpolate(factor):
+    up = bilinear_upsampler(3, factor)
     x = torch.rand(2, 3, 5, 7)
     with torch.no_grad():
         y = up(x)[..., factor // 2 :, factor // 2 :]  # no padding: shift by f/2
@@ -91,14 +95,51 @@ def test_bilinear_init_equals_interpolate(factor, learnable):
     a = factor // 2  # away from the borders, where interpolate replicates and the conv sees zeros
     inner = (..., slice(a, 4 * factor + a), slice(a, 6 * factor + a))
     assert torch.allclose(y[inner], ref[inner], atol=1e-5)
-    assert up.weight.requires_grad == learnable
+    assert up.weight.requires_grad
+    assert torch.equal(BilinearUpsample(factor)(x), ref)
+
+
+@pytest.mark.parametrize("variant", ["32s", "8s"])
+def test_fixed_final_interpolation_equals_the_deconvolution_inside(variant):
+    """The same weights with the final upsampling fixed (F.interpolate) or learned (initialized
+    bilinear): identical scores away from the borders, and the interpolation replicates the edge
+    where the deconvolution fades to zero."""
+    torch.manual_seed(0)
+    fixed = build_model(fcn_config("fast_yolo", variant)).eval()
+    learned = build_model(fcn_config("fast_yolo", variant, learn_final_upsample=True)).eval()
+    with torch.no_grad():  # non-zero scores, so that the comparison means something
+        for score in [fixed.head.score, *fixed.head.skip_scores]:
+            torch.nn.init.normal_(score.weight, std=0.1)
+    missing = learned.load_state_dict(fixed.state_dict(), strict=False).missing_keys
+    assert missing == [f"head.upsamplers.{len(learned.head.upsamplers) - 1}.weight"]
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        a, b = fixed(x), learned(x)
+    assert a.shape == b.shape == (1, 3, 96, 128)
+    h = {"32s": 16, "8s": 4}[variant]  # half the final upsampling factor
+    inside = (..., slice(h, -h), slice(h, -h))
+    assert torch.allclose(a[inside], b[inside], atol=1e-9, rtol=1e-4)
+    for k in range(h):  # top rows: a replicates row 0, b weighs it by the kernel's coverage
+        assert torch.equal(a[..., k, h:-h], a[..., 0, h:-h])
+        coverage = (k + h + 0.5) / (2 * h)
+        assert torch.allclose(b[..., k, h:-h], coverage * a[..., k, h:-h], atol=1e-9, rtol=1e-4)
+    assert isinstance(fixed.head.upsamplers[-1], BilinearUpsample)
+
+
+def test_checkpoints_with_the_old_fixed_deconvolution_load():
+    model = build_model(fcn_config("fast_yolo", "8s"))
+    state = model.state_dict()
+    key = f"head.upsamplers.{len(model.head.upsamplers) - 1}.weight"
+    assert key not in state
+    state[key] = torch.zeros(3, 1, 16, 16)
+    model.load_state_dict(state)  # strict
 
 
 def test_loss_keys_gradients_and_zero_initialized_scores():
     torch.manual_seed(0)
     model = build_model(fcn_config("lenet", "8s"))
     assert model_task("fcn") == "sem_seg" and MODELS["fcn"] is not None
-    assert model.head.upsamplers[-1].weight.requires_grad is False  # the paper's fixed last one
+    assert isinstance(model.head.upsamplers[-1], BilinearUpsample)  # the paper's fixed last one
     images = [torch.rand(3, 30, 41), torch.rand(3, 17, 24)]
     targets = [
         {"sem_seg": torch.randint(0, 3, (30, 41))},

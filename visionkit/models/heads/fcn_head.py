@@ -4,10 +4,12 @@ finer levels (the skips of FCN-16s and -8s), and crop to the input.
 
 Every map carries its geometry ``(stride, offset)``: pixel ``j`` is centred on input coordinate
 ``stride * j + offset`` (``backbones/geometry.py``). A transposed convolution of kernel ``2f``,
-stride ``f`` and no padding maps ``(s, o)`` to ``(s / f, o - s / f * (f - 0.5))``; the crops that
-align two maps (and the final map with the input) follow, as Caffe's crop layers computed them
-for the paper. With VGG-16, ``input_pad`` 100 and the valid 7x7 fc6 they are the paper's 5, 9
-(skips) and 19, 27, 31 (final crops of 32s, 16s, 8s).
+stride ``f`` and no padding maps ``(s, o)`` to ``(s / f, o - s / f * (f - 0.5))``, and
+``F.interpolate`` by ``f`` to ``(s / f, o - s / f * (f - 1) / 2)``; the crops that align two maps
+(and the final map with the input) follow, as Caffe's crop layers computed them for the paper.
+With VGG-16, ``input_pad`` 100 and the valid 7x7 fc6 they are the paper's 5, 9 (skips) and 19,
+27, 31 (final crops of 32s, 16s, 8s, with ``learn_final_upsample``; the fixed final
+interpolation starts ``f / 2`` earlier: 3, 19, 27).
 """
 
 from __future__ import annotations
@@ -28,17 +30,34 @@ def bilinear_kernel(factor: int) -> Tensor:
     return t[:, None] * t[None, :]
 
 
-def bilinear_upsampler(channels: int, factor: int, learnable: bool) -> nn.ConvTranspose2d:
-    """Transposed conv (kernel ``2f``, stride ``f``, no bias) initialized to per-channel bilinear
-    interpolation: a full ``C x C`` (diagonal) kernel that learns, or a fixed depthwise one."""
-    groups = 1 if learnable else channels
-    up = nn.ConvTranspose2d(channels, channels, 2 * factor, factor, groups=groups, bias=False)
+def bilinear_upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """Learnable transposed conv (kernel ``2f``, stride ``f``, no bias): a full ``C x C`` kernel
+    initialized to per-channel bilinear interpolation (zero off the diagonal)."""
+    up = nn.ConvTranspose2d(channels, channels, 2 * factor, factor, bias=False)
     with torch.no_grad():
         up.weight.zero_()
         idx = torch.arange(channels)
-        up.weight[idx, 0 if groups > 1 else idx] = bilinear_kernel(factor)
-    up.weight.requires_grad_(learnable)
+        up.weight[idx, idx] = bilinear_kernel(factor)
     return up
+
+
+class BilinearUpsample(nn.Module):
+    """The fixed (not learned) bilinear upsampling by ``factor``: ``F.interpolate``, which equals
+    the bilinear transposed convolution away from the borders (shifted by ``f / 2`` pixels, as it
+    does not pad) and replicates the edge where the convolution fades to zero. No parameters;
+    checkpoints from before it hold the old fixed kernel as ``weight``, which loading drops."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, h, w)`` -> ``(N, C, f h, f w)``; output pixel ``i`` samples ``(i + 0.5) / f - 0.5``."""
+        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        state_dict.pop(prefix + "weight", None)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def _round(x: float) -> int:
@@ -77,7 +96,8 @@ class FCNHead(nn.Module):
             ``"conv"`` torchvision's 3x3 conv + BatchNorm + ReLU + dropout.
         channels: the head layers' width (paper: 4096). dropout: their dropout probability.
         valid_fc6: fc6 without padding (the paper, with ``input_pad``); else padded by 3.
-        learn_final_upsample: the paper keeps the last upsampling bilinear; earlier ones learn.
+        learn_final_upsample: the paper keeps the last upsampling bilinear (here
+            :class:`BilinearUpsample`); earlier ones are learned transposed convolutions.
     """
 
     def __init__(
@@ -138,8 +158,11 @@ class FCNHead(nn.Module):
         if f == 1:
             self.upsamplers.append(nn.Identity())
             return stride, offset
-        self.upsamplers.append(bilinear_upsampler(c, f, learnable))
-        return target, offset - target * (f - 0.5)
+        if learnable:
+            self.upsamplers.append(bilinear_upsampler(c, f))
+            return target, offset - target * (f - 0.5)
+        self.upsamplers.append(BilinearUpsample(f))
+        return target, offset - target * (f - 1) / 2
 
     def forward(self, features: dict[str, Tensor], size: Sequence[int]) -> Tensor:
         """Backbone levels -> ``(N, C, size[0], size[1])`` class scores (logits)."""

@@ -1,5 +1,6 @@
 """Selective search (recall on flat rectangles, determinism, format) and the proposal cache
-(written once and reused, user files, malformed files, proposals moved with the augmentation)."""
+(written once and reused, unreadable images, user files, malformed files, proposals moved with
+the augmentation)."""
 
 import os
 from dataclasses import replace
@@ -11,7 +12,7 @@ from torchvision.ops import box_iou
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig, ProposalConfig
 from visionkit.data import build_dataset
-from visionkit.errors import DataError
+from visionkit.errors import DataError, UnreadableImageError
 from visionkit.proposals.cache import cache_path, load_proposals, save_proposals
 from visionkit.proposals.selective_search import selective_search
 
@@ -83,6 +84,29 @@ def test_cache_written_once_and_reused(tmp_path):
     torch.testing.assert_close(target["proposals"], torch.from_numpy(expected))
     assert target["boxes"].shape[1] == 4 and len(target["labels"]) == len(target["boxes"])
     assert again.coco is again.dataset.coco and again.class_names == dataset.class_names
+
+
+def test_unreadable_image_left_out_of_the_cache_then_searched_again(tmp_path, capsys):
+    cfg = shapes_cfg(tmp_path)
+    plain = build_dataset(replace(cfg, proposals=ProposalConfig()), AugmentConfig(), None, False)
+    bad = plain.image_path(1)
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(b"not an image")
+    with pytest.raises(UnreadableImageError, match=f"{bad.name}.*data.on_bad_image=skip"):
+        build_dataset(cfg, AugmentConfig(), None, train=False, on_bad_image="stop")
+    path = cache_path(plain, cfg.proposals)
+    assert not path.exists()
+    build_dataset(cfg, AugmentConfig(), None, train=False)  # skip
+    assert f"warning: no proposals: cannot read image {bad}" in capsys.readouterr().err
+    cached = load_proposals(path)
+    assert sorted(cached) == sorted(plain.ids[i] for i in (0, 2))
+    bad.write_bytes(good_bytes)  # fixed: the next run searches just that image and adds it
+    again = build_dataset(cfg, AugmentConfig(), None, train=False)
+    completed = load_proposals(path)
+    assert sorted(completed) == sorted(plain.ids)
+    for image_id in cached:
+        np.testing.assert_array_equal(completed[image_id], cached[image_id])
+    assert len(again[1][1]["proposals"]) > 0
 
 
 def test_proposals_follow_the_training_transform(tmp_path):

@@ -41,11 +41,11 @@ def build_dataset(
     (``visionkit/proposals/``). Unreadable images are skipped or stop the run as
     ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``.
     """
-    reader = _reader(cfg, build_transforms(aug, input_size, train), task)
+    reader = _reader(cfg, build_transforms(aug, input_size, train), task, on_bad_image)
     return BadImageGuard(reader, on_bad_image, keep_stand_ins=train)
 
 
-def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str) -> Dataset:
+def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_image: str) -> Dataset:
     """The reader of ``cfg.type`` for ``task``, wrapped for proposals when they are asked for."""
     if cfg.coco_to_voc and (task != "sem_seg" or cfg.type != "coco"):
         raise ConfigError("data.*.coco_to_voc applies to coco datasets of segmentation models")
@@ -59,7 +59,7 @@ def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str) -> Dataset:
             samples = voc_layout_samples(paths["root"], cfg.splits[0])
             return SegmentationDataset(samples, ("background", *SHAPES_CLASSES), transforms)
         dataset = CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
-        return with_proposals(dataset, cfg.proposals)
+        return with_proposals(dataset, cfg.proposals, on_bad_image)
     if task == "sem_seg" and cfg.type == "coco":
         return CocoSegmentation(
             cfg.ann_file, cfg.root, transforms, cfg.filter_empty, cfg.coco_to_voc
@@ -70,7 +70,7 @@ def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str) -> Dataset:
         dataset = CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
     else:
         dataset = VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult)
-    return with_proposals(dataset, cfg.proposals)
+    return with_proposals(dataset, cfg.proposals, on_bad_image)
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list, list]:

@@ -11,16 +11,18 @@ the image's original pixels (0-based, exclusive right/bottom edges; best ranked 
 Image ids are the dataset's own (COCO: the JSON's ``id``; VOC: the position in the split lists,
 from 1). The selective-search cache is ``<cache_dir>/ss-<mode>-<key>.npz``, the key hashing the
 image ids and paths, so a changed dataset gets a new file; it is written to a temporary file and
-renamed into place, so an interrupted run never leaves half a cache.
+renamed into place, so an interrupted run never leaves half a cache. An image unreadable when the
+cache is computed has no entry (and no proposals); the next run searches it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from tqdm import tqdm
 from visionkit.config.schema import ProposalConfig
 from visionkit.data.coco import read_image
 from visionkit.data.shapes import default_root
-from visionkit.errors import DataError
+from visionkit.errors import DataError, UnreadableImageError
 from visionkit.proposals.selective_search import selective_search
 
 CACHE_VERSION = "ss-v1"
@@ -99,29 +101,57 @@ def cache_path(dataset, cfg: ProposalConfig) -> Path:
     return root / f"ss-{cfg.mode}-{key.hexdigest()[:16]}.npz"
 
 
-def _search_file(args: tuple[str, str]) -> np.ndarray:
+def _search_file(args: tuple[str, str]) -> np.ndarray | str:
+    """Selective search on one file: its boxes, or the one-line message when it is unreadable."""
     path, mode = args
-    return selective_search(read_image(Path(path)), mode)
+    try:
+        return selective_search(read_image(Path(path)), mode)
+    except UnreadableImageError as e:
+        return str(e)
 
 
 def compute_proposals(
-    dataset, mode: str = "fast", workers: int = 1, progress: bool = True
+    dataset,
+    mode: str = "fast",
+    workers: int = 1,
+    progress: bool = True,
+    indices: Sequence[int] | None = None,
+    on_bad_image: str = "skip",
 ) -> dict[int, np.ndarray]:
-    """Selective search on every image of ``dataset`` (read from ``image_path(i)``, original
-    pixels) -> ``{image_id: (N, 4) float32 xyxy}``; ``workers`` processes."""
-    jobs = [(str(dataset.image_path(i)), mode) for i in range(len(dataset))]
+    """Selective search on the images of ``dataset`` at ``indices`` (default: all), read from
+    ``image_path(i)`` in original pixels -> ``{image_id: (N, 4) float32 xyxy}``; ``workers``
+    processes. An unreadable image is left out with a warning line (``on_bad_image`` "skip"), or
+    stops the run with one line naming it ("stop") once the readable ones are searched."""
+    indices = range(len(dataset)) if indices is None else indices
+    jobs = [(str(dataset.image_path(i)), mode) for i in indices]
     bar = {"total": len(jobs), "desc": f"selective search ({mode})", "disable": not progress}
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            boxes = list(tqdm(pool.map(_search_file, jobs, chunksize=4), **bar))
+            results = list(tqdm(pool.map(_search_file, jobs, chunksize=4), **bar))
     else:
-        boxes = [_search_file(job) for job in tqdm(jobs, **bar)]
-    return dict(zip(dataset.ids, boxes, strict=True))
+        results = [_search_file(job) for job in tqdm(jobs, **bar)]
+    found, failed = {}, []
+    for i, result in zip(indices, results, strict=True):
+        if isinstance(result, str):
+            failed.append(result)
+        else:
+            found[dataset.ids[i]] = result
+    if failed and on_bad_image == "stop":
+        raise UnreadableImageError(
+            f"{failed[0]} ({len(failed)} unreadable; data.on_bad_image=skip skips them)"
+        )
+    for message in failed:
+        tqdm.write(f"warning: no proposals: {message}", file=sys.stderr)
+    return found
 
 
-def dataset_proposals(dataset, cfg: ProposalConfig, progress: bool = True) -> dict[int, np.ndarray]:
+def dataset_proposals(
+    dataset, cfg: ProposalConfig, progress: bool = True, on_bad_image: str = "skip"
+) -> dict[int, np.ndarray]:
     """The proposals of every image of ``dataset`` as ``cfg`` says: ``file`` loads a user's file
-    (it must cover every image), ``selective_search`` loads the cache or computes and writes it."""
+    (it must cover every image); ``selective_search`` loads the cache and computes what it lacks
+    (all of it the first time; later, the images that were unreadable then), writing the cache
+    again when it found more."""
     if cfg.method == "file":
         if not cfg.file:
             raise DataError("data.*.proposals.method 'file' needs data.*.proposals.file")
@@ -134,8 +164,11 @@ def dataset_proposals(dataset, cfg: ProposalConfig, progress: bool = True) -> di
             )
         return proposals
     path = cache_path(dataset, cfg)
-    if path.is_file():
-        return load_proposals(path)
-    proposals = compute_proposals(dataset, cfg.mode, cfg.workers, progress)
-    save_proposals(path, proposals)
+    proposals = load_proposals(path) if path.is_file() else {}
+    todo = [i for i, image_id in enumerate(dataset.ids) if image_id not in proposals]
+    if todo:
+        found = compute_proposals(dataset, cfg.mode, cfg.workers, progress, todo, on_bad_image)
+        if found or not path.is_file():
+            proposals.update(found)
+            save_proposals(path, proposals)
     return proposals

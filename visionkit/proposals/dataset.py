@@ -67,9 +67,10 @@ class ProposalDataset(Dataset):
         return tensor, out
 
 
-def with_proposals(dataset: Any, cfg: ProposalConfig) -> Any:
+def with_proposals(dataset: Any, cfg: ProposalConfig, on_bad_image: str = "skip") -> Any:
     """``dataset`` unchanged for ``cfg.method == "none"``, else a :class:`ProposalDataset` over
     the proposals :func:`~visionkit.proposals.cache.dataset_proposals` gives."""
     if cfg.method == "none":
         return dataset
-    return ProposalDataset(dataset, dataset_proposals(dataset, cfg), cfg.max_proposals)
+    proposals = dataset_proposals(dataset, cfg, on_bad_image=on_bad_image)
+    return ProposalDataset(dataset, proposals, cfg.max_proposals)

@@ -366,9 +366,11 @@ class Trainer:
                     self._save(epoch + 1, 0, *names)
                     self._write(f"{line} ({time.time() - t0:.0f}s)")
             minutes = (time.time() - start) / 60
+            skipped = len(self.train_loader.skipped.keys() | self.val_loader.skipped.keys())
             self._write(
                 f"done: {cfg.epochs} epochs in {minutes:.1f} min; best {cfg.best_metric} "
                 f"{self.best:.2f}; outputs in {self.out}"
+                + (f"; unreadable images skipped: {skipped} (warnings above)" if skipped else "")
             )
         finally:
             if self.logger is not None:

@@ -65,6 +65,14 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
 
 
+def padded_size(sizes: Sequence[Sequence[int]], divisor: int) -> tuple[int, int]:
+    """The smallest ``(H, W)`` holding every ``(h, w)`` of ``sizes``, each side rounded up to a
+    multiple of ``divisor`` (the batch that every image is padded into)."""
+    h = max(int(s[0]) for s in sizes)
+    w = max(int(s[1]) for s in sizes)
+    return -(-h // divisor) * divisor, -(-w // divisor) * divisor
+
+
 class PaddedBatchPreprocessor(nn.Module):
     """For fully convolutional models: optionally stretch to ``input_size``, normalize, and pad
     (bottom/right) into one batch whose sides are multiples of ``size_divisor``.
@@ -89,10 +97,6 @@ class PaddedBatchPreprocessor(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), False)
 
-    def _padded(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
-        d = self.size_divisor
-        return (-(-max(h for h, _ in sizes) // d) * d, -(-max(w for _, w in sizes) // d) * d)
-
     def forward(
         self, images: Sequence[Tensor] | Tensor
     ) -> tuple[Tensor, list[tuple[int, int]], list[tuple[int, int]]]:
@@ -105,7 +109,7 @@ class PaddedBatchPreprocessor(nn.Module):
         if self.input_size is not None:
             images = [_resize(img[None], self.input_size)[0] for img in images]
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        ph, pw = self._padded(sizes)
+        ph, pw = padded_size(sizes, self.size_divisor)
         batch = torch.stack([
             F.pad((img - self.pixel_mean) / self.pixel_std, (0, pw - w, 0, ph - h))
             for img, (h, w) in zip(images, sizes, strict=True)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.models.preprocess import padded_size
+
 
 class ShorterSidePreprocessor(nn.Module):
     """Resize keeping the aspect ratio, normalize, pad into a batch.
@@ -60,9 +62,7 @@ class ShorterSidePreprocessor(nn.Module):
         images = list(images)
         sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.float32)
         new = self.resized_sizes(sizes).long().tolist()
-        d = self.size_divisibility
-        h = -(-max(s[0] for s in new) // d) * d
-        w = -(-max(s[1] for s in new) // d) * d
+        h, w = padded_size(new, self.size_divisibility)
         batch = images[0].new_zeros(len(images), 3, h, w)
         for i, (img, (nh, nw)) in enumerate(zip(images, new, strict=True)):
             if tuple(img.shape[-2:]) != (nh, nw):

@@ -225,6 +225,26 @@ def test_configs_load_and_build():
 
 
 @pytest.mark.slow
+def test_feature_budget_and_unreadable_images(tmp_path, monkeypatch, capsys):
+    model = build_model(tiny_cfg())
+    data = TinySet(tmp_path)
+    # 3 proposal rows x (2 x (32 + 3) + 8) = 234 bytes: stop when half the free memory is less
+    monkeypatch.setattr(rcnn_svm, "available_memory", lambda: 2 * 233)
+    with pytest.raises(DataError, match=r"3 regions x 32 fc7 values.*max_proposals \(now all\)"):
+        rcnn_svm.extract_features(model, data, 0, progress=False)
+    monkeypatch.setattr(rcnn_svm, "available_memory", lambda: 2 * 234)
+    assert len(rcnn_svm.extract_features(model, data, 0, progress=False)["labels"]) == 6
+    # an unreadable second image: the dataset hands the first one back as its stand-in
+    image, target = data.samples[0]
+    data.samples[1] = (
+        image,
+        {**target, "skipped": [("1.jpg", "cannot read 1.jpg")], "stand_in": True},
+    )
+    feats = rcnn_svm.extract_features(model, data, 0, progress=False)
+    assert feats["image_index"].tolist() == [0] * 5  # the stand-in is not counted twice
+    assert "warning: skipped: cannot read 1.jpg" in capsys.readouterr().err
+
+
 def test_train_rcnn_svms_end_to_end(tmp_path, capsys):
     cache = tmp_path / "cache"
     common = [

@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
     model = model.to(select_device(cfg.train.device))
     dataset = build_dataset(
-        cfg.data.train, cfg.data.augment, tuple(cfg.model.input_size), train=False
-    )
+        cfg.data.train, cfg.data.augment, tuple(cfg.model.input_size), train=False,
+        on_bad_image=cfg.data.on_bad_image,
+    )  # fmt: skip
     svm = cfg.model.rcnn.svm
     features, path, reused = cached_features(model, dataset, svm, progress=not args.no_progress)
     print(f"{'read' if reused else 'wrote'} {len(features['labels'])} region features: {path}")

@@ -17,6 +17,8 @@ model's weights and the warp settings: one file per dataset and checkpoint, writ
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from visionkit.config.schema import SVMConfig
+from visionkit.data.bad_images import SKIPPED_KEY, STAND_IN_KEY
 from visionkit.data.shapes import default_root
 from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.errors import CheckpointError, DataError
@@ -86,22 +89,61 @@ def image_features(
     }
 
 
+def available_memory() -> int | None:
+    """Bytes of physical memory free now (Linux, macOS), or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_feature_budget(model: RCNN, dataset: Any, max_proposals: int) -> None:
+    """Stop before extraction when the cache would not fit in half the free memory.
+
+    The rows are counted from ``dataset.proposals`` (first ``max_proposals`` per image) and its
+    COCO annotations; each costs ``2 * (fc_dim + C) + 8`` bytes. Raises :class:`DataError` with
+    the estimate and the setting that shrinks it."""
+    proposals = getattr(dataset, "proposals", None)
+    free = available_memory()
+    if proposals is None or free is None:
+        return
+    ids = set(dataset.ids)
+    counts = [len(p) for image_id, p in proposals.items() if image_id in ids]
+    rows = sum(min(n, max_proposals) if max_proposals else n for n in counts)
+    coco = getattr(dataset, "coco", None)
+    rows += len(coco.anns) if coco is not None else 0
+    fc_dim = model.cls_score.in_features
+    need = rows * (2 * (fc_dim + model.num_classes) + 8)
+    if need > free // 2:
+        raise DataError(
+            f"the R-CNN feature cache would take {need / 2**30:.1f} GiB ({rows} regions x "
+            f"{fc_dim} fc7 values), more than half of the {free / 2**30:.1f} GiB of free "
+            f"memory; lower model.rcnn.svm.max_proposals (now {max_proposals or 'all'})"
+        )
+
+
 def extract_features(
     model: RCNN, dataset: Any, max_proposals: int, progress: bool = True
 ) -> dict[str, Tensor]:
     """:func:`image_features` of every image of ``dataset`` (model in eval mode), concatenated,
-    with ``image_index``."""
+    with ``image_index``. An image the dataset could not read (its stand-in sample, see
+    ``data/bad_images.py``) is left out with a warning line."""
     if len(dataset) and "proposals" not in dataset[0][1]:
         raise DataError(
             "the R-CNN SVM stage needs proposals on the training data: set "
             "data.train.proposals.method to selective_search or file"
         )
+    check_feature_budget(model, dataset, max_proposals)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows: dict[str, list[Tensor]] = {k: [] for k in FEATURE_KEYS}
     for i in tqdm(range(len(dataset)), desc="rcnn features", disable=not progress):
         image, target = dataset[i]
+        for _, message in target.pop(SKIPPED_KEY, ()):
+            tqdm.write(f"warning: skipped: {message}", file=sys.stderr)
+        if target.pop(STAND_IN_KEY, False):
+            continue
         out = image_features(model, image.to(device), target, max_proposals)
         out["image_index"] = torch.full((len(out["labels"]),), i, dtype=torch.int64)
         for k in FEATURE_KEYS:

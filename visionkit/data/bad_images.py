@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from visionkit.data.transforms import seed_transforms
 from visionkit.errors import DataError, UnreadableImageError
 
 MAX_ATTEMPTS = 16  # unreadable files in a row before skipping gives up
@@ -63,7 +64,13 @@ class BadImageGuard(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Sample ``key``: an index, or ``(index, seed)`` (what
+        :class:`~visionkit.engine.distributed.EpochSampler` yields), the augmentation seeded with
+        ``seed`` before the read."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None:
+            seed_transforms(self.dataset, seed)
         if self.policy == "stop":
             try:
                 return self.dataset[index]
@@ -73,6 +80,8 @@ class BadImageGuard(Dataset):
                 ) from None
         skipped: list[tuple[str, str]] = []
         for attempt in range(min(len(self.dataset), MAX_ATTEMPTS)):
+            if seed is not None and attempt:  # the stand-in gets the same augmentation draw
+                seed_transforms(self.dataset, seed)
             try:
                 image, target = self.dataset[(index + attempt) % len(self.dataset)]
             except UnreadableImageError as e:

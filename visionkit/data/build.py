@@ -19,7 +19,7 @@ from visionkit.data.segmentation import (
 )
 from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
-from visionkit.data.transforms import BoxTransform, build_transforms
+from visionkit.data.transforms import BoxTransform, build_transforms, seed_transforms
 from visionkit.data.voc import VOCDetection
 from visionkit.errors import ConfigError
 from visionkit.proposals.dataset import with_proposals
@@ -93,6 +93,7 @@ def build_dataloader(
 
     The augmentation is seeded from ``seed``: in the main process when ``num_workers`` is 0, else
     in each worker from the seed torch gives it (drawn from a generator seeded with ``seed``).
+    A ``sampler`` of ``(index, seed)`` keys (the trainer's) seeds it per sample instead.
     """
     if num_workers == 0:
         seed_transforms(dataset, seed)
@@ -109,13 +110,6 @@ def build_dataloader(
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=_seed_worker,
     )
-
-
-def seed_transforms(dataset: Dataset, seed: int) -> None:
-    """Seed ``dataset.transforms`` when it is a seedable :class:`BoxTransform` pipeline."""
-    transforms = getattr(dataset, "transforms", None)
-    if hasattr(transforms, "set_seed"):
-        transforms.set_seed(seed)
 
 
 def _seed_worker(worker_id: int) -> None:

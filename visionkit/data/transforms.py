@@ -50,28 +50,12 @@ class BoxTransform:
         if self.compose is not None:
             self.compose.set_random_seed(seed)
 
-    def rng_state(self) -> list[tuple[dict, tuple]]:
-        """The random generators' states of the pipeline and each of its transforms (NumPy's and
-        Python's), for resuming mid-epoch exactly where the augmentation stream was."""
-        return [
-            (t.random_generator.bit_generator.state, t.py_random.getstate())
-            for t in self._random_parts()
-        ]
 
-    def set_rng_state(self, state: list[tuple[dict, tuple]]) -> None:
-        """Restore what :meth:`rng_state` returned (for the same pipeline)."""
-        for t, (np_state, py_state) in zip(self._random_parts(), state, strict=True):
-            t.random_generator.bit_generator.state = np_state
-            t.py_random.setstate(py_state)
-
-    def _random_parts(self) -> list[A.BaseCompose | A.BasicTransform]:
-        parts, todo = [], [self.compose] if self.compose is not None else []
-        while todo:
-            part = todo.pop(0)
-            parts.append(part)
-            if isinstance(part, A.BaseCompose):
-                todo.extend(part.transforms)
-        return parts
+def seed_transforms(dataset: object, seed: int) -> None:
+    """Seed ``dataset.transforms`` when it is a seedable :class:`BoxTransform` pipeline."""
+    transforms = getattr(dataset, "transforms", None)
+    if hasattr(transforms, "set_seed"):
+        transforms.set_seed(seed)
 
 
 def build_transforms(

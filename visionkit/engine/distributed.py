@@ -101,15 +101,20 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed + (rank << 32)
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[tuple[int, int]]):
     """Shuffles by ``seed`` and the epoch alone (resumable) and deals this rank its share.
 
     Every rank draws the same permutation, pads it with its first indices to a multiple of
-    ``world_size`` and takes every ``world_size``-th index from its ``rank`` on: the shares are
-    disjoint (but for the padding), of equal length (so every rank runs the same number of
+    ``world_size`` and takes every ``world_size``-th position from its ``rank`` on: the shares
+    are disjoint (but for the padding), of equal length (so every rank runs the same number of
     batches), and batch ``k`` of all ranks together holds the images of batch ``k`` of one
     process with the combined batch size. ``set_epoch(epoch, start)`` skips the first ``start``
-    indices of the padded permutation: those all ranks consumed before an interruption.
+    positions of the padded permutation: those all ranks consumed before an interruption.
+
+    It yields ``(index, augmentation seed)``: each position of the epoch has its own seed, drawn
+    with the permutation, which :class:`~visionkit.data.bad_images.BadImageGuard` gives the
+    augmentation before reading the sample. So a sample's augmentation depends on the seed, the
+    epoch and its position only: the same with any number of loader workers, and after a resume.
     """
 
     def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
@@ -122,11 +127,13 @@ class EpochSampler(Sampler[int]):
             raise ValueError(f"start {start} is not a multiple of world size {self.world_size}")
         self.epoch, self.start = epoch, start
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
         order = torch.randperm(self.size, generator=g).tolist()
         order = (order * math.ceil(self.padded / max(self.size, 1)))[: self.padded]
-        return iter(order[self.start + self.rank :: self.world_size])
+        seeds = torch.randint(2**31, (self.padded,), generator=g).tolist()
+        positions = range(self.start + self.rank, self.padded, self.world_size)
+        return iter([(order[j], seeds[j]) for j in positions])
 
     def __len__(self) -> int:
         return max(self.padded - self.start, 0) // self.world_size

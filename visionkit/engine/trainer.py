@@ -20,7 +20,6 @@ from tqdm import tqdm
 from visionkit.config.loader import config_to_dict, save_config
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.data.build import seed_transforms
 from visionkit.engine.checkpoint import (
     init_from_checkpoint,
     load_checkpoint,
@@ -188,25 +187,11 @@ class Trainer:
         states = ckpt.get("rank_states") or [{"rng": ckpt["rng"]}]
         own = states[self.dist.rank] if same and len(states) == self.dist.world_size else states[0]
         set_rng_state(own["rng"])
-        transforms = self._train_transforms()
-        if self.start_batch and transforms is not None and own.get("transforms") is not None:
-            transforms.set_rng_state(own["transforms"])
-
-    def _train_transforms(self) -> Any:
-        """The training augmentation when it runs in this process (``num_workers`` 0)."""
-        transforms = getattr(self.train_loader.dataset, "transforms", None)
-        in_process = self.cfg.data.num_workers == 0 and hasattr(transforms, "rng_state")
-        return transforms if in_process else None
 
     def _save(self, epoch: int, batch: int, *names: str) -> None:
         """Checkpoint after ``batch`` batches of epoch ``epoch`` (0-based; ``batch`` 0: the epoch
         has not started); collective: every rank's RNG states go into rank 0's file."""
-        transforms = self._train_transforms()
-        own = {
-            "rng": rng_state(),
-            "transforms": None if transforms is None else transforms.rng_state(),
-        }
-        states = gather_to_main(self.dist, own)
+        states = gather_to_main(self.dist, {"rng": rng_state()})
         if not self.dist.is_main:
             return
         start = batch * self.cfg.data.batch_size * self.dist.world_size
@@ -290,12 +275,6 @@ class Trainer:
             self._stop(epoch, first)
         self.net.train()
         self.sampler.set_epoch(epoch, first * cfg.data.batch_size * self.dist.world_size)
-        transforms = self._train_transforms()
-        if transforms is not None and first == 0:  # seeded per epoch; mid-epoch: state restored
-            seed_transforms(
-                self.train_loader.dataset,
-                rank_seed(cfg.train.seed * 1000003 + epoch, self.dist.rank),
-            )
         sums: dict[str, float] = {}
         bar = tqdm(
             self.train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", initial=first,

@@ -37,7 +37,7 @@ from torchvision.ops.poolers import initLevelMapper
 
 from visionkit.config import load_config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.data.build import seed_transforms
+from visionkit.data.transforms import seed_transforms
 from visionkit.engine.optim import build_optimizer, build_scheduler
 from visionkit.evaluation.coco_eval import CocoEvaluator
 from visionkit.models import build_model

@@ -86,12 +86,12 @@ def test_fcn_variants_table(tmp_path):
 
 def test_fcn_variants_levels_from_the_config():
     bench = load_script("benchmarks/fcn_variants.py")
-    levels = ["stage3", "stage4", "stage5"]  # configs/fcn8s_shapes.yaml
+    levels = ["res3", "res4", "res5"]  # configs/fcn8s_shapes.yaml
     got = {v: bench.level_override(levels, v) for v in ("32s", "16s", "8s")}
     assert got == {
-        "32s": "model.backbone.out_features=[stage5]",
-        "16s": "model.backbone.out_features=[stage4,stage5]",
-        "8s": "model.backbone.out_features=[stage3,stage4,stage5]",
+        "32s": "model.backbone.out_features=[res5]",
+        "16s": "model.backbone.out_features=[res4,res5]",
+        "8s": "model.backbone.out_features=[res3,res4,res5]",
     }
     with pytest.raises(ConfigError, match="FCN-8s fuses 3 levels; .* names only 2"):
         bench.level_override(levels[1:], "8s")

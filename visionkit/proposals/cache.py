@@ -116,12 +116,10 @@ def compute_proposals(
     workers: int = 1,
     progress: bool = True,
     indices: Sequence[int] | None = None,
-    on_bad_image: str = "skip",
-) -> dict[int, np.ndarray]:
+) -> tuple[dict[int, np.ndarray], list[str]]:
     """Selective search on the images of ``dataset`` at ``indices`` (default: all), read from
-    ``image_path(i)`` in original pixels -> ``{image_id: (N, 4) float32 xyxy}``; ``workers``
-    processes. An unreadable image is left out with a warning line (``on_bad_image`` "skip"), or
-    stops the run with one line naming it ("stop") once the readable ones are searched."""
+    ``image_path(i)`` in original pixels; ``workers`` processes. Returns ``{image_id: (N, 4)
+    float32 xyxy}`` of the readable images and the one-line messages of the unreadable ones."""
     indices = range(len(dataset)) if indices is None else indices
     jobs = [(str(dataset.image_path(i)), mode) for i in indices]
     bar = {"total": len(jobs), "desc": f"selective search ({mode})", "disable": not progress}
@@ -136,13 +134,7 @@ def compute_proposals(
             failed.append(result)
         else:
             found[dataset.ids[i]] = result
-    if failed and on_bad_image == "stop":
-        raise UnreadableImageError(
-            f"{failed[0]} ({len(failed)} unreadable; data.on_bad_image=skip skips them)"
-        )
-    for message in failed:
-        tqdm.write(f"warning: no proposals: {message}", file=sys.stderr)
-    return found
+    return found, failed
 
 
 def dataset_proposals(
@@ -151,7 +143,8 @@ def dataset_proposals(
     """The proposals of every image of ``dataset`` as ``cfg`` says: ``file`` loads a user's file
     (it must cover every image); ``selective_search`` loads the cache and computes what it lacks
     (all of it the first time; later, the images that were unreadable then), writing the cache
-    again when it found more."""
+    again when it found more. An unreadable image gets no entry and a warning line, or, with
+    ``on_bad_image`` "stop", a one-line error once the others are searched and cached."""
     if cfg.method == "file":
         if not cfg.file:
             raise DataError("data.*.proposals.method 'file' needs data.*.proposals.file")
@@ -166,9 +159,16 @@ def dataset_proposals(
     path = cache_path(dataset, cfg)
     proposals = load_proposals(path) if path.is_file() else {}
     todo = [i for i, image_id in enumerate(dataset.ids) if image_id not in proposals]
-    if todo:
-        found = compute_proposals(dataset, cfg.mode, cfg.workers, progress, todo, on_bad_image)
-        if found or not path.is_file():
-            proposals.update(found)
-            save_proposals(path, proposals)
+    if not todo:
+        return proposals
+    found, failed = compute_proposals(dataset, cfg.mode, cfg.workers, progress, todo)
+    if found or not path.is_file():
+        proposals.update(found)
+        save_proposals(path, proposals)  # the readable images' work is kept, even on a stop
+    if failed and on_bad_image == "stop":
+        raise UnreadableImageError(
+            f"{failed[0]} ({len(failed)} unreadable; data.on_bad_image=skip skips them)"
+        )
+    for message in failed:
+        tqdm.write(f"warning: no proposals: {message}", file=sys.stderr)
     return proposals

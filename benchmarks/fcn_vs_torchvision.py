@@ -135,6 +135,7 @@ def main() -> None:
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--val-images", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0, help="start weights and batch order")
     args = p.parse_args()
     cfg = load_config(
         "configs/fcn8s_shapes.yaml",
@@ -144,14 +145,16 @@ def main() -> None:
     train = build_dataset(cfg.data.train, cfg.data.augment, None, train=True, task="sem_seg")
     val_set = build_dataset(cfg.data.val, cfg.data.augment, None, train=False, task="sem_seg")
     val = [val_set[i] for i in range(min(args.val_images, len(val_set)))]
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     vk, tv = make_models(len(train.class_names), args.backbone)
     preprocess = copy.deepcopy(vk.preprocess)
     models = {"visionkit": vk, "torchvision": tv}
     forwards = {"visionkit": lambda m, b: m(b), "torchvision": tv_logits}
     for model in models.values():
         model.to(memory_format=torch.channels_last)
-    loader = build_dataloader(train, args.batch_size, 0, shuffle=True, drop_last=True, seed=1)
+    loader = build_dataloader(
+        train, args.batch_size, 0, shuffle=True, drop_last=True, seed=args.seed + 1
+    )
     steps = train_models(models, forwards, args, loader, preprocess)
     scores = evaluate(models, forwards, val, preprocess, train.class_names)
     rows = {name: (scores[name][0], steps[name], scores[name][1]) for name in models}

@@ -69,21 +69,17 @@ class BadImageGuard(Dataset):
         :class:`~visionkit.engine.distributed.EpochSampler` yields), the augmentation seeded with
         ``seed`` before the read."""
         index, seed = key if isinstance(key, tuple) else (key, None)
-        if seed is not None:
-            seed_transforms(self.dataset, seed)
         if self.policy == "stop":
             try:
-                return self.dataset[index]
+                return self._read(index, seed)
             except UnreadableImageError as e:
                 raise UnreadableImageError(
                     f"{e} (data.on_bad_image=skip skips unreadable files)", e.path
                 ) from None
         skipped: list[tuple[str, str]] = []
         for attempt in range(min(len(self.dataset), MAX_ATTEMPTS)):
-            if seed is not None and attempt:  # the stand-in gets the same augmentation draw
-                seed_transforms(self.dataset, seed)
-            try:
-                image, target = self.dataset[(index + attempt) % len(self.dataset)]
+            try:  # a stand-in gets the same augmentation draw
+                image, target = self._read((index + attempt) % len(self.dataset), seed)
             except UnreadableImageError as e:
                 skipped.append((e.path or str(e), str(e)))
                 continue
@@ -96,6 +92,11 @@ class BadImageGuard(Dataset):
             f"{len(skipped)} unreadable files in a row from sample {index} (first: {skipped[0][1]}); "
             "is the dataset's image folder right?"
         )
+
+    def _read(self, index: int, seed: int | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        if seed is not None:
+            seed_transforms(self.dataset, seed)
+        return self.dataset[index]
 
 
 class ReportingDataLoader(DataLoader):

@@ -3,6 +3,7 @@ objects, the SVM solver and hard negative mining, the feature cache, predictions
 pixels with and without SVMs, and tools/train_rcnn_svms.py end to end on tiny shapes data."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -137,7 +138,7 @@ class TinySet:
         self.root = root
 
     def __len__(self):
-        return 2
+        return len(self.samples)
 
     def __getitem__(self, i):
         return self.samples[i]
@@ -228,21 +229,29 @@ def test_configs_load_and_build():
 def test_feature_budget_and_unreadable_images(tmp_path, monkeypatch, capsys):
     model = build_model(tiny_cfg())
     data = TinySet(tmp_path)
-    # 3 proposal rows x (2 x (32 + 3) + 8) = 234 bytes: stop when half the free memory is less
-    monkeypatch.setattr(rcnn_svm, "available_memory", lambda: 2 * 233)
-    with pytest.raises(DataError, match=r"3 regions x 32 fc7 values.*max_proposals \(now all\)"):
+    # its COCO index also holds an image outside the dataset, which is not counted
+    data.coco = SimpleNamespace(imgToAnns={1: [{}, {}], 3: [{}] * 4})
+    # (3 proposal + 2 ground-truth rows) x (2 x (32 + 3) + 8) = 390 bytes: stop when half the
+    # free memory is less
+    monkeypatch.setattr(rcnn_svm, "available_memory", lambda: 2 * 389)
+    with pytest.raises(DataError, match=r"5 regions x 32 fc7 values.*max_proposals \(now all\)"):
         rcnn_svm.extract_features(model, data, 0, progress=False)
-    monkeypatch.setattr(rcnn_svm, "available_memory", lambda: 2 * 234)
+    monkeypatch.setattr(rcnn_svm, "available_memory", lambda: 2 * 390)
     assert len(rcnn_svm.extract_features(model, data, 0, progress=False)["labels"]) == 6
-    # an unreadable second image: the dataset hands the first one back as its stand-in
+    # two unreadable images in a row (an evaluation-mode dataset): each hands the first image
+    # back as its stand-in, and the second file is passed over twice but reported once
     image, target = data.samples[0]
-    data.samples[1] = (
-        image,
-        {**target, "skipped": [("1.jpg", "cannot read 1.jpg")], "stand_in": True},
-    )
+    data.samples[1:] = [
+        (image, {**target, "skipped": [("1.jpg", "cannot read 1.jpg"), ("2.jpg", "cannot read 2.jpg")], "stand_in": True}),
+        (image, {**target, "skipped": [("2.jpg", "cannot read 2.jpg")], "stand_in": True}),
+    ]  # fmt: skip
     feats = rcnn_svm.extract_features(model, data, 0, progress=False)
-    assert feats["image_index"].tolist() == [0] * 5  # the stand-in is not counted twice
-    assert "warning: skipped: cannot read 1.jpg" in capsys.readouterr().err
+    assert feats["image_index"].tolist() == [0] * 5  # no stand-in is counted
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert warnings == [
+        "warning: skipped (1 so far): cannot read 1.jpg",
+        "warning: skipped (2 so far): cannot read 2.jpg",
+    ]
 
 
 def test_train_rcnn_svms_end_to_end(tmp_path, capsys):

@@ -99,29 +99,19 @@ class BadImageGuard(Dataset):
         return self.dataset[index]
 
 
-class ReportingDataLoader(DataLoader):
-    """A DataLoader that reports and removes what :class:`BadImageGuard` put in targets.
+class SkipReporter:
+    """Reads and removes what :class:`BadImageGuard` put in targets, warning once per file.
 
     Attributes:
         skipped: path -> message of each unreadable file seen so far, in the order seen.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self) -> None:
         self.skipped: dict[str, str] = {}
 
-    def __iter__(self) -> Iterator[Any]:
-        for batch in super().__iter__():
-            images, targets = batch
-            if not any(SKIPPED_KEY in t for t in targets):
-                yield batch
-                continue
-            kept = [(img, t) for img, t in zip(images, targets, strict=True) if self._report(t)]
-            if kept:
-                yield [img for img, _ in kept], [t for _, t in kept]
-
-    def _report(self, target: dict[str, Any]) -> bool:
-        """Record and warn about ``target``'s skipped files; False for a stand-in to drop."""
+    def __call__(self, target: dict[str, Any]) -> bool:
+        """Record ``target``'s skipped files, printing one warning line on stderr for each one
+        not seen before, and remove the keys; False for an evaluation stand-in to drop."""
         for path, message in target.pop(SKIPPED_KEY, ()):
             if path not in self.skipped:
                 self.skipped[path] = message
@@ -129,3 +119,26 @@ class ReportingDataLoader(DataLoader):
                     f"warning: skipped ({len(self.skipped)} so far): {message}", file=sys.stderr
                 )
         return not target.pop(STAND_IN_KEY, False)
+
+
+class ReportingDataLoader(DataLoader):
+    """A DataLoader whose :class:`SkipReporter` reports and removes what :class:`BadImageGuard`
+    put in targets; ``skipped`` is the reporter's (path -> message)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.report = SkipReporter()
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return self.report.skipped
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            images, targets = batch
+            if not any(SKIPPED_KEY in t for t in targets):
+                yield batch
+                continue
+            kept = [(img, t) for img, t in zip(images, targets, strict=True) if self.report(t)]
+            if kept:
+                yield [img for img, _ in kept], [t for _, t in kept]

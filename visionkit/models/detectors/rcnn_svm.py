@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from visionkit.config.schema import SVMConfig
-from visionkit.data.bad_images import SKIPPED_KEY, STAND_IN_KEY
+from visionkit.data.bad_images import SkipReporter
 from visionkit.data.shapes import default_root
 from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.errors import CheckpointError, DataError
@@ -100,8 +99,8 @@ def available_memory() -> int | None:
 def check_feature_budget(model: RCNN, dataset: Any, max_proposals: int) -> None:
     """Stop before extraction when the cache would not fit in half the free memory.
 
-    The rows are counted from ``dataset.proposals`` (first ``max_proposals`` per image) and its
-    COCO annotations; each costs ``2 * (fc_dim + C) + 8`` bytes. Raises :class:`DataError` with
+    The rows are counted from ``dataset.proposals`` (first ``max_proposals`` per image) and the
+    COCO annotations of its images (``dataset.coco``); each costs ``2 * (fc_dim + C) + 8`` bytes. Raises :class:`DataError` with
     the estimate and the setting that shrinks it."""
     proposals = getattr(dataset, "proposals", None)
     free = available_memory()
@@ -111,7 +110,8 @@ def check_feature_budget(model: RCNN, dataset: Any, max_proposals: int) -> None:
     counts = [len(p) for image_id, p in proposals.items() if image_id in ids]
     rows = sum(min(n, max_proposals) if max_proposals else n for n in counts)
     coco = getattr(dataset, "coco", None)
-    rows += len(coco.anns) if coco is not None else 0
+    if coco is not None:
+        rows += sum(len(coco.imgToAnns.get(image_id, ())) for image_id in ids)
     fc_dim = model.cls_score.in_features
     need = rows * (2 * (fc_dim + model.num_classes) + 8)
     if need > free // 2:
@@ -127,7 +127,7 @@ def extract_features(
 ) -> dict[str, Tensor]:
     """:func:`image_features` of every image of ``dataset`` (model in eval mode), concatenated,
     with ``image_index``. An image the dataset could not read (its stand-in sample, see
-    ``data/bad_images.py``) is left out with a warning line."""
+    ``data/bad_images.py``) is left out with a warning line, once per file."""
     if len(dataset) and "proposals" not in dataset[0][1]:
         raise DataError(
             "the R-CNN SVM stage needs proposals on the training data: set "
@@ -138,11 +138,10 @@ def extract_features(
     model.eval()
     device = next(model.parameters()).device
     rows: dict[str, list[Tensor]] = {k: [] for k in FEATURE_KEYS}
+    report = SkipReporter()
     for i in tqdm(range(len(dataset)), desc="rcnn features", disable=not progress):
         image, target = dataset[i]
-        for _, message in target.pop(SKIPPED_KEY, ()):
-            tqdm.write(f"warning: skipped: {message}", file=sys.stderr)
-        if target.pop(STAND_IN_KEY, False):
+        if not report(target):
             continue
         out = image_features(model, image.to(device), target, max_proposals)
         out["image_index"] = torch.full((len(out["labels"]),), i, dtype=torch.int64)

@@ -8,9 +8,9 @@ BasicBlocks cannot dilate) with ``FCNHead(512, C)``. Both models start from the 
 same batch (shapes train split, torchvision's reference augmentation: rescale, crop, flip) through
 the same normalization and padding into both, in lockstep, so drifts in the machine's load hit
 both alike; the same loss (per-pixel cross-entropy, 255 ignored) and optimizer (SGD, or
-``--optimizer adamw``) with poly decay. Prints a markdown table: mIoU on the shapes val split
+``--optimizer adamw``) with poly decay. Prints markdown tables: mIoU on the shapes val split
 (whole images, the two models interleaved on each), seconds per train step and per inference
-image, and visionkit / torchvision ratios.
+image, and visionkit / torchvision ratios; then each model's IoU per class.
 
     OMP_NUM_THREADS=2 python benchmarks/fcn_vs_torchvision.py --steps 1500 --crop 128
     python benchmarks/fcn_vs_torchvision.py --backbone resnet50 --steps 2000 --crop 256  # GPU
@@ -108,7 +108,7 @@ def train_models(models: dict, forwards: dict, args, loader, preprocess) -> dict
 
 @torch.no_grad()
 def evaluate(models: dict, forwards: dict, val, preprocess, class_names) -> dict:
-    """Per model (mIoU, seconds per image) on whole validation images, the models interleaved on
+    """Per model (metrics, seconds per image) on whole validation images, the models interleaved on
     each image (alternating which goes first) so that the machine's load hits both alike."""
     evs = {name: SemSegEvaluator(class_names) for name in models}
     seconds = dict.fromkeys(models, 0.0)
@@ -121,9 +121,7 @@ def evaluate(models: dict, forwards: dict, val, preprocess, class_names) -> dict
             pred = forwards[name](model, batch)[0, :, :h, :w].argmax(0)
             seconds[name] += time.perf_counter() - start
             evs[name].process([target], [{"sem_seg": pred}])
-    return {
-        name: (evs[name].evaluate()["sem_seg"]["mIoU"], seconds[name] / len(val)) for name in models
-    }
+    return {name: (evs[name].evaluate()["sem_seg"], seconds[name] / len(val)) for name in models}
 
 
 def main() -> None:
@@ -157,12 +155,17 @@ def main() -> None:
     )
     steps = train_models(models, forwards, args, loader, preprocess)
     scores = evaluate(models, forwards, val, preprocess, train.class_names)
-    rows = {name: (scores[name][0], steps[name], scores[name][1]) for name in models}
+    rows = {name: (scores[name][0]["mIoU"], steps[name], scores[name][1]) for name in models}
     print("| model | mIoU | train s/step | inference s/image |\n|---|---|---|---|")
     for name, (miou, step, infer) in rows.items():
         print(f"| {name} | {miou:.1f} | {step:.3f} | {infer:.3f} |")
     (m1, s1, i1), (m0, s0, i0) = rows["visionkit"], rows["torchvision"]
     print(f"| ratio visionkit / torchvision | {m1 - m0:+.1f} | {s1 / s0:.3f} | {i1 / i0:.3f} |")
+    names = train.class_names
+    print(f"\n| IoU per class | {' | '.join(names)} |\n|---|{'---|' * len(names)}")
+    for name in models:
+        ious = " | ".join(f"{scores[name][0][f'IoU-{c}']:.1f}" for c in names)
+        print(f"| {name} | {ious} |")
 
 
 if __name__ == "__main__":

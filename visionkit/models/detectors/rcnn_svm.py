@@ -100,8 +100,8 @@ def check_feature_budget(model: RCNN, dataset: Any, max_proposals: int) -> None:
     """Stop before extraction when the cache would not fit in half the free memory.
 
     The rows are counted from ``dataset.proposals`` (first ``max_proposals`` per image) and the
-    COCO annotations of its images (``dataset.coco``); each costs ``2 * (fc_dim + C) + 8`` bytes. Raises :class:`DataError` with
-    the estimate and the setting that shrinks it."""
+    COCO annotations of its images (``dataset.coco``); each costs ``2 * (fc_dim + C) + 8``
+    bytes. Raises :class:`DataError` with the estimate and the setting that shrinks it."""
     proposals = getattr(dataset, "proposals", None)
     free = available_memory()
     if proposals is None or free is None:

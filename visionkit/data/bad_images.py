@@ -89,8 +89,8 @@ class BadImageGuard(Dataset):
                     target[STAND_IN_KEY] = True
             return image, target
         raise DataError(
-            f"{len(skipped)} unreadable files in a row from sample {index} (first: {skipped[0][1]}); "
-            "is the dataset's image folder right?"
+            f"{len(skipped)} unreadable files in a row from sample {index} "
+            f"(first: {skipped[0][1]}); is the dataset's image folder right?"
         )
 
     def _read(self, index: int, seed: int | None) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -82,26 +82,23 @@ class RoIPooler(nn.Module):
         pooled = [roi_pool(features, rois, v, scale) for v in self.spp_levels]
         return torch.cat([p.flatten(1) for p in pooled], 1)
 
-    def forward(self, features: Sequence[Tensor], boxes: Sequence[Tensor]) -> Tensor:
+    def forward(self, features: Sequence[Tensor], rois: Tensor) -> Tensor:
         """Pool.
 
         Args:
             features: per level ``(N, C, H_l, W_l)`` float maps (one for a single level).
-            boxes: per image, ``(K_i, 4)`` float xyxy boxes in input pixels.
+            rois: ``(R, 5)`` float ``(image index, x1, y1, x2, y2)`` in input pixels
+                (:func:`boxes_to_rois`).
 
         Returns:
-            ``(sum K_i, C, k, k)`` float32, or ``(sum K_i, C * sum(l^2))`` for ``spp``; regions
-            in image order. Pooling runs in float32 (half-precision box coordinates would be off
-            by pixels).
+            ``(R, C, k, k)`` float32, or ``(R, C * sum(l^2))`` for ``spp``, in the order of
+            ``rois``. Pooling runs in float32 (half-precision box coordinates would be off by
+            pixels).
         """
         feats = [f.float() for f in features]
         if len(feats) != len(self.strides):
             raise ValueError(f"{len(feats)} feature maps for {len(self.strides)} pooler levels")
-        image = torch.repeat_interleave(
-            torch.arange(len(boxes), device=feats[0].device),
-            torch.tensor([len(b) for b in boxes], device=feats[0].device),
-        )
-        rois = torch.cat([image[:, None].float(), torch.cat([b.float() for b in boxes])], 1)
+        rois = rois.float()
         if len(feats) == 1:
             return self._pool(feats[0], rois, self.strides[0])
         levels = self.assign_levels(rois)
@@ -111,3 +108,14 @@ class RoIPooler(nn.Module):
             if idx.numel():
                 out[idx] = self._pool(f, rois[idx], stride)
         return out
+
+
+def boxes_to_rois(boxes: Sequence[Tensor]) -> Tensor:
+    """Per image ``(K_i, 4)`` xyxy boxes -> ``(sum K_i, 5)`` float32 ``(image index, x1, y1, x2,
+    y2)``, in image order: the RoI layout of ``torchvision.ops``."""
+    flat = torch.cat([b.float().reshape(-1, 4) for b in boxes])
+    image = torch.repeat_interleave(
+        torch.arange(len(boxes), device=flat.device),
+        torch.tensor([len(b) for b in boxes], device=flat.device),
+    )
+    return torch.cat([image[:, None].float(), flat], 1)

@@ -1,131 +1,214 @@
-"""Turning a list of images into a normalized batch, and mapping boxes between the two.
+"""One preprocessor for every model: images in, one :class:`ImageBatch` out, and the way back.
 
-Every model owns one :class:`FixedSizePreprocessor`: images enter as float RGB in ``[0, 1]`` of
-any size; the model resizes them to its input size, normalizes them, and maps predicted boxes
-back to each original image's pixels.
+Images enter a model as float RGB in ``[0, 1]``, any size, as a list of ``(3, H_i, W_i)``
+tensors or one ``(N, 3, H, W)`` tensor. :class:`Preprocessor` resizes each image (``resize``:
+``fixed`` stretches to ``input_size``; ``shorter_side`` scales the shorter side to ``min_size``
+unless the longer one would exceed ``max_size``; ``none`` keeps it), normalizes it with the
+model's mean/std and zero-pads it (bottom/right, 0 = the mean colour after normalization) into a
+batch whose sides are multiples of ``size_divisor``. Padding never moves a pixel, so boxes only
+scale: the scale of an image is the exact ratio of its integer resized size to its original
+one. :meth:`ImageBatch.postprocess` maps predictions back to each original image, as
+torchvision's ``GeneralizedRCNNTransform.postprocess`` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.config.schema import ModelConfig
+from visionkit.errors import ConfigError
+from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
+from visionkit.structures.labels import IGNORE_LABEL
 
-class FixedSizePreprocessor(nn.Module):
-    """Resize (stretch) every image to ``input_size`` and normalize with mean/std.
+RESIZE_MODES = ("fixed", "shorter_side", "none")
+
+
+@dataclass
+class ImageBatch:
+    """A preprocessed batch and where each image lies in it.
+
+    Attributes:
+        tensor: ``(N, 3, H, W)`` normalized, zero-padded batch; ``H``, ``W`` multiples of the
+            preprocessor's ``size_divisor``.
+        image_sizes: ``(N, 2)`` float ``(h, w)`` of each resized image, from the top-left corner
+            of its slot (integers).
+        original_sizes: ``(N, 2)`` float ``(H, W)`` of each image as given.
+        scales: ``(N, 4)`` float ``(sx, sy, sx, sy)``: xyxy boxes in original pixels times a
+            row are in input (batch) pixels.
+    """
+
+    tensor: Tensor
+    image_sizes: Tensor
+    original_sizes: Tensor
+    scales: Tensor
+
+    def __len__(self) -> int:
+        return self.tensor.shape[0]
+
+    def targets_to_input(
+        self, boxes: Sequence[Tensor], labels: Sequence[Tensor], min_size: float = 1e-3
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Ground truth in input pixels: per image ``(M_i, 4)`` xyxy boxes in original pixels
+        times the image's scale row, and its ``(M_i,)`` labels; boxes not wider and taller than
+        ``min_size`` after scaling (degenerate) are dropped from both."""
+        out_boxes, out_labels = [], []
+        for b, lab, scale in zip(boxes, labels, self.scales, strict=True):
+            b = b.to(scale.device, torch.float32).reshape(-1, 4) * scale
+            keep = valid_boxes_mask(b, min_size)
+            out_boxes.append(b[keep])
+            out_labels.append(lab.to(scale.device).reshape(-1)[keep])
+        return out_boxes, out_labels
+
+    def clip_to_input(self, boxes: Sequence[Tensor], min_size: float = 1e-2) -> list[Tensor]:
+        """Per image ``(K_i, 4)`` xyxy in original pixels (e.g. region proposals) -> float32 in
+        input pixels, clipped to the image inside the batch, those not wider and taller than
+        ``min_size`` dropped."""
+        out = []
+        for i, b in enumerate(boxes):
+            b = b.to(self.scales.device, torch.float32).reshape(-1, 4) * self.scales[i]
+            b = clip_boxes(b, (float(self.image_sizes[i, 0]), float(self.image_sizes[i, 1])))
+            out.append(b[valid_boxes_mask(b, min_size)])
+        return out
+
+    def masks_to_input(self, masks: Sequence[Tensor], fill: int = IGNORE_LABEL) -> Tensor:
+        """``(H_i, W_i)`` integer label maps -> ``(N, H, W)`` int64, resized (nearest) as their
+        images were and padded with ``fill`` to the batch's size."""
+        h_pad, w_pad = self.tensor.shape[-2:]
+        out = []
+        for m, size in zip(masks, self.image_sizes.long().tolist(), strict=True):
+            if list(m.shape) != size:
+                m = F.interpolate(m[None, None].float(), size, mode="nearest")[0, 0]
+            m = m.to(self.tensor.device).long()
+            out.append(F.pad(m, (0, w_pad - m.shape[-1], 0, h_pad - m.shape[-2]), value=fill))
+        return torch.stack(out)
+
+    def postprocess(self, results: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """Map per-image results from input pixels to original pixels, in place.
+
+        ``boxes`` ``(K, 4)`` xyxy are divided by the image's scale and clipped to its original
+        size. ``logits`` ``(C, H, W)`` scores over the batch are cut to the image's region and
+        resized bilinearly to its original size (when it was resized); ``sem_seg`` ``(H_i,
+        W_i)`` int64 is then their arg-max.
+        """
+        for i, r in enumerate(results):
+            orig = (int(self.original_sizes[i, 0]), int(self.original_sizes[i, 1]))
+            if "boxes" in r:
+                r["boxes"] = clip_boxes(r["boxes"] / self.scales[i], orig)
+            if "logits" in r:
+                h, w = (int(v) for v in self.image_sizes[i].tolist())
+                scores = r["logits"][None, :, :h, :w]
+                if (h, w) != orig:
+                    scores = F.interpolate(scores, orig, mode="bilinear", align_corners=False)
+                r["logits"] = scores[0]
+                r["sem_seg"] = scores[0].argmax(0)
+        return results
+
+
+class Preprocessor(nn.Module):
+    """Resize, normalize and pad images into an :class:`ImageBatch`.
 
     Args:
-        input_size: ``(height, width)`` of the batch the network sees.
+        resize: ``fixed`` (stretch to ``input_size``), ``shorter_side`` (keep the aspect ratio:
+            shorter side ``min_size``, longer side at most ``max_size``) or ``none``.
         pixel_mean, pixel_std: per-channel RGB statistics of ``[0, 1]`` images.
+        input_size: ``(height, width)`` of ``fixed``.
+        min_size, max_size: pixels, for ``shorter_side``.
+        size_divisor: the batch's sides are multiples of it (the deepest stride of a fully
+            convolutional model; 1: no padding beyond the largest image).
     """
 
     def __init__(
-        self, input_size: Sequence[int], pixel_mean: Sequence[float], pixel_std: Sequence[float]
+        self,
+        resize: str,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        input_size: Sequence[int] = (),
+        min_size: int = 600,
+        max_size: int = 1000,
+        size_divisor: int = 1,
     ) -> None:
         super().__init__()
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {resize!r}; expected one of {RESIZE_MODES}")
+        if resize == "fixed" and len(input_size) != 2:
+            raise ValueError(f"resize 'fixed' needs input_size (height, width), got {input_size}")
+        self.resize = resize
+        self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else None
+        self.min_size, self.max_size = int(min_size), int(max_size)
+        self.size_divisor = max(int(size_divisor), 1)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), False)
 
-    def forward(self, images: Sequence[Tensor] | Tensor) -> tuple[Tensor, Tensor]:
-        """Batch ``images``.
+    def resized_sizes(self, sizes: Tensor) -> Tensor:
+        """``(N, 2)`` float original ``(H, W)`` -> ``(N, 2)`` float resized ``(h, w)``
+        (integers)."""
+        if self.resize == "fixed":
+            return sizes.new_tensor(self.input_size).expand_as(sizes).clone()
+        if self.resize == "none":
+            return sizes.clone()
+        scale = torch.minimum(
+            self.min_size / sizes.min(1).values, self.max_size / sizes.max(1).values
+        )
+        return (sizes * scale[:, None]).round().clamp(min=1)
 
-        Args:
-            images: ``(N, 3, H, W)`` tensor or a list of ``(3, H_i, W_i)`` float tensors in [0, 1].
+    def batch_shape(self, sizes: Tensor) -> tuple[int, int]:
+        """The padded ``(H, W)`` of a batch of images of original ``(N, 2)`` ``sizes``."""
+        new = self.resized_sizes(sizes)
+        d = self.size_divisor
+        h, w = int(new[:, 0].max()), int(new[:, 1].max())
+        return -(-h // d) * d, -(-w // d) * d
 
-        Returns:
-            ``(N, 3, h, w)`` normalized batch at ``input_size``, and ``(N, 2)`` float original
-            sizes ``(H_i, W_i)``.
-        """
-        h, w = self.input_size
-        if isinstance(images, Tensor) and images.dim() == 4:
-            sizes = torch.tensor([images.shape[-2:]] * images.shape[0], dtype=torch.float32)
-            batch = images if images.shape[-2:] == (h, w) else _resize(images, (h, w))
+    def forward(self, images: Sequence[Tensor] | Tensor) -> ImageBatch:
+        """Batch ``images`` (a ``(N, 3, H, W)`` tensor or ``(3, H_i, W_i)`` float tensors in
+        ``[0, 1]``)."""
+        sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.float32)
+        new = self.resized_sizes(sizes)
+        h_pad, w_pad = self.batch_shape(sizes)
+        targets = [tuple(s) for s in new.long().tolist()]
+        same = isinstance(images, Tensor) and images.dim() == 4
+        if same and all(t == (h_pad, w_pad) for t in targets):
+            # one tensor already at the batch's size, or resized as one (same size everywhere)
+            batch = images
+        elif same and len(set(targets)) == 1 and targets[0] == (h_pad, w_pad):
+            batch = _resize(images, (h_pad, w_pad))
         else:
-            sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.float32)
-            if all(img.shape[-2:] == (h, w) for img in images):
-                batch = torch.stack(list(images))
-            else:
-                batch = torch.cat([_resize(img[None], (h, w)) for img in images])
-        batch = (batch - self.pixel_mean) / self.pixel_std
-        return batch, sizes.to(batch.device)
-
-    def scale_factors(self, sizes: Tensor) -> Tensor:
-        """``(N, 4)`` multipliers taking xyxy boxes from original pixels to input pixels."""
-        h, w = self.input_size
-        sx = w / sizes[:, 1]
-        sy = h / sizes[:, 0]
-        return torch.stack([sx, sy, sx, sy], 1)
+            batch = None
+        if batch is not None:
+            batch = (batch - self.pixel_mean) / self.pixel_std
+        else:
+            batch = images[0].new_zeros(len(images), 3, h_pad, w_pad)
+            for i, (img, (h, w)) in enumerate(zip(images, targets, strict=True)):
+                if tuple(img.shape[-2:]) != (h, w):
+                    img = _resize(img[None], (h, w))[0]
+                batch[i, :, :h, :w] = (img - self.pixel_mean[0]) / self.pixel_std[0]
+        scale_hw = new / sizes
+        scales = torch.stack([scale_hw[:, 1], scale_hw[:, 0]] * 2, 1)
+        device = batch.device
+        return ImageBatch(batch, new.to(device), sizes.to(device), scales.to(device))
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
 
 
-def padded_size(sizes: Sequence[Sequence[int]], divisor: int) -> tuple[int, int]:
-    """The smallest ``(H, W)`` holding every ``(h, w)`` of ``sizes``, each side rounded up to a
-    multiple of ``divisor`` (the batch that every image is padded into)."""
-    h = max(int(s[0]) for s in sizes)
-    w = max(int(s[1]) for s in sizes)
-    return -(-h // divisor) * divisor, -(-w // divisor) * divisor
-
-
-class PaddedBatchPreprocessor(nn.Module):
-    """For fully convolutional models: optionally stretch to ``input_size``, normalize, and pad
-    (bottom/right) into one batch whose sides are multiples of ``size_divisor``.
-
-    Args:
-        input_size: ``()`` keeps every image's own size; ``(height, width)`` stretches to it.
-        pixel_mean, pixel_std: per-channel RGB statistics of ``[0, 1]`` images; the padding is
-            0 after normalization (the mean colour).
-        size_divisor: the deepest stride, so that every level of the network aligns.
-    """
-
-    def __init__(
-        self,
-        input_size: Sequence[int],
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
-        size_divisor: int = 32,
-    ) -> None:
-        super().__init__()
-        self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else None
-        self.size_divisor = size_divisor
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), False)
-
-    def forward(
-        self, images: Sequence[Tensor] | Tensor
-    ) -> tuple[Tensor, list[tuple[int, int]], list[tuple[int, int]]]:
-        """Batch ``images`` (a ``(N, 3, H, W)`` tensor or ``(3, H_i, W_i)`` tensors in [0, 1]).
-
-        Returns the ``(N, 3, H_pad, W_pad)`` normalized batch, each image's ``(h, w)`` inside it
-        (from the top-left corner) and each image's original ``(H_i, W_i)``.
-        """
-        orig = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        if self.input_size is not None:
-            images = [_resize(img[None], self.input_size)[0] for img in images]
-        sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        ph, pw = padded_size(sizes, self.size_divisor)
-        batch = torch.stack([
-            F.pad((img - self.pixel_mean) / self.pixel_std, (0, pw - w, 0, ph - h))
-            for img, (h, w) in zip(images, sizes, strict=True)
-        ])  # fmt: skip
-        return batch, sizes, orig
-
-    def masks(self, masks: Sequence[Tensor], shape: Sequence[int], fill: int) -> Tensor:
-        """``(H_i, W_i)`` int64 label maps -> ``(N, H_pad, W_pad)``, resized (nearest) like their
-        images and padded with ``fill``."""
-        out = []
-        for m in masks:
-            if self.input_size is not None and tuple(m.shape) != self.input_size:
-                m = F.interpolate(m[None, None].float(), self.input_size, mode="nearest")[0, 0]
-            out.append(
-                F.pad(
-                    m.long(), (0, shape[-1] - m.shape[-1], 0, shape[-2] - m.shape[-2]), value=fill
-                )
-            )
-        return torch.stack(out)
+def build_preprocessor(cfg: ModelConfig, resize: str, size_divisor: int = 1) -> Preprocessor:
+    """The :class:`Preprocessor` of model config ``cfg`` (``pixel_mean``/``pixel_std``,
+    ``input_size`` for ``fixed``, ``resize.min_size``/``max_size`` for ``shorter_side``)."""
+    if resize == "fixed" and len(cfg.input_size) != 2:
+        raise ConfigError(
+            f"model.input_size must be [height, width] for {cfg.name} (it is {cfg.input_size})"
+        )
+    return Preprocessor(
+        resize,
+        cfg.pixel_mean,
+        cfg.pixel_std,
+        cfg.input_size,
+        cfg.resize.min_size,
+        cfg.resize.max_size,
+        size_divisor,
+    )

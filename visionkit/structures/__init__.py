@@ -4,8 +4,9 @@ from visionkit.structures.boxes import (
     BOX_FORMATS,
     aligned_box_iou,
     clip_boxes,
+    clip_to_sizes,
     convert_boxes,
     valid_boxes_mask,
 )
 
-__all__ = ["BOX_FORMATS", "aligned_box_iou", "clip_boxes", "convert_boxes", "valid_boxes_mask"]
+__all__ = ["BOX_FORMATS", "aligned_box_iou", "clip_boxes", "clip_to_sizes", "convert_boxes", "valid_boxes_mask"]

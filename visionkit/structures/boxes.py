@@ -93,6 +93,12 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], -1)
 
 
+def clip_to_sizes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip ``(N, K, 4)`` xyxy boxes, ``K`` per image, to per-image ``(N, 2)`` sizes ``(h, w)``."""
+    limit = image_sizes[:, [1, 0, 1, 0]].to(boxes.dtype)[:, None, :]
+    return torch.minimum(boxes.clamp(min=0), limit)
+
+
 def valid_boxes_mask(boxes: Tensor, min_size: float = 1e-3) -> Tensor:
     """``(N,)`` bool mask of xyxy boxes whose width and height both exceed ``min_size``."""
     return ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)

@@ -24,18 +24,20 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou, roi_align
+from torchvision.ops import box_iou, roi_align
 
 from visionkit.config.schema import ModelConfig
 from visionkit.errors import ConfigError, DataError
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.heads.box_heads import TwoFCHead
+from visionkit.models.heads.roi_heads import box_predictor
+from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BalancedSampler
-from visionkit.models.preprocess import PaddedBatchPreprocessor
-from visionkit.proposals.selective_search import selective_search
+from visionkit.models.postprocess import select_detections
+from visionkit.models.preprocess import Preprocessor
+from visionkit.models.proposers import GivenProposals
 from visionkit.structures.box_coder import BoxCoder
-from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
 
 
 class RCNN(nn.Module):
@@ -55,6 +57,9 @@ class RCNN(nn.Module):
             proposals used per image (0 = all).
         chunk_size: warped regions per CNN forward at test time.
     """
+
+    task = "detection"
+    predict_extras: tuple[str, ...] = ("proposals",)
 
     def __init__(
         self,
@@ -86,16 +91,11 @@ class RCNN(nn.Module):
             raise ConfigError(f"model.rcnn.context_pad {context_pad} leaves no room in {warp_size}")
         self.backbone, self.num_classes = backbone, num_classes
         self.warp_size, self.context_pad, self.pool_size = warp_size, context_pad, pool_size
-        self.preprocess = PaddedBatchPreprocessor((), pixel_mean, pixel_std, 1)
+        self.preprocess = Preprocessor("none", pixel_mean, pixel_std)
         channels = backbone.levels[backbone.out_features[-1]][0]
         pool5_dim = channels * pool_size * pool_size
         self.head = TwoFCHead(pool5_dim, fc_dim, dropout)
-        self.cls_score = nn.Linear(fc_dim, num_classes + 1)
-        self.bbox_pred = nn.Linear(pool5_dim, 4 * num_classes)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        self.cls_score, self.bbox_pred = box_predictor(fc_dim, pool5_dim, num_classes)
         self.register_buffer("svm_weight", torch.zeros(num_classes, fc_dim))
         self.register_buffer("svm_bias", torch.zeros(num_classes))
         self.register_buffer("svm_trained", torch.tensor(False))
@@ -104,7 +104,7 @@ class RCNN(nn.Module):
         self.box_coder, self.beta = box_coder or BoxCoder((10.0, 10.0, 5.0, 5.0)), smooth_l1_beta
         self.score_thresh, self.svm_score_thresh = score_thresh, svm_score_thresh
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
-        self.search_mode, self.max_proposals = search_mode, max_proposals
+        self.proposals = GivenProposals(search_mode, max_proposals)
         self.chunk_size = chunk_size
 
     @property
@@ -158,20 +158,6 @@ class RCNN(nn.Module):
             return self.embed(batch.new_zeros(0, 3, self.warp_size, self.warp_size))
         return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
 
-    def propose(self, image: Tensor) -> Tensor:
-        """Selective search on one ``(3, H, W)`` float RGB image in [0, 1] -> ``(K, 4)`` float32
-        xyxy in its pixels, best first, at most ``max_proposals``."""
-        pixels = image.detach().float().mul(255).round().clamp(0, 255).byte()
-        boxes = selective_search(pixels.permute(1, 2, 0).cpu().numpy(), self.search_mode)
-        return torch.from_numpy(boxes[: self.max_proposals or None]).to(image.device)
-
-    def clean_proposals(self, proposals: Tensor, size: Sequence[int], device) -> Tensor:
-        """``(K, 4)`` xyxy -> the first ``max_proposals``, clipped to ``size`` ``(h, w)``,
-        degenerate ones dropped, float32 on ``device``."""
-        boxes = proposals.to(device, torch.float32).reshape(-1, 4)[: self.max_proposals or None]
-        boxes = clip_boxes(boxes, (float(size[0]), float(size[1])))
-        return boxes[valid_boxes_mask(boxes, 1e-2)]
-
     def loss(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict]) -> dict[str, Tensor]:
         """Fine-tuning losses.
 
@@ -189,14 +175,15 @@ class RCNN(nn.Module):
                 "rcnn trains on precomputed proposals: set data.train.proposals.method to "
                 "selective_search or file"
             )
-        batch, sizes, _ = self.preprocess(images)
-        device = batch.device
+        batch = self.preprocess(images)
+        device = batch.tensor.device
+        gt_boxes, gt_labels = batch.targets_to_input(
+            [t["boxes"] for t in targets], [t["labels"] for t in targets]
+        )
+        proposals = batch.clip_to_input(self.proposals(images, [t["proposals"] for t in targets]))
         windows, index, best_iou, classes, matched = [], [], [], [], []
-        for i, (t, size) in enumerate(zip(targets, sizes, strict=True)):
-            gt = t["boxes"].to(device, torch.float32).reshape(-1, 4)
-            keep = valid_boxes_mask(gt)
-            gt, lab = gt[keep], t["labels"].to(device).reshape(-1)[keep]
-            cand = torch.cat([self.clean_proposals(t["proposals"], size, device), gt])
+        for i, (gt, lab, props) in enumerate(zip(gt_boxes, gt_labels, proposals, strict=True)):
+            cand = torch.cat([props, gt])
             if len(gt):
                 iou, match = box_iou(gt, cand).max(0)
                 label, target = lab[match], gt[match]
@@ -211,30 +198,34 @@ class RCNN(nn.Module):
         pos, neg = self.sampler((cls < self.num_classes).to(torch.int8))
         idx = torch.cat([pos, neg])
         boxes = torch.cat(windows)[idx]
-        pool5, fc7 = self.embed(self.warp(batch, torch.cat(index)[idx], boxes))
+        pool5, fc7 = self.embed(self.warp(batch.tensor, torch.cat(index)[idx], boxes))
         cls, num = cls[idx], max(idx.numel(), 1)
         cls_loss = F.cross_entropy(self.cls_score(fc7).float(), cls, reduction="sum") / num
         reg = torch.nonzero(iou[idx] >= self.box_iou_thresh).squeeze(1)
         deltas = self.bbox_pred(pool5).float().view(-1, self.num_classes, 4)[reg, cls[reg]]
         target = self.box_coder.encode(boxes[reg], torch.cat(matched)[idx][reg])
-        if self.beta > 0:
-            box = F.smooth_l1_loss(deltas, target, beta=self.beta, reduction="sum")
-        else:
-            box = F.l1_loss(deltas, target, reduction="sum")
+        box = box_regression_loss(deltas, target, self.beta)
         return {"loss_rcnn_cls": cls_loss, "loss_rcnn_box": box / num}
 
-    @torch.no_grad()
-    def score(self, batch: Tensor, image: int, rois: Tensor) -> tuple[Tensor, Tensor]:
-        """``(K, 4)`` xyxy regions of the batch's ``image`` -> ``(K, C)`` scores (SVM margins when
-        :attr:`has_svms`, else softmax probabilities) and ``(K, C, 4)`` regressed xyxy boxes."""
-        index = torch.full((len(rois),), image, dtype=torch.int64, device=rois.device)
-        pool5, fc7 = self.region_features(batch, index, rois)
-        if self.has_svms:
-            scores = fc7.float() @ self.svm_weight.T + self.svm_bias
-        else:
-            scores = self.cls_score(fc7).float().softmax(-1)[:, : self.num_classes]
-        boxes = self.box_coder.decode(self.bbox_pred(pool5).float(), rois)
-        return scores, boxes.view(-1, self.num_classes, 4)
+    def forward(self, batch: Tensor, rois: Tensor) -> dict[str, Tensor]:
+        """The raw network on regions of a normalized batch (what export traces).
+
+        Args:
+            batch: ``(N, 3, H, W)`` normalized images (:class:`Preprocessor`'s ``tensor``).
+            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels.
+
+        Returns:
+            ``rois`` ``(R, 5)``; ``class_logits`` ``(R, C + 1)`` (background last);
+            ``box_deltas`` ``(R, 4C)`` (deltas of each region, per class); ``svm_scores``
+            ``(R, C)``: the SVMs' margins on fc7 (meaningful once :attr:`has_svms`).
+        """
+        pool5, fc7 = self.region_features(batch, rois[:, 0].long(), rois[:, 1:])
+        return {
+            "rois": rois,
+            "class_logits": self.cls_score(fc7),
+            "box_deltas": self.bbox_pred(pool5),
+            "svm_scores": fc7.float() @ self.svm_weight.T + self.svm_bias,
+        }
 
     @torch.no_grad()
     def predict(
@@ -245,29 +236,37 @@ class RCNN(nn.Module):
         Args:
             images: as in :meth:`loss`.
             proposals: per image ``(K_i, 4)`` xyxy in its pixels, best first; None: selective
-                search on each image (:meth:`propose`).
+                search on each image.
 
         Returns:
             Per image ``boxes`` ``(D,4)`` float32 xyxy in that image's pixels, ``scores``
             ``(D,)`` (SVM margins once the SVMs are set, else softmax probabilities) and
             ``labels`` ``(D,)`` int64 in ``0..C-1``, sorted by score after per-class NMS.
         """
-        images = list(images)
-        if proposals is None:
-            proposals = [self.propose(img) for img in images]
-        batch, sizes, _ = self.preprocess(images)
+        given = self.proposals(images, proposals)
+        batch = self.preprocess(images)
         thresh = self.svm_score_thresh if self.has_svms else self.score_thresh
         results = []
-        for i, (props, size) in enumerate(zip(proposals, sizes, strict=True)):
-            rois = self.clean_proposals(props, size, batch.device)
-            scores, boxes = self.score(batch, i, rois)
-            boxes = clip_boxes(boxes, (float(size[0]), float(size[1])))
-            wh = boxes[..., 2:] - boxes[..., :2]
-            k, c = ((scores > thresh) & (wh > 1e-2).all(-1)).nonzero(as_tuple=True)
-            b, s = boxes[k, c], scores[k, c]
-            keep = batched_nms(b, s, c, self.nms_thresh)[: self.max_detections]
-            results.append({"boxes": b[keep], "scores": s[keep], "labels": c[keep]})
-        return results
+        for i, boxes in enumerate(batch.clip_to_input(given)):
+            out = self(batch.tensor, torch.cat([boxes.new_full((len(boxes), 1), i), boxes], 1))
+            if self.has_svms:
+                scores = out["svm_scores"]
+            else:
+                scores = out["class_logits"].float().softmax(-1)[:, : self.num_classes]
+            regressed = self.box_coder.decode(out["box_deltas"].float(), boxes)
+            size = tuple(batch.image_sizes[i].tolist())
+            results.append(
+                select_detections(
+                    regressed.view(-1, self.num_classes, 4),
+                    scores,
+                    thresh,
+                    self.nms_thresh,
+                    self.max_detections,
+                    image_size=size,
+                    min_size=1e-2,
+                )
+            )
+        return batch.postprocess(results)
 
 
 def build_rcnn(cfg: ModelConfig) -> RCNN:

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from visionkit.config.schema import ModelConfig
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.heads.yolo_head import YoloHead
-from visionkit.models.preprocess import FixedSizePreprocessor
-from visionkit.structures.boxes import aligned_box_iou, clip_boxes
+from visionkit.models.postprocess import select_detections
+from visionkit.models.preprocess import Preprocessor, build_preprocessor
+from visionkit.structures.boxes import aligned_box_iou
 
 
 class YOLOv1(nn.Module):
@@ -28,17 +28,20 @@ class YOLOv1(nn.Module):
     Args:
         backbone: returns its deepest level first in ``out_features[-1]``.
         head: maps that level to ``(N, S, S, B*5 + C)``.
-        preprocess: resizes and normalizes input images.
+        preprocess: stretches images to the input size and normalizes them.
         num_classes: C. grid_size: S. boxes_per_cell: B.
         lambda_coord, lambda_noobj: the loss weights (paper: 5 and 0.5).
         score_thresh, nms_thresh, max_detections: post-processing at test time.
     """
 
+    task = "detection"
+    predict_extras: tuple[str, ...] = ()
+
     def __init__(
         self,
         backbone: Backbone,
         head: YoloHead,
-        preprocess: FixedSizePreprocessor,
+        preprocess: Preprocessor,
         num_classes: int,
         grid_size: int = 7,
         boxes_per_cell: int = 2,
@@ -128,16 +131,16 @@ class YOLOv1(nn.Module):
             ``loss_yolo_box`` (lambda_coord-weighted x, y, sqrt w, sqrt h), ``loss_yolo_obj``,
             ``loss_yolo_noobj`` (lambda_noobj-weighted) and ``loss_yolo_cls``.
         """
-        batch, sizes = self.preprocess(images)
-        terms, conf, cls = self._split(self(batch))
-        obj, box_t, gt, cls_t = self.build_targets(targets, self.preprocess.scale_factors(sizes))
+        batch = self.preprocess(images)
+        terms, conf, cls = self._split(self(batch.tensor))
+        obj, box_t, gt, cls_t = self.build_targets(targets, batch.scales)
         with torch.no_grad():
             iou = aligned_box_iou(self._decode_boxes(terms), gt.unsqueeze(3))
             best = iou.argmax(-1, keepdim=True)
             resp = (
                 torch.zeros_like(conf, dtype=torch.bool).scatter_(-1, best, True) & obj[..., None]
             )
-        n = batch.shape[0]
+        n = len(batch)
         coord = ((terms - box_t.unsqueeze(3)).square().sum(-1) * resp).sum()
         obj_loss = ((conf - iou).square() * resp).sum()
         noobj = (conf.square() * ~resp).sum()
@@ -157,31 +160,29 @@ class YOLOv1(nn.Module):
         ``scores`` ``(K,)`` (class-specific confidence Pr(class|object) * conf) and ``labels``
         ``(K,)`` int64 in ``0..C-1``, sorted by score, after per-class NMS.
         """
-        batch, sizes = self.preprocess(images)
-        terms, conf, cls = self._split(self(batch))
-        boxes = self._decode_boxes(terms) / self.preprocess.scale_factors(sizes).view(
-            -1, 1, 1, 1, 4
-        )
-        scores = conf.unsqueeze(-1) * cls.unsqueeze(3)  # (N,S,S,B,C)
-        n, c = batch.shape[0], self.num_classes
-        boxes, scores = boxes.reshape(n, -1, 4), scores.reshape(n, -1, c)
-        results = []
-        for i in range(n):
-            keep_box, keep_cls = (scores[i] > self.score_thresh).nonzero(as_tuple=True)
-            b = clip_boxes(boxes[i][keep_box], (int(sizes[i, 0]), int(sizes[i, 1])))
-            sc, lb = scores[i][keep_box, keep_cls], keep_cls
-            keep = batched_nms(b, sc, lb, self.nms_thresh)[: self.max_detections]
-            results.append({"boxes": b[keep], "scores": sc[keep], "labels": lb[keep]})
-        return results
+        batch = self.preprocess(images)
+        terms, conf, cls = self._split(self(batch.tensor))
+        n, c = len(batch), self.num_classes
+        boxes = self._decode_boxes(terms).reshape(n, -1, 4)
+        scores = (conf.unsqueeze(-1) * cls.unsqueeze(3)).reshape(n, -1, c)  # (N, S*S*B, C)
+        size = self.preprocess.input_size
+        results = [
+            select_detections(
+                b, s, self.score_thresh, self.nms_thresh, self.max_detections, image_size=size
+            )
+            for b, s in zip(boxes, scores, strict=True)
+        ]
+        return batch.postprocess(results)
 
 
 def build_yolo_v1(cfg: ModelConfig) -> YOLOv1:
     """Turn a model config into a :class:`YOLOv1` assembled from its backbone and head."""
+    preprocess = build_preprocessor(cfg, "fixed")
     backbone = build_backbone(cfg.backbone)
     backbone.drop_unused_stages()
     feat = backbone.out_features[-1]
     y = cfg.yolo
-    input_size = (cfg.input_size[0], cfg.input_size[1])
+    input_size = preprocess.input_size
     head = YoloHead(
         in_channels=backbone.out_channels[feat],
         in_stride=backbone.out_strides[feat],
@@ -198,7 +199,7 @@ def build_yolo_v1(cfg: ModelConfig) -> YOLOv1:
     return YOLOv1(
         backbone,
         head,
-        FixedSizePreprocessor(input_size, cfg.pixel_mean, cfg.pixel_std),
+        preprocess,
         num_classes=cfg.num_classes,
         grid_size=y.grid_size,
         boxes_per_cell=y.boxes_per_cell,

@@ -16,12 +16,27 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import box_iou
 
+from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import FOREGROUND, BalancedSampler, Matcher
-from visionkit.models.poolers import RoIPooler
+from visionkit.models.poolers import RoIPooler, boxes_to_rois
+from visionkit.models.postprocess import select_detections
 from visionkit.structures.box_coder import BoxCoder
-from visionkit.structures.boxes import clip_boxes
+
+
+def box_predictor(cls_dim: int, box_dim: int, num_classes: int) -> tuple[nn.Linear, nn.Linear]:
+    """The two sibling layers of the Fast R-CNN head and of R-CNN: ``cls_score`` (``cls_dim``
+    features -> ``C + 1`` logits, the background last) and ``bbox_pred`` (``box_dim`` features ->
+    ``4C`` class-specific deltas), initialized as in the paper (std 0.01 and 0.001, zero
+    biases)."""
+    cls_score = nn.Linear(cls_dim, num_classes + 1)
+    bbox_pred = nn.Linear(box_dim, 4 * num_classes)
+    nn.init.normal_(cls_score.weight, std=0.01)
+    nn.init.normal_(bbox_pred.weight, std=0.001)
+    nn.init.zeros_(cls_score.bias)
+    nn.init.zeros_(bbox_pred.bias)
+    return cls_score, bbox_pred
 
 
 class RoIHeads(nn.Module):
@@ -52,20 +67,17 @@ class RoIHeads(nn.Module):
     ) -> None:
         super().__init__()
         self.pooler, self.box_head, self.num_classes = pooler, box_head, num_classes
-        self.cls_score = nn.Linear(box_head.out_dim, num_classes + 1)
-        self.bbox_pred = nn.Linear(box_head.out_dim, 4 * num_classes)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        self.cls_score, self.bbox_pred = box_predictor(
+            box_head.out_dim, box_head.out_dim, num_classes
+        )
         self.matcher, self.sampler, self.box_coder = matcher, sampler, box_coder
         self.beta = smooth_l1_beta
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.max_detections = max_detections
 
-    def forward(self, features: Sequence[Tensor], rois: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Per level ``(N, C_f, H_l, W_l)`` features and per-image ``(K_i, 4)`` RoIs in input
-        pixels -> ``(sum K_i, C + 1)`` class logits and ``(sum K_i, 4C)`` deltas."""
+    def forward(self, features: Sequence[Tensor], rois: Tensor) -> tuple[Tensor, Tensor]:
+        """Per level ``(N, C_f, H_l, W_l)`` features and ``(R, 5)`` RoIs ``(image index, x1, y1,
+        x2, y2)`` in input pixels -> ``(R, C + 1)`` class logits and ``(R, 4C)`` deltas."""
         x = self.box_head(self.pooler(features, rois))
         return self.cls_score(x), self.bbox_pred(x)
 
@@ -113,15 +125,12 @@ class RoIHeads(nn.Module):
         as in :meth:`sample`.
         """
         rois, classes, targets = self.sample(proposals, gt_boxes, gt_labels)
-        logits, deltas = self(features, rois)
+        logits, deltas = self(features, boxes_to_rois(rois))
         num = max(classes.numel(), 1)
         cls_loss = F.cross_entropy(logits.float(), classes, reduction="sum") / num
         fg = torch.nonzero(classes < self.num_classes).squeeze(1)
         pred = deltas.float().view(-1, self.num_classes, 4)[fg, classes[fg]]
-        if self.beta > 0:
-            box = F.smooth_l1_loss(pred, targets[fg], beta=self.beta, reduction="sum")
-        else:
-            box = F.l1_loss(pred, targets[fg], reduction="sum")
+        box = box_regression_loss(pred, targets[fg], self.beta)
         return {"loss_roi_cls": cls_loss, "loss_roi_box": box / num}
 
     @torch.no_grad()
@@ -140,22 +149,36 @@ class RoIHeads(nn.Module):
             softmax probabilities, ``labels`` ``(D,)`` int64 in ``0..C-1``; sorted by score,
             after the score threshold and per-class NMS, at most ``max_detections``.
         """
-        logits, deltas = self(features, proposals)
+        logits, deltas = self(features, boxes_to_rois(proposals))
+        return self.detections(logits, deltas, proposals, image_sizes)
+
+    def detections(
+        self,
+        logits: Tensor,
+        deltas: Tensor,
+        proposals: Sequence[Tensor],
+        image_sizes: Tensor,
+    ) -> list[dict[str, Tensor]]:
+        """:meth:`predict` from the head's outputs: ``(R, C + 1)`` logits and ``(R, 4C)``
+        deltas of the per-image ``proposals`` (in order); softmax scores, class-specific boxes
+        clipped to each image, :func:`select_detections`."""
         probs = logits.float().softmax(-1)[:, : self.num_classes]
         boxes = self.box_coder.decode(deltas.float(), torch.cat(list(proposals)).float())
         counts = [len(p) for p in proposals]
-        results = []
-        for i, (b, p) in enumerate(zip(boxes.split(counts), probs.split(counts), strict=True)):
-            h, w = image_sizes[i].tolist()
-            b = clip_boxes(b.view(-1, self.num_classes, 4), (h, w))
-            wh = b[..., 2:] - b[..., :2]
-            keep_box, keep_cls = ((p > self.score_thresh) & (wh > 1e-2).all(-1)).nonzero(
-                as_tuple=True
+        return [
+            select_detections(
+                b.view(-1, self.num_classes, 4),
+                p,
+                self.score_thresh,
+                self.nms_thresh,
+                self.max_detections,
+                image_size=tuple(size.tolist()),
+                min_size=1e-2,
             )
-            b, s = b[keep_box, keep_cls], p[keep_box, keep_cls]
-            keep = batched_nms(b, s, keep_cls, self.nms_thresh)[: self.max_detections]
-            results.append({"boxes": b[keep], "scores": s[keep], "labels": keep_cls[keep]})
-        return results
+            for b, p, size in zip(
+                boxes.split(counts), probs.split(counts), image_sizes, strict=True
+            )
+        ]
 
 
 def fast_rcnn_matcher(fg_iou_thresh: float, bg_iou_thresh_lo: float) -> Matcher:

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou
 
 from visionkit.models.anchors import AnchorGenerator
+from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BACKGROUND, FOREGROUND, IGNORE, BalancedSampler, Matcher
 from visionkit.structures.box_coder import BoxCoder
+from visionkit.structures.boxes import clip_to_sizes
 
 
 class RPNHead(nn.Module):
@@ -52,12 +54,6 @@ def _flatten(logits: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
     n, a, h, w = logits.shape
     flat_deltas = deltas.view(n, a, 4, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, 4)
     return logits.permute(0, 2, 3, 1).reshape(n, -1), flat_deltas
-
-
-def clip_to_sizes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
-    """Clip ``(N, K, 4)`` xyxy boxes to per-image ``(N, 2)`` sizes ``(h, w)``."""
-    limit = image_sizes[:, [1, 0, 1, 0]].to(boxes.dtype)[:, None, :]
-    return torch.minimum(boxes.clamp(min=0), limit)
 
 
 class RegionProposalNetwork(nn.Module):
@@ -124,7 +120,7 @@ class RegionProposalNetwork(nn.Module):
             return proposals, {}
         obj = torch.cat([f[0] for f in flat], 1)
         dts = torch.cat([f[1] for f in flat], 1)
-        return proposals, self.losses(obj, dts, torch.cat(anchors), image_sizes, gt_boxes)
+        return proposals, self.loss(obj, dts, torch.cat(anchors), image_sizes, gt_boxes)
 
     @torch.no_grad()
     def propose(
@@ -193,7 +189,7 @@ class RegionProposalNetwork(nn.Module):
                 matched[i] = gt[matches]
         return labels, matched
 
-    def losses(
+    def loss(
         self,
         logits: Tensor,
         deltas: Tensor,
@@ -216,9 +212,5 @@ class RegionProposalNetwork(nn.Module):
             logits[sampled].float(), labels[sampled].float(), reduction="sum"
         )
         target = self.box_coder.encode(anchors.expand_as(matched)[pos], matched[pos])
-        pred = deltas[pos].float()
-        if self.beta > 0:
-            box = F.smooth_l1_loss(pred, target, beta=self.beta, reduction="sum")
-        else:
-            box = F.l1_loss(pred, target, reduction="sum")
+        box = box_regression_loss(deltas[pos], target, self.beta)
         return {"loss_rpn_cls": cls / num, "loss_rpn_box": self.box_loss_weight * box / num}

@@ -23,9 +23,9 @@ from visionkit.models.backbones import BACKBONES, build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.backbones.geometry import level_geometry
 from visionkit.models.heads.fcn_head import FCNHead
-from visionkit.models.preprocess import PaddedBatchPreprocessor
+from visionkit.models.preprocess import Preprocessor, build_preprocessor
+from visionkit.structures.labels import IGNORE_LABEL
 
-IGNORE_INDEX = 255
 NUM_LEVELS = {"32s": 1, "16s": 2, "8s": 3}
 
 
@@ -35,15 +35,19 @@ class FCN(nn.Module):
     Args:
         backbone: returns the head's levels (``head.deep`` and its skips).
         head: levels -> class scores at the input's size.
-        preprocess: resizes (optionally), normalizes and pads images into a batch.
+        preprocess: resizes (optionally), normalizes and pads images into a batch whose sides
+            are multiples of the deepest stride.
         num_classes: C, background (label 0) included.
     """
+
+    task = "sem_seg"
+    predict_extras: tuple[str, ...] = ("return_logits",)
 
     def __init__(
         self,
         backbone: Backbone,
         head: FCNHead,
-        preprocess: PaddedBatchPreprocessor,
+        preprocess: Preprocessor,
         num_classes: int,
     ) -> None:
         super().__init__()
@@ -64,11 +68,11 @@ class FCN(nn.Module):
         Returns:
             ``{"loss_fcn_ce": scalar}`` (0 with a gradient when no pixel is labelled).
         """
-        batch, _, _ = self.preprocess(images)
-        logits = self(batch)
-        target = self.preprocess.masks([t["sem_seg"] for t in targets], batch.shape, IGNORE_INDEX)
-        ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
-        return {"loss_fcn_ce": ce / (target != IGNORE_INDEX).sum().clamp(min=1)}
+        batch = self.preprocess(images)
+        logits = self(batch.tensor)
+        target = batch.masks_to_input([t["sem_seg"] for t in targets])
+        ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_LABEL, reduction="sum")
+        return {"loss_fcn_ce": ce / (target != IGNORE_LABEL).sum().clamp(min=1)}
 
     @torch.no_grad()
     def predict(
@@ -80,18 +84,13 @@ class FCN(nn.Module):
         original pixels (logits resized bilinearly when the model resizes its inputs), and with
         ``return_logits`` also ``logits`` ``(C, H_i, W_i)`` float32.
         """
-        batch, sizes, orig = self.preprocess(images)
-        logits = self(batch).float()
-        out = []
-        for i, ((h, w), size) in enumerate(zip(sizes, orig, strict=True)):
-            scores = logits[i : i + 1, :, :h, :w]
-            if (h, w) != size:
-                scores = F.interpolate(scores, size, mode="bilinear", align_corners=False)
-            result = {"sem_seg": scores[0].argmax(0)}
-            if return_logits:
-                result["logits"] = scores[0]
-            out.append(result)
-        return out
+        batch = self.preprocess(images)
+        logits = self(batch.tensor).float()
+        results = batch.postprocess([{"logits": scores} for scores in logits])
+        if not return_logits:
+            for r in results:
+                del r["logits"]
+        return results
 
 
 def _choose_levels(backbone: Backbone, requested: Sequence[str], variant: str) -> list[str]:
@@ -186,7 +185,6 @@ def fcn_on_backbone(backbone: Backbone, cfg: ModelConfig) -> FCN:
         _load_vgg_fc(head, cfg.backbone)
     if len(cfg.input_size) not in (0, 2):
         raise ConfigError("model.input_size must be [height, width] or [] for FCN")
-    preprocess = PaddedBatchPreprocessor(
-        cfg.input_size, cfg.pixel_mean, cfg.pixel_std, size_divisor=geometry[names[-1]][0]
-    )
+    resize = "fixed" if cfg.input_size else "none"
+    preprocess = build_preprocessor(cfg, resize, size_divisor=geometry[names[-1]][0])
     return FCN(backbone, head, preprocess, cfg.num_classes)

@@ -1,0 +1,240 @@
+"""The two-stage detector: backbone (-> neck) -> region proposals -> RoI heads.
+
+One class serves Faster R-CNN, Fast R-CNN and SPPNet; they differ in their *proposer* and their
+RoI pooler:
+
+- Faster R-CNN (``faster_rcnn.py``): a :class:`RegionProposalNetwork` on the feature levels
+  proposes regions, trained jointly (approximate joint training: proposals are detached).
+- Fast R-CNN and SPPNet (``fast_rcnn.py``, ``sppnet.py``): :class:`GivenProposals`: regions come
+  with the images (targets' ``proposals`` in training, ``predict(..., proposals=)`` at test
+  time) or from selective search on each image.
+
+The RoI heads (:class:`RoIHeads`) pool each region from the first ``roi_levels`` feature levels
+(RoI pooling, RoIAlign or SPPNet's pyramid), run the box head and score ``C + 1`` classes and
+``4C`` deltas. Boxes cross the model's boundary in original pixels; inside they are in input
+(batch) pixels (:class:`~visionkit.models.preprocess.ImageBatch`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from visionkit.config.schema import ModelConfig
+from visionkit.errors import ConfigError, DataError
+from visionkit.models.backbones import build_backbone
+from visionkit.models.backbones.base import Backbone
+from visionkit.models.heads.box_heads import Res5Head, TwoFCHead
+from visionkit.models.heads.roi_heads import RoIHeads, fast_rcnn_matcher
+from visionkit.models.heads.rpn import RegionProposalNetwork
+from visionkit.models.matching import BalancedSampler
+from visionkit.models.necks.fpn import FPN
+from visionkit.models.poolers import RoIPooler, boxes_to_rois
+from visionkit.models.preprocess import Preprocessor, build_preprocessor
+from visionkit.models.proposers import GivenProposals
+from visionkit.structures.box_coder import BoxCoder
+
+
+class TwoStageDetector(nn.Module):
+    """Backbone (-> neck) -> proposals (RPN or given) -> RoI head detections.
+
+    Args:
+        backbone: returns its ``out_features`` levels.
+        roi_heads: the Fast R-CNN head on the first ``roi_levels`` feature levels.
+        preprocess: resizes, normalizes and batches images.
+        rpn: the proposer learned with the detector (Faster R-CNN), or None.
+        proposals: the proposer of regions given with the images or searched (Fast R-CNN,
+            SPPNet), or None; exactly one of ``rpn`` and ``proposals``.
+        neck: an optional :class:`FPN` turning the backbone levels into a pyramid.
+        roi_levels: how many feature levels (fine first) the RoI head pools from.
+    """
+
+    task = "detection"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        roi_heads: RoIHeads,
+        preprocess: Preprocessor,
+        *,
+        rpn: RegionProposalNetwork | None = None,
+        proposals: GivenProposals | None = None,
+        neck: FPN | None = None,
+        roi_levels: int = 1,
+    ) -> None:
+        super().__init__()
+        if (rpn is None) == (proposals is None):
+            raise ValueError("a two-stage detector takes either an rpn or given proposals")
+        self.backbone, self.neck, self.rpn, self.roi_heads = backbone, neck, rpn, roi_heads
+        self.preprocess, self.proposals, self.roi_levels = preprocess, proposals, roi_levels
+        # what predict() takes beside the images (the evaluation loop passes targets' fields)
+        self.predict_extras: tuple[str, ...] = ("proposals",) if rpn is None else ()
+
+    def features(self, batch: Tensor) -> list[Tensor]:
+        """``(N, 3, H, W)`` normalized batch -> per level ``(N, C, H/s, W/s)``, fine to coarse."""
+        out = self.backbone(batch)
+        features = [out[name] for name in self.backbone.out_features]
+        return self.neck(features) if self.neck is not None else features
+
+    def forward(self, batch: Tensor, rois: Tensor | None = None) -> dict[str, Tensor]:
+        """The raw network on a normalized batch (what export traces).
+
+        Args:
+            batch: ``(N, 3, H, W)`` normalized images (:class:`Preprocessor`'s ``tensor``).
+            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels; None: the RPN's
+                test-time proposals, each image taken as the whole batch frame.
+
+        Returns:
+            ``rois`` ``(R, 5)``, ``class_logits`` ``(R, C + 1)`` (background last) and
+            ``box_deltas`` ``(R, 4C)`` (the box coder's deltas of each RoI, per class).
+        """
+        features = self.features(batch)
+        if rois is None:
+            if self.rpn is None:
+                raise ValueError("this detector classifies given regions: pass rois (R, 5)")
+            n, _, h, w = batch.shape
+            sizes = batch.new_tensor([[h, w]], dtype=torch.float32).expand(n, 2)
+            rois = boxes_to_rois(self.rpn(features, sizes)[0])
+        logits, deltas = self.roi_heads(features[: self.roi_levels], rois)
+        return {"rois": rois, "class_logits": logits, "box_deltas": deltas}
+
+    def loss(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict]) -> dict[str, Tensor]:
+        """The training losses.
+
+        Args:
+            images: float RGB in [0, 1], a ``(N,3,H,W)`` tensor or a list of ``(3,H_i,W_i)``.
+            targets: per image ``boxes`` ``(M,4)`` xyxy in that image's pixels (degenerate boxes
+                are dropped), ``labels`` ``(M,)`` int64 in ``0..C-1``; with given proposals also
+                ``proposals`` ``(K,4)`` float xyxy in that image's pixels, best first.
+
+        Returns:
+            ``loss_roi_cls``, ``loss_roi_box`` and, with an RPN, ``loss_rpn_cls``,
+            ``loss_rpn_box`` (scalars).
+        """
+        if self.rpn is None and any("proposals" not in t for t in targets):
+            raise DataError(
+                "fast_rcnn/sppnet train on precomputed proposals: set data.train.proposals.method "
+                "to selective_search or file"
+            )
+        batch = self.preprocess(images)
+        features = self.features(batch.tensor)
+        gt_boxes, gt_labels = batch.targets_to_input(
+            [t["boxes"] for t in targets], [t["labels"] for t in targets]
+        )
+        if self.rpn is not None:
+            proposals, losses = self.rpn(features, batch.image_sizes, gt_boxes)
+        else:
+            given = self.proposals(images, [t["proposals"] for t in targets])
+            proposals, losses = batch.clip_to_input(given), {}
+        roi_losses = self.roi_heads.loss(
+            features[: self.roi_levels], proposals, gt_boxes, gt_labels
+        )
+        return losses | roi_losses
+
+    @torch.no_grad()
+    def predict(
+        self, images: Sequence[Tensor] | Tensor, proposals: Sequence[Tensor] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Detect objects.
+
+        Args:
+            images: as in :meth:`loss`.
+            proposals: given-proposal detectors only (``predict_extras``): per image ``(K_i, 4)``
+                xyxy in its original pixels, best first; None: selective search on each image.
+
+        Returns:
+            Per image ``boxes`` ``(D,4)`` float32 xyxy in that image's original pixels,
+            ``scores`` ``(D,)`` softmax probabilities and ``labels`` ``(D,)`` int64 in
+            ``0..C-1``, sorted by score after per-class NMS.
+        """
+        if self.rpn is not None and proposals is not None:
+            raise ValueError("this detector proposes its own regions: predict takes no proposals")
+        given = self.proposals(images, proposals) if self.rpn is None else None
+        batch = self.preprocess(images)
+        features = self.features(batch.tensor)
+        if self.rpn is not None:
+            rois = self.rpn(features, batch.image_sizes)[0]
+        else:
+            rois = batch.clip_to_input(given)
+        results = self.roi_heads.predict(features[: self.roi_levels], rois, batch.image_sizes)
+        return batch.postprocess(results)
+
+
+def two_stage_preprocessor(cfg: ModelConfig) -> Preprocessor:
+    """``model.resize``: keep the aspect ratio (``shorter_side``: ``min_size``/``max_size``,
+    padded to ``size_divisibility``) or stretch to ``model.input_size`` (``fixed``)."""
+    if cfg.resize.mode == "shorter_side":
+        return build_preprocessor(cfg, "shorter_side", cfg.resize.size_divisibility)
+    if len(cfg.input_size) != 2:
+        raise ConfigError("model.resize.mode 'fixed' needs model.input_size [height, width]")
+    return build_preprocessor(cfg, "fixed")
+
+
+def _box_head(cfg: ModelConfig, backbone: Backbone, pooler: RoIPooler, channels: int) -> nn.Module:
+    """The configured box head on pooled ``channels``-wide features. The backbone never runs its
+    stages after its deepest returned level: ``res5`` moves the first of them into the head; all
+    of them leave the backbone."""
+    feature = backbone.out_features[-1]
+    names = list(backbone.levels)
+    later = names[names.index(feature) + 1 :]
+    rh = cfg.roi_head
+    if rh.box_head == "res5" and (rh.pooler == "spp" or cfg.fpn.enabled):
+        raise ConfigError("model.roi_head.box_head 'res5' takes one level and a k x k pooler")
+    if rh.box_head == "res5" and not later:
+        raise ConfigError(
+            f"model.roi_head.box_head 'res5' needs a backbone stage after '{feature}'; "
+            f"set model.backbone.out_features to an earlier level of {', '.join(names)}"
+        )
+    if rh.box_head == "res5":
+        res5_channels = backbone.levels[later[0]][0]
+        return Res5Head(backbone.drop_unused_stages()[later[0]], res5_channels)
+    backbone.drop_unused_stages()
+    return TwoFCHead(math.prod(pooler.output_shape(channels)), rh.fc_dim, rh.dropout)
+
+
+def build_roi_heads(
+    cfg: ModelConfig, backbone: Backbone, channels: int, strides: Sequence[int]
+) -> RoIHeads:
+    """The Fast R-CNN head of ``cfg.roi_head`` pooling ``channels``-wide features of the given
+    ``strides``. Removes the backbone's stages after its deepest returned level (a ``res5``
+    box head takes the first of them)."""
+    rh = cfg.roi_head
+    pooler = RoIPooler(
+        rh.pooler, rh.pool_size, strides, rh.sampling_ratio, rh.spp_levels,
+        cfg.fpn.canonical_size, cfg.fpn.canonical_level,
+    )  # fmt: skip
+    return RoIHeads(
+        pooler,
+        _box_head(cfg, backbone, pooler, channels),
+        cfg.num_classes,
+        fast_rcnn_matcher(rh.fg_iou_thresh, rh.bg_iou_thresh_lo),
+        BalancedSampler(rh.batch_size_per_image, rh.positive_fraction),
+        BoxCoder(rh.box_coder_weights),
+        smooth_l1_beta=rh.smooth_l1_beta,
+        score_thresh=rh.score_thresh,
+        nms_thresh=rh.nms_thresh,
+        max_detections=rh.max_detections,
+    )
+
+
+def build_given_proposal_detector(cfg: ModelConfig) -> TwoStageDetector:
+    """A :class:`TwoStageDetector` with :class:`GivenProposals` on one backbone level
+    (``model.roi_head``, ``model.resize``, ``model.selective_search``): Fast R-CNN and SPPNet.
+    ``roi_head.freeze_backbone`` freezes the whole backbone (its BatchNorms in eval mode)."""
+    if cfg.fpn.enabled:
+        raise ConfigError(f"{cfg.name} pools from one feature level: set model.fpn.enabled false")
+    backbone = build_backbone(cfg.backbone)
+    if len(backbone.out_features) != 1:
+        raise ConfigError(
+            f"{cfg.name} takes one backbone level: give model.backbone.out_features one level"
+        )
+    channels, stride = backbone.levels[backbone.out_features[0]]
+    roi_heads = build_roi_heads(cfg, backbone, channels, [stride])
+    if cfg.roi_head.freeze_backbone:
+        backbone.freeze(len(backbone.stages))
+    ss = cfg.selective_search
+    proposals = GivenProposals(ss.mode, ss.max_proposals)
+    return TwoStageDetector(backbone, roi_heads, two_stage_preprocessor(cfg), proposals=proposals)

@@ -10,8 +10,8 @@ from visionkit.models.anchors import AnchorGenerator
 from visionkit.models.heads.rpn import RegionProposalNetwork, RPNHead
 from visionkit.models.matching import BalancedSampler, Matcher
 from visionkit.models.necks import FPN
-from visionkit.models.poolers import RoIPooler
-from visionkit.models.preprocess_keep_ratio import ShorterSidePreprocessor
+from visionkit.models.poolers import RoIPooler, boxes_to_rois
+from visionkit.models.preprocess import Preprocessor
 from visionkit.structures.box_coder import BoxCoder
 
 
@@ -109,14 +109,20 @@ def test_poolers_output_sizes_independent_of_roi_shape():
         torch.tensor([[16.0, 16.0, 300.0, 300.0]]),
     ]
     spp = RoIPooler("spp", strides=[16], spp_levels=[1, 2, 3, 6])
-    out = spp([feats], boxes)
+    out = spp([feats], boxes_to_rois(boxes))
     assert out.shape == (3, 8 * (1 + 4 + 9 + 36)) == (3, *spp.output_shape(8))
     # the 1x1 level of a box over the whole map is the global max of each channel
-    whole = spp([feats], [torch.tensor([[0.0, 0.0, 320.0, 320.0]]), torch.zeros(0, 4)])
+    whole = spp(
+        [feats], boxes_to_rois([torch.tensor([[0.0, 0.0, 320.0, 320.0]]), torch.zeros(0, 4)])
+    )
     assert torch.allclose(whole[0, :8], feats[0].amax((1, 2)))
     for kind in ("roi_pool", "roi_align"):
         pooler = RoIPooler(kind, output_size=7, strides=[16])
-        assert pooler([feats], boxes).shape == (3, 8, 7, 7) == (3, *pooler.output_shape(8))
+        assert (
+            pooler([feats], boxes_to_rois(boxes)).shape
+            == (3, 8, 7, 7)
+            == (3, *pooler.output_shape(8))
+        )
 
 
 def test_pyramid_level_assignment_and_multi_level_pooling():
@@ -126,12 +132,12 @@ def test_pyramid_level_assignment_and_multi_level_pooling():
     assert pooler.assign_levels(rois).tolist() == [0, 0, 1, 2, 2, 3, 3]
     feats = [torch.rand(2, 3, 128 // s, 128 // s) for s in (4, 8, 16, 32)]
     boxes = [torch.tensor([[0.0, 0.0, 20.0, 20.0]]), torch.tensor([[8.0, 8.0, 120.0, 120.0]])]
-    out = pooler(feats, boxes)
+    out = pooler(feats, boxes_to_rois(boxes))
     assert out.shape == (2, 3, 2, 2)
     # each RoI equals the single-level pooling from its own level (P2 and P3)
-    single = RoIPooler("roi_align", 2, strides=[4])([feats[0][:1]], boxes[:1])
+    single = RoIPooler("roi_align", 2, strides=[4])([feats[0][:1]], boxes_to_rois(boxes[:1]))
     assert torch.allclose(out[0], single[0])
-    single = RoIPooler("roi_align", 2, strides=[8])([feats[1][1:]], boxes[1:])
+    single = RoIPooler("roi_align", 2, strides=[8])([feats[1][1:]], boxes_to_rois(boxes[1:]))
     assert torch.allclose(out[1], single[0])
 
 
@@ -185,11 +191,13 @@ def test_rpn_targets_on_a_tiny_image():
 
 
 def test_shorter_side_preprocessor_keeps_ratio_pads_and_scales_exactly():
-    pre = ShorterSidePreprocessor(600, 1000, [0.5] * 3, [0.25] * 3, size_divisibility=32)
+    pre = Preprocessor("shorter_side", [0.5] * 3, [0.25] * 3, min_size=600, max_size=1000,
+                       size_divisor=32)  # fmt: skip
     images = [torch.full((3, 375, 500), 0.5), torch.full((3, 300, 1000), 0.75)]
-    batch, sizes = pre(images)
+    batch = pre(images)
     # 375x500 -> 600x800; 300x1000 -> capped by the long side: 300x1000
-    assert pre.resized_sizes(sizes).tolist() == [[600.0, 800.0], [300.0, 1000.0]]
-    assert batch.shape == (2, 3, 608, 1024)
-    assert batch[0, :, 600:].abs().sum() == 0 and batch[1, :, :300, :1000].mean() == 1.0
-    assert pre.scale_factors(sizes)[0].tolist() == pytest.approx([1.6, 1.6, 1.6, 1.6])
+    assert batch.image_sizes.tolist() == [[600.0, 800.0], [300.0, 1000.0]]
+    assert batch.tensor.shape == (2, 3, 608, 1024)
+    assert batch.tensor[0, :, 600:].abs().sum() == 0
+    assert batch.tensor[1, :, :300, :1000].mean() == 1.0
+    assert batch.scales[0].tolist() == pytest.approx([1.6, 1.6, 1.6, 1.6])

@@ -22,12 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.config.schema import ModelConfig
-from visionkit.models.detectors.fast_rcnn import FastRCNN
-from visionkit.models.detectors.faster_rcnn import FasterRCNN
 from visionkit.models.detectors.rcnn import RCNN
+from visionkit.models.detectors.two_stage import TwoStageDetector
 from visionkit.models.heads.roi_heads import RoIHeads
-from visionkit.models.preprocess import FixedSizePreprocessor, PaddedBatchPreprocessor
-from visionkit.models.preprocess_keep_ratio import ShorterSidePreprocessor
+from visionkit.models.preprocess import Preprocessor
 
 # proposals per image when a model keeps all of them (selective_search.max_proposals: 0)
 ALL_PROPOSALS = 2000
@@ -45,15 +43,11 @@ def default_rois(model: nn.Module) -> int | None:
     """Regions per image at test time: Faster R-CNN's RPN proposals after NMS, Fast R-CNN's,
     SPPNet's and R-CNN's proposals per image (``max_proposals``, 0 = all: 2000); None for
     models without per-region layers."""
-    if isinstance(model, FasterRCNN):
+    if isinstance(model, TwoStageDetector) and model.rpn is not None:
         return int(model.rpn.post_nms_top_n[1])
-    if isinstance(model, (FastRCNN, RCNN)):
-        return int(model.max_proposals) or ALL_PROPOSALS
+    if isinstance(model, (TwoStageDetector, RCNN)):
+        return int(model.proposals.max_proposals) or ALL_PROPOSALS
     return None
-
-
-def _round_up(v: int, divisor: int) -> int:
-    return -(-v // divisor) * divisor
 
 
 def network_input(model: nn.Module, image_size: Sequence[int], rois: int) -> tuple[int, ...]:
@@ -65,13 +59,8 @@ def network_input(model: nn.Module, image_size: Sequence[int], rois: int) -> tup
     pre = getattr(model, "preprocess", None)
     if isinstance(model, RCNN):
         return (rois, 3, model.warp_size, model.warp_size)
-    if isinstance(pre, FixedSizePreprocessor):
-        h, w = pre.input_size
-    elif isinstance(pre, ShorterSidePreprocessor):
-        new = pre.resized_sizes(torch.tensor([[h, w]], dtype=torch.float32, device="cpu"))
-        h, w = (_round_up(int(v), pre.size_divisibility) for v in new[0].tolist())
-    elif isinstance(pre, PaddedBatchPreprocessor):
-        h, w = (_round_up(v, pre.size_divisor) for v in pre.input_size or (h, w))
+    if isinstance(pre, Preprocessor):
+        h, w = pre.batch_shape(torch.tensor([[h, w]], dtype=torch.float32, device="cpu"))
     return (1, 3, h, w)
 
 
@@ -85,15 +74,11 @@ def _roi_head(heads: RoIHeads, features: Sequence[Tensor], rois: int) -> None:
 def run_for_summary(model: nn.Module, input_shape: Sequence[int], rois: int) -> None:
     """Run ``model`` (a meta-device copy) on zeros of ``input_shape`` as the module doc says."""
     x = torch.zeros(tuple(input_shape), device="meta")
-    if isinstance(model, FasterRCNN):
-        out = model.backbone(x)
-        features = [out[name] for name in model.backbone.out_features]
-        if model.neck is not None:
-            features = model.neck(features)
-        model.rpn.head(features)
+    if isinstance(model, TwoStageDetector):
+        features = model.features(x)
+        if model.rpn is not None:
+            model.rpn.head(features)
         _roi_head(model.roi_heads, features[: model.roi_levels], rois)
-    elif isinstance(model, FastRCNN):
-        _roi_head(model.roi_heads, [model.backbone(x)[model.backbone.out_features[0]]], rois)
     elif isinstance(model, RCNN):
         pool5, fc7 = model.embed(x)
         model.cls_score(fc7)

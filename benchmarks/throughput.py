@@ -46,8 +46,8 @@ from torch.utils.data import RandomSampler
 from visionkit.config import load_config
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
+from visionkit.engine.device import place_model, select_device
 from visionkit.engine.optim import build_optimizer
-from visionkit.engine.trainer import place_model, select_device
 from visionkit.models import build_model, model_task
 
 ROOT = Path(__file__).resolve().parents[1]

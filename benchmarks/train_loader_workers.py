@@ -15,7 +15,7 @@ import torch
 
 from visionkit.config import load_config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.engine.trainer import place_model
+from visionkit.engine.device import place_model
 from visionkit.models import build_model, model_task
 
 

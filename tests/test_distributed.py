@@ -1,6 +1,9 @@
-"""Distributed training: the sharded sampler, the LR rule, and a real 2-process torchrun run
-(gloo, CPU) against one process with the combined batch."""
+"""Distributed training: the sharded sampler, the LR rule, evaluators synchronized over 2 gloo
+processes, and a real 2-process torchrun run (gloo, CPU) against one process with the combined
+batch."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -8,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from pycocotools.coco import COCO
 from test_tools_e2e import ROOT, tiny_overrides
 
 from visionkit.config import TrainConfig
 from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.engine.distributed import EpochSampler, ShardSampler
 from visionkit.engine.optim import scaled_lr
+from visionkit.evaluation import CocoEvaluator, Evaluators, SemSegEvaluator, VocEvaluator
 
 # Runs tools/train.py as torchrun would, recording on each rank the image ids of every loss
 # call and of the evaluation, then saving them with the final weights to $PROBE_DIR/rank<R>.pt.
@@ -124,3 +131,65 @@ def test_two_gloo_processes_match_one_process_with_the_combined_batch(tmp_path):
     assert sorted(r0["evaluated"]) == sorted(one["evaluated"]) and len(set(r0["evaluated"])) == 8
     assert r1["evaluated"] == []
     assert ckpt["layout"] == {"world_size": 2, "batch_size": 1, "accumulate_steps": 2}
+
+
+def evaluation_samples(n: int = 7) -> tuple[COCO, list[dict], list[dict]]:
+    """Ground truth of ``n`` 32x32 images with two classes, and predictions whose scores tie
+    across images (VOC breaks ties by the order in which images were given)."""
+    g = torch.Generator().manual_seed(0)
+    images, anns, targets, preds = [], [], [], []
+    for i in range(n):
+        xy = torch.randint(0, 16, (3, 2), generator=g).float()
+        boxes = torch.cat([xy, xy + torch.randint(4, 16, (3, 2), generator=g)], 1)
+        labels = torch.randint(0, 2, (3,), generator=g)
+        images.append({"id": i + 1, "width": 32, "height": 32})
+        for k, (b, lb) in enumerate(zip(boxes.tolist(), labels.tolist(), strict=True)):
+            w, h = b[2] - b[0], b[3] - b[1]
+            anns.append({"id": 3 * i + k + 1, "image_id": i + 1, "category_id": 2 * lb + 1,
+                         "bbox": [b[0], b[1], w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
+        sem_seg = torch.randint(0, 3, (32, 32), generator=g)
+        targets.append({"image_id": i + 1, "sem_seg": sem_seg})
+        jitter = torch.randint(-2, 3, (3, 4), generator=g).float()
+        preds.append({
+            "boxes": boxes + jitter, "scores": torch.tensor([0.9, 0.5, 0.5]), "labels": labels,
+            "sem_seg": torch.where(torch.rand(32, 32, generator=g) < 0.7, sem_seg, 0),
+        })  # fmt: skip
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": anns,
+                    "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}]}  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, targets, preds
+
+
+def evaluate_share(rank: int, world: int) -> tuple[dict, list]:
+    """Feed rank's ShardSampler share to a box and a segmentation evaluator, synchronize them,
+    and return rank 0's (or the single process's) metrics and COCO results."""
+    coco, targets, preds = evaluation_samples()
+    boxes = Evaluators([CocoEvaluator(coco, [1, 3]), VocEvaluator(coco, [1, 3])])
+    seg = SemSegEvaluator(["background", "a", "b"])
+    for i in ShardSampler(len(targets), rank, world):
+        boxes.process([targets[i]], [preds[i]])
+        seg.process([targets[i]], [preds[i]])
+    boxes.synchronize()
+    seg.synchronize()
+    return boxes.evaluate() | seg.evaluate(), boxes.results
+
+
+def synchronize_worker(rank: int, world: int, store: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        metrics, results = evaluate_share(rank, world)
+        if rank == 0:
+            torch.save({"metrics": metrics, "results": results}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_evaluators_synchronized_over_two_processes_score_as_one(tmp_path):
+    out = tmp_path / "rank0.pt"
+    mp.spawn(synchronize_worker, (2, str(tmp_path / "store"), str(out)), nprocs=2)
+    gathered = torch.load(out, weights_only=False)
+    metrics, results = evaluate_share(0, 1)
+    assert repr(gathered["metrics"]) == repr(metrics)  # repr: NaN equals NaN
+    assert gathered["results"] == results  # the same COCO results, in the dataset's order

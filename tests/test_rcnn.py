@@ -13,10 +13,10 @@ from test_tools_e2e import run_tool
 
 from visionkit.config import ModelConfig, load_config
 from visionkit.config.schema import SVMConfig
+from visionkit.engine import rcnn_svm
 from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.errors import DataError
 from visionkit.models import MODELS, build_model
-from visionkit.models.detectors import rcnn_svm
 from visionkit.models.heads.svm import hard_negatives, solve_linear_svms, train_linear_svms
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from torchvision.ops import box_iou
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig, ProposalConfig
 from visionkit.data import build_dataset
+from visionkit.data.proposal_cache import cache_path, load_proposals, save_proposals
 from visionkit.errors import DataError, UnreadableImageError
-from visionkit.proposals.cache import cache_path, load_proposals, save_proposals
 from visionkit.proposals.selective_search import selective_search
 
 RECTS = [(10, 12, 50, 60), (70, 20, 120, 45), (30, 80, 100, 120)]

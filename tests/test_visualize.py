@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from script_loader import load_script
 
-from visionkit.analysis.visualize import feature_maps, filter_grid, read_image
+from visionkit.analysis.visualize import feature_maps, filter_grid
 from visionkit.config import load_config
 from visionkit.engine.checkpoint import save_checkpoint
+from visionkit.io.image import read_image_tensor
 from visionkit.models import build_model
 from visionkit.utils.cli import run_cli
 
@@ -87,7 +88,7 @@ def test_feature_maps_of_requested_layers_on_the_models_input(tmp_path, image):
     # the maps are the backbone's on the resized, normalized image
     torch.manual_seed(0)
     model = build_model(load_config(CONFIG, TINY).model).eval()
-    img = read_image(image)
+    img = read_image_tensor(image)
     _, maps = feature_maps(model, img, ["backbone.stages.c2"])
     x = F.interpolate(img[None], (64, 64), mode="bilinear", align_corners=False)
     x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(

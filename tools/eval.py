@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from visionkit.data import build_dataloader, build_dataset
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
-    from visionkit.engine.inference import evaluate
-    from visionkit.engine.trainer import place_model, select_device
+    from visionkit.engine.device import place_model, select_device
+    from visionkit.engine.evaluation_loop import evaluate
     from visionkit.evaluation import build_evaluator
     from visionkit.models import build_model, model_task
 

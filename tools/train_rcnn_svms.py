@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from visionkit.data import build_dataset
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-    from visionkit.engine.trainer import select_device
+    from visionkit.engine.device import select_device
+    from visionkit.engine.rcnn_svm import cached_features, fit_svms
     from visionkit.models import build_model
-    from visionkit.models.detectors.rcnn_svm import cached_features, fit_svms
 
     ckpt = load_checkpoint(args.weights)
     model = build_model(cfg.model)

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from visionkit.analysis import visualize as vis
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
+    from visionkit.io.image import read_image_tensor
     from visionkit.models import build_model
 
     torch.manual_seed(cfg.train.seed)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<{width}}  {desc}".rstrip())
         return 0
     layers = vis.resolve_layers(model, args.layers) if args.layers else None
-    image = vis.read_image(args.image) if args.image else None
+    image = read_image_tensor(args.image) if args.image else None
     if args.weights:
         ckpt = load_checkpoint(args.weights)
         load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from visionkit.errors import ConfigError, DataError, VisionkitError
+from visionkit.errors import ConfigError, VisionkitError
 from visionkit.models.backbones.base import Backbone
 
 SEPARATOR = 255  # the grid lines' grey level
@@ -203,16 +203,6 @@ def input_image(model: nn.Module, batch: Tensor) -> np.ndarray:
     std = model.preprocess.pixel_std.reshape(3, 1, 1)
     rgb = (batch[0].cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
     return np.ascontiguousarray((rgb[..., ::-1] * 255).round().astype(np.uint8))
-
-
-def read_image(path: str | Path) -> Tensor:
-    """An image file -> ``(3, H, W)`` float RGB in [0, 1], as the datasets give them."""
-    if not Path(path).is_file():
-        raise DataError(f"image not found: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"cannot read image {path}")
-    return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

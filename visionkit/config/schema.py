@@ -202,9 +202,9 @@ class ModelConfig:
 @dataclass
 class ProposalConfig:
     # Precomputed region proposals attached to every target as `proposals` (fast_rcnn, sppnet;
-    # visionkit/proposals/). none: no proposals; selective_search: computed once per dataset,
-    # cached on disk and reused; file: a user's .npz/.pt, image_id -> (N, 4) xyxy in original
-    # pixels (format: visionkit/proposals/cache.py).
+    # visionkit/data/proposal_dataset.py). none: no proposals; selective_search: computed once
+    # per dataset, cached on disk and reused; file: a user's .npz/.pt, image_id -> (N, 4) xyxy
+    # in original pixels (format: visionkit/data/proposal_cache.py).
     method: Literal["none", "selective_search", "file"] = "none"
     file: str = ""  # method file
     mode: Literal["single", "fast", "quality"] = "fast"  # selective search strategies

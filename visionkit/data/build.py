@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 from visionkit.config.schema import AugmentConfig, DatasetConfig
 from visionkit.data.bad_images import BadImageGuard, ReportingDataLoader
 from visionkit.data.coco import CocoDetection
+from visionkit.data.proposal_dataset import with_proposals
 from visionkit.data.segmentation import (
     CocoSegmentation,
     SegmentationDataset,
@@ -22,7 +23,6 @@ from visionkit.data.shapes import ensure_shapes
 from visionkit.data.transforms import BoxTransform, build_transforms, seed_transforms
 from visionkit.data.voc import VOCDetection
 from visionkit.errors import ConfigError
-from visionkit.proposals.dataset import with_proposals
 
 
 def build_dataset(
@@ -38,7 +38,7 @@ def build_dataset(
     ``task`` is the model's (``visionkit.models.model_task``): ``"detection"`` reads boxes,
     ``"sem_seg"`` per-pixel label maps (``data/segmentation.py``; shapes: its VOC-layout PNGs).
     Detection targets also carry ``proposals`` when ``cfg.proposals.method`` is not ``none``
-    (``visionkit/proposals/``). Unreadable images are skipped or stop the run as
+    (``data/proposal_dataset.py``). Unreadable images are skipped or stop the run as
     ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``.
     """
     reader = _reader(cfg, build_transforms(aug, input_size, train), task, on_bad_image)

@@ -10,40 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.errors import DataError, UnreadableImageError
+from visionkit.errors import DataError
+from visionkit.io.image import read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
-
-
-def read_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB (grey and 16-bit images converted, EXIF orientation applied).
-
-    Raises:
-        UnreadableImageError: missing, unreadable, empty, truncated or not an image (one line,
-            naming the file).
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UnreadableImageError(f"cannot read image {path}: missing", str(path)) from None
-    except OSError as e:
-        what = e.strerror or type(e).__name__
-        raise UnreadableImageError(f"cannot read image {path}: {what}", str(path)) from None
-    if not data:
-        raise UnreadableImageError(f"cannot read image {path}: empty file", str(path))
-    # OpenCV 4 decodes a JPEG cut short into a partly grey image (libjpeg only warns); every
-    # complete JPEG holds an end-of-image marker
-    if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in data:
-        raise UnreadableImageError(f"cannot read image {path}: truncated JPEG", str(path))
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise UnreadableImageError(f"cannot read image {path}: corrupt or not an image", str(path))
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, COCO]:

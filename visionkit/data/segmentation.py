@@ -29,11 +29,12 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco import open_coco, read_image, to_sample
+from visionkit.data.coco import open_coco, to_sample
 from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
+from visionkit.io.image import read_image
+from visionkit.structures.labels import IGNORE_LABEL
 
-IGNORE_INDEX = 255
 SEG_VOC_CLASSES = ("background", *VOC_CLASSES)
 # COCO category ids of VOC's 20 classes, in VOC order (torchvision's segmentation reference)
 COCO_VOC_CAT_IDS = (5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
@@ -115,10 +116,10 @@ class SegmentationDataset(Dataset):
         )
         if mask.shape != image.shape[:2]:
             raise DataError(f"{label_path}: size {mask.shape} differs from its image's")
-        bad = mask[(mask >= len(self.class_names)) & (mask != IGNORE_INDEX)]
+        bad = mask[(mask >= len(self.class_names)) & (mask != IGNORE_LABEL)]
         if bad.size:
             raise DataError(
-                f"{label_path}: label {int(bad[0])} outside 0..{len(self.class_names) - 1} and 255"
+                f"{label_path}: label {int(bad[0])} outside 0..{len(self.class_names) - 1} and {IGNORE_LABEL}"
             )
         return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
                          self.ids[index], self.transforms, mask)  # fmt: skip
@@ -159,7 +160,7 @@ def coco_semantic_mask(
     """``(H, W)`` uint8 label map of one image's annotations (polygons or RLE).
 
     Instance pixels take ``label_of[category_id]``; pixels covered by instances of two different
-    classes and crowd regions are ``IGNORE_INDEX``; the rest is 0 (background).
+    classes and crowd regions are ``IGNORE_LABEL``; the rest is 0 (background).
     """
     mask = np.zeros(size, np.uint8)
     if not anns:
@@ -169,10 +170,10 @@ def coco_semantic_mask(
     labels = np.array([label_of[a["category_id"]] for a in anns], np.uint8)
     objects, obj_labels = masks[..., ~crowd], labels[~crowd]
     high = np.where(objects, obj_labels, 0).max(-1, initial=0)
-    low = np.where(objects, obj_labels, IGNORE_INDEX).min(-1, initial=IGNORE_INDEX)
+    low = np.where(objects, obj_labels, IGNORE_LABEL).min(-1, initial=IGNORE_LABEL)
     mask[:] = high
-    mask[objects.any(-1) & (high != low)] = IGNORE_INDEX
-    mask[masks[..., crowd].any(-1)] = IGNORE_INDEX
+    mask[objects.any(-1) & (high != low)] = IGNORE_LABEL
+    mask[masks[..., crowd].any(-1)] = IGNORE_LABEL
     return mask
 
 

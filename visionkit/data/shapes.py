@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from visionkit.structures.boxes import convert_boxes
+from visionkit.structures.labels import IGNORE_LABEL
 
 VERSION = "shapes-v1"
 CLASSES = ("circle", "square", "triangle", "star", "cross")
@@ -164,7 +165,7 @@ def _render(rng: np.random.Generator, size: int):
     kernel = np.ones((3, 3), np.uint8)
     for m in masks:
         border |= cv2.dilate(m, kernel) - cv2.erode(m, kernel)
-    label[border.astype(bool)] = 255
+    label[border.astype(bool)] = IGNORE_LABEL
     return img, label, objects
 
 

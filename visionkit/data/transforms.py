@@ -15,9 +15,9 @@ import numpy as np
 
 from visionkit.config.schema import AugmentConfig
 from visionkit.errors import ConfigError
+from visionkit.structures.labels import IGNORE_LABEL  # the mask value of padded pixels
 
 PAD_VALUE = (114, 114, 114)  # grey padding for letterboxing and translation
-IGNORE_INDEX = 255  # mask value of padded pixels
 
 
 class BoxTransform:
@@ -71,7 +71,7 @@ def build_transforms(
     ``1 +- aug.scale`` factors. With ``aug.crop_size`` (segmentation, torchvision's reference) the
     image is instead rescaled by a factor from that range, padded to at least the crop size and
     randomly cropped to it. Masks move with the pixels (nearest neighbour); padding is grey in the
-    image and ``IGNORE_INDEX`` in the mask. An empty ``input_size`` keeps the size. Evaluation: no
+    image and ``IGNORE_LABEL`` in the mask. An empty ``input_size`` keeps the size. Evaluation: no
     change at all (models resize internally and map predictions back to original pixels).
     """
     if not train:
@@ -86,7 +86,7 @@ def build_transforms(
         ops += [
             A.RandomScale(scale_limit=(lo - 1, hi - 1), p=1.0),
             A.PadIfNeeded(ch, cw, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
-                          fill_mask=IGNORE_INDEX),
+                          fill_mask=IGNORE_LABEL),
             A.RandomCrop(ch, cw),
         ]  # fmt: skip
     else:
@@ -96,7 +96,7 @@ def build_transforms(
         if lo != 1 or hi != 1 or aug.translate > 0:
             ops.append(A.Affine(
                 scale=(lo, hi), translate_percent=(-aug.translate, aug.translate),
-                border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX, p=1.0,
+                border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_LABEL, p=1.0,
             ))  # fmt: skip
     if aug.hflip > 0:
         ops.append(A.HorizontalFlip(p=aug.hflip))
@@ -121,6 +121,6 @@ def _resize_ops(aug: AugmentConfig, input_size: Sequence[int] | None) -> list[A.
     return [
         A.LongestMaxSize(max_size=max(h, w)),
         A.PadIfNeeded(
-            h, w, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_INDEX
+            h, w, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, fill_mask=IGNORE_LABEL
         ),
     ]

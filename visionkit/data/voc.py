@@ -14,8 +14,9 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco import read_image, to_sample
+from visionkit.data.coco import to_sample
 from visionkit.errors import DataError
+from visionkit.io.image import read_image
 from visionkit.structures.boxes import convert_boxes
 
 VOC_CLASSES = (

@@ -10,7 +10,6 @@ no-op, so the trainer has a single code path.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from torch.utils.data import Sampler
 
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation.build import Evaluator
-from visionkit.evaluation.sem_seg import SemSegEvaluator
+from visionkit.utils.comm import broadcast_from_main, is_main_process
 
 
 @dataclass(frozen=True)
@@ -206,60 +205,21 @@ def mean_over_ranks(
     return {k: v / info.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
-def gather_to_main(info: DistInfo, obj: Any) -> list[Any] | None:
-    """Every rank's ``obj`` (picklable), in rank order, on rank 0; ``None`` on the others."""
-    if not info.enabled:
-        return [obj]
-    out = [None] * info.world_size if info.is_main else None
-    dist.gather_object(obj, out, dst=0)
-    return out
-
-
-def broadcast_from_main(info: DistInfo, obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 class GatheredEvaluator:
     """An evaluator fed, on every rank, with that rank's :class:`ShardSampler` share of the
-    validation set; ``evaluate`` brings the shares to rank 0, which scores them once, and
-    returns rank 0's metrics on every rank.
-
-    Segmentation sums the ranks' confusion matrices (whole images and boundary bands, one
-    ``all_reduce``). Box evaluators receive every rank's per-image predictions (moved to the CPU,
-    ``gather_object``) in the dataset's order, so COCO and VOC scores are those of a
-    single-process evaluation.
+    validation set; ``evaluate`` has it combine the shares on rank 0 (its ``synchronize``:
+    segmentation sums confusion matrices, box evaluators gather per-image predictions in the
+    dataset's order, so scores are those of a single-process evaluation), scores them there
+    once, and returns rank 0's metrics on every rank.
     """
 
-    def __init__(self, evaluator: Evaluator, info: DistInfo, device: torch.device) -> None:
-        self.evaluator, self.info, self.device = evaluator, info, device
-        self.images: list[tuple[dict[str, int], dict[str, Tensor]]] = []
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
 
     def process(self, targets: list[dict[str, Any]], predictions: list[dict[str, Tensor]]) -> None:
-        if isinstance(self.evaluator, SemSegEvaluator):
-            self.evaluator.process(targets, predictions)
-            return
-        for t, p in zip(targets, predictions, strict=True):
-            cpu = {k: v.detach().cpu() for k, v in p.items()}
-            self.images.append(({"image_id": int(t["image_id"])}, cpu))
+        self.evaluator.process(targets, predictions)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
-        if isinstance(self.evaluator, SemSegEvaluator):
-            counts = self.evaluator.counts
-            counts = self.evaluator.zero_counts() if counts is None else counts
-            counts = counts.to(self.device)
-            if self.info.enabled:
-                dist.all_reduce(counts)
-            self.evaluator.counts = counts
-        else:
-            shares = gather_to_main(self.info, self.images)
-            if shares is not None:  # ShardSampler dealt index i to rank i % world_size
-                for image in itertools.chain.from_iterable(itertools.zip_longest(*shares)):
-                    if image is not None:
-                        self.evaluator.process([image[0]], [image[1]])
-        metrics = self.evaluator.evaluate() if self.info.is_main else None
-        return broadcast_from_main(self.info, metrics)
+        self.evaluator.synchronize()
+        metrics = self.evaluator.evaluate() if is_main_process() else None
+        return broadcast_from_main(metrics)

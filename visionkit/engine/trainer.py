@@ -28,14 +28,13 @@ from visionkit.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from visionkit.engine.device import place_model, select_device
 from visionkit.engine.distributed import (
     EpochSampler,
     GatheredEvaluator,
     ShardSampler,
     any_rank,
     barrier,
-    broadcast_from_main,
-    gather_to_main,
     gradient_sync,
     init_distributed,
     local_main_first,
@@ -43,34 +42,18 @@ from visionkit.engine.distributed import (
     rank_seed,
     wrap_for_training,
 )
-from visionkit.engine.inference import evaluate
+from visionkit.engine.evaluation_loop import evaluate
 from visionkit.engine.logger import MetricsLogger
 from visionkit.engine.optim import build_optimizer, build_scheduler, lr_factor, scaled_lr
 from visionkit.engine.signals import StopOnSignal, TrainingInterrupted
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
 from visionkit.models import build_model, model_task
+from visionkit.utils.comm import broadcast_from_main, gather_to_main
 
 
 class TrainingError(VisionkitError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VisionkitError(
-            f"device '{name}' requested but CUDA is not available; use --device cpu"
-        )
-    return torch.device(name)
-
-
-def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    """Move ``model`` to ``device``, in NHWC layout when ``channels_last`` (faster convolutions)."""
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 class Trainer:
@@ -191,7 +174,7 @@ class Trainer:
     def _save(self, epoch: int, batch: int, *names: str) -> None:
         """Checkpoint after ``batch`` batches of epoch ``epoch`` (0-based; ``batch`` 0: the epoch
         has not started); collective: every rank's RNG states go into rank 0's file."""
-        states = gather_to_main(self.dist, {"rng": rng_state()})
+        states = gather_to_main({"rng": rng_state()})
         if not self.dist.is_main:
             return
         start = batch * self.cfg.data.batch_size * self.dist.world_size
@@ -237,10 +220,10 @@ class Trainer:
             ids = [int(t["image_id"]) for t in targets]
             where = f" on rank {self.dist.rank}" if self.dist.enabled else ""
             detail = f"{values}; image ids {ids}{where}"
-        details = gather_to_main(self.dist, detail)
+        details = gather_to_main(detail)
         if details is not None:
             detail = next(d for d in details if d is not None)
-        detail = broadcast_from_main(self.dist, detail)
+        detail = broadcast_from_main(detail)
         raise TrainingError(
             f"non-finite loss at epoch {epoch + 1} iteration {i}: {detail};"
             f" last good checkpoint: {self.out / 'last.pth'}"
@@ -264,7 +247,7 @@ class Trainer:
         """Evaluate on the validation set (distributed: each rank its shard, scored on rank 0)."""
         evaluator = build_evaluator(self.task, self.val_set)
         if self.dist.enabled:
-            evaluator = GatheredEvaluator(evaluator, self.dist, self.device)
+            evaluator = GatheredEvaluator(evaluator)
         return evaluate(self.model, self.val_loader, evaluator, self.device, self.progress)
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:

@@ -20,6 +20,10 @@ class Evaluator(Protocol):
     def process(self, targets: list[dict[str, Any]], predictions: list[dict[str, Tensor]]) -> None:
         """Add one batch of targets and the model's predictions for them."""
 
+    def synchronize(self) -> None:
+        """Distributed: combine every rank's state on rank 0 (after which rank 0's ``evaluate``
+        scores the whole dataset as one process would); nothing in one process."""
+
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{task: {metric: value}}``, numbers in percent."""
 
@@ -38,6 +42,11 @@ class Evaluators:
         """Add COCO results (``bbox`` xywh, the dataset's category ids) for ``image_ids``."""
         for e in self.evaluators:
             e.add_results(results, image_ids)
+
+    def synchronize(self) -> None:
+        """Each evaluator's :meth:`synchronize`."""
+        for e in self.evaluators:
+            e.synchronize()
 
     @property
     def results(self) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from visionkit.errors import DataError
 from visionkit.structures.boxes import convert_boxes
+from visionkit.utils.comm import gather_in_order, is_distributed
 
 STAT_NAMES = [
     "AP",
@@ -143,6 +144,21 @@ class CocoEvaluator:
         """Add saved COCO results for ``image_ids``, scored as they are (no box conversion)."""
         self.image_ids.extend(int(i) for i in image_ids)
         self.results.extend(results)
+
+    def synchronize(self) -> None:
+        """Distributed: rank 0 takes every rank's images with their results, dealt back into the
+        dataset's order (:func:`~visionkit.utils.comm.gather_in_order`), so that its ``results``
+        and scores are those of one process; the other ranks keep their own. Nothing in one
+        process."""
+        if not is_distributed():
+            return
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for r in self.results:
+            by_image.setdefault(int(r["image_id"]), []).append(r)
+        images = gather_in_order([(i, by_image.pop(i, [])) for i in self.image_ids])
+        if images is not None:
+            self.image_ids = [i for i, _ in images]
+            self.results = [r for _, results in images for r in results]
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"bbox": {...}}`` as detectron2 lays it out, numbers in percent."""

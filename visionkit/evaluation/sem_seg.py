@@ -28,10 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from visionkit.errors import DataError
+from visionkit.structures.labels import IGNORE_LABEL
+from visionkit.utils.comm import all_reduce_sum, is_distributed
 
 
 def confusion_matrix(
-    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = IGNORE_LABEL
 ) -> Tensor:
     """``(C, C)`` int64 counts, rows ground truth, columns prediction, on ``pred``'s device.
 
@@ -105,7 +107,7 @@ class SemSegEvaluator:
     def __init__(
         self,
         class_names: Sequence[str],
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_LABEL,
         boundary_widths: Sequence[int] = (3,),
     ) -> None:
         if any(w < 1 for w in boundary_widths):
@@ -143,6 +145,13 @@ class SemSegEvaluator:
                 confs.append(confusion_matrix(pred, banded, c, self.ignore_index))
             counts = torch.stack(confs)
             self.counts = counts if self.counts is None else self.counts + counts
+
+    def synchronize(self) -> None:
+        """Distributed: sum every rank's confusion matrices (one ``all_reduce``), so that each
+        rank holds those of the whole dataset; nothing in one process."""
+        if is_distributed():
+            counts = self.counts if self.counts is not None else self.zero_counts()
+            self.counts = all_reduce_sum(counts)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"sem_seg": {"mIoU": .., "fwIoU": .., "mACC": .., "pACC": .., "IoU-<class>": ..,

@@ -54,6 +54,7 @@ from torchvision.ops import box_iou
 
 from visionkit.evaluation.coco_eval import from_coco_results, to_coco_results
 from visionkit.structures.boxes import convert_boxes
+from visionkit.utils.comm import gather_in_order, is_distributed
 
 VOC_METRICS = ("voc07", "voc")
 
@@ -257,6 +258,17 @@ class VocEvaluator:
     def results(self) -> list[dict[str, Any]]:
         """The predictions so far as COCO results (``bbox`` xywh, the dataset's category ids)."""
         return [r for i, p in self.predictions.items() for r in to_coco_results(i, p, self.cat_ids)]
+
+    def synchronize(self) -> None:
+        """Distributed: rank 0 takes every rank's per-image predictions, dealt back into the
+        dataset's order (:func:`~visionkit.utils.comm.gather_in_order`: the order breaks score
+        ties), so that its scores are those of one process; the other ranks keep their own.
+        Nothing in one process."""
+        if not is_distributed():
+            return
+        images = gather_in_order(list(self.predictions.items()))
+        if images is not None:
+            self.predictions = dict(images)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"voc07": {"mAP": .., "AP-<class>": ..}, "voc": {...}}`` (those in ``metrics``),

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
 from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
-from visionkit.engine.trainer import place_model, select_device
+from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models import build_model, model_task
 

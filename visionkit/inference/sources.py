@@ -20,8 +20,8 @@ from typing import Literal, TypeVar
 import cv2
 import numpy as np
 
-from visionkit.data.coco import read_image
 from visionkit.errors import DataError
+from visionkit.io.image import read_image
 
 IMAGE_EXTS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm", ".pbm"}

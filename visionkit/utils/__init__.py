@@ -1,1 +1,2 @@
-"""Small helpers shared by the command-line tools."""
+"""Small helpers: the command-line tools' (``cli.py``) and collectives over processes
+(``comm.py``)."""

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from visionkit.config.schema import ProposalConfig
 from visionkit.data.coco import to_sample
-from visionkit.proposals.cache import dataset_proposals
+from visionkit.data.proposal_cache import dataset_proposals
 from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
 
 PROPOSAL_LABEL = -1
@@ -69,7 +69,7 @@ class ProposalDataset(Dataset):
 
 def with_proposals(dataset: Any, cfg: ProposalConfig, on_bad_image: str = "skip") -> Any:
     """``dataset`` unchanged for ``cfg.method == "none"``, else a :class:`ProposalDataset` over
-    the proposals :func:`~visionkit.proposals.cache.dataset_proposals` gives."""
+    the proposals :func:`~visionkit.data.proposal_cache.dataset_proposals` gives."""
     if cfg.method == "none":
         return dataset
     proposals = dataset_proposals(dataset, cfg, on_bad_image=on_bad_image)

@@ -31,9 +31,9 @@ import torch
 from tqdm import tqdm
 
 from visionkit.config.schema import ProposalConfig
-from visionkit.data.coco import read_image
 from visionkit.data.shapes import default_root
 from visionkit.errors import DataError, UnreadableImageError
+from visionkit.io.image import read_image
 from visionkit.proposals.selective_search import selective_search
 
 CACHE_VERSION = "ss-v1"

@@ -1,4 +1,4 @@
-"""Running a model over a data loader and feeding an evaluator."""
+"""The evaluation loop: a model's predictions over a data loader, fed to an evaluator."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def evaluate(
     ``{"speed": {"ms_per_image": t}}``: the wall time of ``model.predict`` (batched as the loader
     batches, loading and scoring excluded) per image, in milliseconds.
 
-    Targets carrying precomputed ``proposals`` (Fast R-CNN, SPPNet) pass them to ``predict``.
+    The inputs the model declares in ``predict_extras`` besides the images (Fast R-CNN's and
+    SPPNet's precomputed ``proposals``) are taken from the targets that carry them.
     """
     was_training = model.training
     model.eval()
@@ -31,9 +32,11 @@ def evaluate(
     with torch.inference_mode():
         for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
             images = [img.to(device, non_blocking=True) for img in images]
-            extra = {}
-            if targets and "proposals" in targets[0]:
-                extra["proposals"] = [t["proposals"].to(device) for t in targets]
+            extra = {
+                k: [t[k].to(device) for t in targets]
+                for k in getattr(model, "predict_extras", ())
+                if targets and k in targets[0]
+            }
             _synchronize(device)
             start = time.perf_counter()
             predictions = model.predict(images, **extra)

@@ -1,0 +1,1 @@
+"""Reading files into arrays: the toolkit's one image reader (``image.py``)."""

@@ -106,9 +106,10 @@ class TorchvisionPredictor(nn.Module):
         ]
 
 
-def make_models(cfg) -> tuple[nn.Module, nn.Module]:
-    """(visionkit FasterRCNN, torchvision FasterRCNN) with the same settings and start weights."""
-    torch.manual_seed(0)
+def make_models(cfg, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(visionkit's Faster R-CNN, torchvision's FasterRCNN) with the same settings and start
+    weights (drawn with ``seed``)."""
+    torch.manual_seed(seed)
     vk = build_model(cfg.model)
     m, r, rh = cfg.model, cfg.model.rpn, cfg.model.roi_head
     levels = [vk.backbone.levels[n] for n in vk.backbone.out_features]
@@ -197,16 +198,18 @@ def main() -> None:
     p.add_argument("--train-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--val-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--eval-batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="start weights and batch order")
     args = p.parse_args()
+    overrides = [*SHARED, f"train.seed={args.seed}"]
     cfg = load_config(
-        args.config, SHARED + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+        args.config, overrides + ([f"train.epochs={args.epochs}"] if args.epochs else [])
     )
     train = build_dataset(cfg.data.train, cfg.data.augment, None, train=True, task="detection")
     val = build_dataset(cfg.data.val, cfg.data.augment, None, train=False, task="detection")
     seed_transforms(train, cfg.train.seed)
     train = Subset(train, range(args.train_images or len(train)))
     val = Subset(val, range(args.val_images or len(val)))
-    models = dict(zip(("visionkit", "torchvision"), make_models(cfg), strict=True))
+    models = dict(zip(("visionkit", "torchvision"), make_models(cfg, args.seed), strict=True))
     opts, scheds, step_times = {}, {}, {name: [] for name in models}
     loader = build_dataloader(
         train, cfg.data.batch_size, 0, shuffle=True, drop_last=True, seed=cfg.train.seed

@@ -35,8 +35,7 @@ from visionkit.data import build_dataloader, build_dataset
 from visionkit.engine.optim import build_optimizer, build_scheduler
 from visionkit.evaluation import SemSegEvaluator
 from visionkit.models import build_model
-
-IGNORE = 255
+from visionkit.structures.labels import IGNORE_LABEL
 
 
 def make_models(num_classes: int, backbone: str) -> tuple[nn.Module, nn.Module]:
@@ -91,10 +90,10 @@ def train_models(models: dict, forwards: dict, args, loader, preprocess) -> dict
                 model.train()
                 torch.manual_seed(step)  # the same dropout masks in both models
                 start = time.perf_counter()
-                batch, _, _ = preprocess(images)
-                target = preprocess.masks([t["sem_seg"] for t in targets], batch.shape, IGNORE)
-                logits = forwards[name](model, batch)
-                loss = F.cross_entropy(logits, target, ignore_index=IGNORE)
+                batch = preprocess(images)
+                target = batch.masks_to_input([t["sem_seg"] for t in targets])
+                logits = forwards[name](model, batch.tensor)
+                loss = F.cross_entropy(logits, target, ignore_index=IGNORE_LABEL)
                 opts[name].zero_grad()
                 loss.backward()
                 opts[name].step()
@@ -116,9 +115,9 @@ def evaluate(models: dict, forwards: dict, val, preprocess, class_names) -> dict
         for name in list(models)[:: 1 if i % 2 == 0 else -1]:
             model = models[name].eval()
             start = time.perf_counter()
-            batch, sizes, _ = preprocess([image])
-            h, w = sizes[0]
-            pred = forwards[name](model, batch)[0, :, :h, :w].argmax(0)
+            batch = preprocess([image])
+            h, w = batch.image_sizes[0].long().tolist()
+            pred = forwards[name](model, batch.tensor)[0, :, :h, :w].argmax(0)
             seconds[name] += time.perf_counter() - start
             evs[name].process([target], [{"sem_seg": pred}])
     return {name: (evs[name].evaluate()["sem_seg"], seconds[name] / len(val)) for name in models}

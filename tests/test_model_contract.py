@@ -150,7 +150,7 @@ def test_predict_in_original_pixels(name):
     for out, (h, w) in zip(outs, SIZES, strict=True):
         if model.task == "sem_seg":
             assert out["sem_seg"].shape == (h, w) and out["sem_seg"].dtype == torch.int64
-            assert 0 <= out["sem_seg"].min() and out["sem_seg"].max() < C
+            assert out["sem_seg"].min() >= 0 and out["sem_seg"].max() < C
             continue
         boxes = out["boxes"]
         assert boxes.dtype == torch.float32 and boxes.shape[1] == 4 and len(boxes) > 0

@@ -64,8 +64,7 @@ def test_boxes_round_trip_original_input_original(mode):
         boxes.append(torch.cat([xy, xy + wh], 1))
     labels = [torch.arange(5)] * 3
     in_boxes, in_labels = batch.targets_to_input(boxes, labels)
-    for b, ib, lab, (h, w) in zip(boxes, in_boxes, in_labels, batch.image_sizes.tolist(),
-                                  strict=True):  # fmt: skip
+    for ib, lab, (h, w) in zip(in_boxes, in_labels, batch.image_sizes.tolist(), strict=True):
         assert torch.equal(lab, torch.arange(5))
         assert (ib[:, 2] <= w + 1e-4).all() and (ib[:, 3] <= h + 1e-4).all()
     back = batch.postprocess([{"boxes": ib} for ib in in_boxes])

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.models.backbones.base import Backbone
+from visionkit.models.detectors.rcnn import RCNN
+from visionkit.models.detectors.two_stage import TwoStageDetector
 
 SEPARATOR = 255  # the grid lines' grey level
 # modules with no feature map of their own: containers never called, a backbone's dict of levels
@@ -97,15 +99,17 @@ def backbone_levels(model: nn.Module) -> dict[str, str]:
     return {n: f"backbone.stages.{n}" for n in used}
 
 
-def _has_forward(model: nn.Module) -> bool:
-    return type(model).forward is not nn.Module.forward
+def _dense(model: nn.Module) -> bool:
+    """Whether the model's ``forward`` maps a batch to dense outputs (YOLOv1, FCN, a bare
+    backbone), as opposed to per-region outputs (the two-stage detectors, R-CNN)."""
+    return not isinstance(model, (TwoStageDetector, RCNN))
 
 
 def _computed(model: nn.Module, name: str) -> bool:
     """Whether :func:`feature_maps` runs the module ``name``: not the preprocessor, only the
     backbone for models without a dense ``forward``, no backbone stage past the deepest used."""
     parts = name.split(".")
-    if parts[0] == "preprocess" or (not _has_forward(model) and parts[0] != "backbone"):
+    if parts[0] == "preprocess" or (not _dense(model) and parts[0] != "backbone"):
         return False
     if parts[:2] == ["backbone", "stages"] and len(parts) > 2:
         return parts[2] in backbone_levels(model)
@@ -143,7 +147,7 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> list[str]:
             last = list(levels)[-1] if levels else "?"
             why = (
                 f"the model does not use it (its backbone stops at level '{last}')"
-                if _has_forward(model)
+                if _dense(model)
                 else f"only the backbone runs, up to level '{last}'"
             )
             raise ConfigError(
@@ -180,8 +184,8 @@ def feature_maps(
     handles = [modules[n].register_forward_hook(keeper(n)) for n in layers]
     model.eval()
     try:
-        batch = model.preprocess([image])[0]
-        (model if _has_forward(model) else model.backbone)(batch)
+        batch = model.preprocess([image]).tensor
+        (model if _dense(model) else model.backbone)(batch)
     finally:
         for h in handles:
             h.remove()

@@ -9,4 +9,11 @@ from visionkit.structures.boxes import (
     valid_boxes_mask,
 )
 
-__all__ = ["BOX_FORMATS", "aligned_box_iou", "clip_boxes", "clip_to_sizes", "convert_boxes", "valid_boxes_mask"]
+__all__ = [
+    "BOX_FORMATS",
+    "aligned_box_iou",
+    "clip_boxes",
+    "clip_to_sizes",
+    "convert_boxes",
+    "valid_boxes_mask",
+]

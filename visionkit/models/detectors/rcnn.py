@@ -12,8 +12,8 @@ Fine-tuning (:meth:`RCNN.loss`): a ``C + 1``-way classifier on fc7 over mini-bat
 class-specific box regressor, a linear layer on pool5, trained jointly with smooth-L1 on the
 sampled windows at IoU >= 0.6 (the paper fits it afterwards as ridge regression on pool5).
 
-The SVM stage (``rcnn_svm.py``, ``tools/train_rcnn_svms.py``) fits per-class linear SVMs on fc7
-and stores them in the ``svm_*`` buffers; :meth:`RCNN.predict` scores with them once they are
+The SVM stage (``visionkit/engine/rcnn_svm.py``, ``tools/train_rcnn_svms.py``) fits per-class
+linear SVMs on fc7 and stores them in the ``svm_*`` buffers; :meth:`RCNN.predict` scores with them once they are
 set (``svm_trained``) and with the softmax otherwise.
 """
 
@@ -231,10 +231,10 @@ class RCNN(nn.Module):
     def predict(
         self, images: Sequence[Tensor] | Tensor, proposals: Sequence[Tensor] | None = None
     ) -> list[dict[str, Tensor]]:
-        """Detect objects.
+        """Score each image's regions (warped one image at a time, in chunks) and keep the best.
 
         Args:
-            images: as in :meth:`loss`.
+            images: float RGB in [0, 1], a ``(N,3,H,W)`` tensor or a list of ``(3,H_i,W_i)``.
             proposals: per image ``(K_i, 4)`` xyxy in its pixels, best first; None: selective
                 search on each image.
 

@@ -11,7 +11,8 @@ CPU), two FC layers, the same RoI sampling, smooth-L1 with beta 1/9 on both stag
 gradient clipping. Every training batch (shapes train split, the config's augmentation) goes
 through both models in lockstep, so drifts in the machine's load hit both alike. Prints a
 markdown table: COCO AP and AP50 on shapes val, seconds per train step and per inference image
-(batches of ``--eval-batch`` images), and the ratios.
+(batches of ``--eval-batch`` images, the two models interleaved batch by batch), and the ratios.
+``--seed`` draws the start weights and the batch order.
 
     OMP_NUM_THREADS=2 python benchmarks/faster_rcnn_vs_torchvision.py   # the quick config's 10 epochs
     python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --train-images 32 --val-images 16
@@ -175,20 +176,30 @@ def make_models(cfg, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     return vk, TorchvisionPredictor(tv)
 
 
-def evaluate(model: nn.Module, dataset, batch_size: int) -> tuple[dict[str, float], float]:
-    """(COCO box metrics in percent, seconds per image) on ``dataset``."""
+def evaluate(
+    models: dict[str, nn.Module], dataset, batch_size: int
+) -> dict[str, tuple[dict[str, float], float]]:
+    """Per model (COCO box metrics in percent, seconds per image) on ``dataset``, the models
+    interleaved batch by batch (alternating which goes first), so that drifts in the machine's
+    load hit both alike."""
     loader = build_dataloader(dataset, batch_size, 0, shuffle=False)
-    evaluator = CocoEvaluator(dataset.dataset.coco, dataset.dataset.cat_ids)
-    model.eval()
-    seconds = 0.0
+    coco, cat_ids = dataset.dataset.coco, dataset.dataset.cat_ids
+    evaluators = {name: CocoEvaluator(coco, cat_ids) for name in models}
+    seconds = dict.fromkeys(models, 0.0)
+    for model in models.values():
+        model.eval()
     with torch.inference_mode():
-        for images, targets in loader:
-            start = time.perf_counter()
-            predictions = model.predict(images)
-            seconds += time.perf_counter() - start
-            evaluator.process(targets, predictions)
-    model.train()
-    return evaluator.evaluate()["bbox"], seconds / len(dataset)
+        for i, (images, targets) in enumerate(loader):
+            for name in list(models)[:: 1 if i % 2 == 0 else -1]:
+                start = time.perf_counter()
+                predictions = models[name].predict(images)
+                seconds[name] += time.perf_counter() - start
+                evaluators[name].process(targets, predictions)
+    for model in models.values():
+        model.train()
+    return {
+        name: (evaluators[name].evaluate()["bbox"], seconds[name] / len(dataset)) for name in models
+    }
 
 
 def main() -> None:
@@ -231,8 +242,7 @@ def main() -> None:
                 step_times[name].append(time.perf_counter() - start)
         print(f"epoch {epoch + 1}/{cfg.train.epochs} done", flush=True)
     rows = {}
-    for name, model in models.items():
-        metrics, infer = evaluate(model, val, args.eval_batch)
+    for name, (metrics, infer) in evaluate(models, val, args.eval_batch).items():
         times = step_times[name][1:]
         rows[name] = (metrics["AP"], metrics["AP50"], sum(times) / max(len(times), 1), infer)
     print("| model | AP | AP50 | train s/step | inference s/image |\n|---|---|---|---|---|")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from visionkit.config import load_config
 from visionkit.errors import ConfigError, DataError
-from visionkit.utils.cli import HelpFormatter, run_cli
+from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli, show_progress
 
 # visionkit.evaluation's DETECTION_METRICS and VOC_METRICS, repeated so that --help needs no torch
 METRICS = ("coco", "voc07", "voc", "all")
@@ -50,7 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--save-predictions", help="write the COCO results JSON here")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (they are drawn only when stderr is a terminal)",
+    )
     p.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.val.root=...")
     return p.parse_args(argv)
 
@@ -92,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
     cfg = load_config(args.config, overrides)
+    check_output_file(args.out, "--out")
+    check_output_file(args.save_predictions, "--save-predictions")
 
     from visionkit.data import build_dataloader, build_dataset
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
     from visionkit.engine.device import place_model, select_device
     from visionkit.engine.evaluation_loop import evaluate
     from visionkit.evaluation import build_evaluator
+    from visionkit.evaluation.coco_eval import check_coco_results
     from visionkit.models import build_model, model_task
 
     task = model_task(cfg.model.name)
@@ -119,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             results = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(f"cannot read predictions {path}: {type(e).__name__}") from None
-        if not isinstance(results, list):
-            raise DataError(f"{path}: not a COCO results list")
+        check_coco_results(results, dataset.ids, dataset.cat_ids, str(path))
         evaluator.add_results(results, dataset.ids)
         metrics = evaluator.evaluate()
         skipped = 0
@@ -131,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
         model = place_model(model, device, cfg.train.channels_last)
         loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
-        metrics = evaluate(model, loader, evaluator, device, progress=not args.no_progress)
+        metrics = evaluate(
+            model, loader, evaluator, device, progress=show_progress(args.no_progress)
+        )
         results = evaluator.results if task == "detection" else []
         skipped = len(loader.skipped)
     print(format_table(metrics))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
-from visionkit.utils.cli import HelpFormatter, run_cli
+from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 
 EXIT_SKIPPED = 3  # some sources could not be read (each reported on stderr); the rest were done
 
@@ -53,7 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
     p.add_argument("--show", action="store_true", help="show results in a window (q stops)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn only when stderr is a terminal)",
+    )
     p.add_argument(
         "overrides", nargs="*", help="dotted config overrides, e.g. model.yolo.nms_thresh=0.4"
     )
@@ -90,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             window = Window()
     predictor = load_predictor(cfg, args.weights, args.score_thresh, args.half)
     summary = run_inference(
-        predictor, sources, Path(args.output), args.batch_size, window, not args.no_progress
+        predictor,
+        sources,
+        Path(args.output),
+        args.batch_size,
+        window,
+        show_progress(args.no_progress),
     )
     print(summary.line())
     if summary.interrupted:

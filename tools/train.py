@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from visionkit.config import load_config
-from visionkit.utils.cli import HelpFormatter, run_cli
+from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 
 EXAMPLES = """\
 Train any config; outputs (config.yaml, last.pth, best.pth, metrics.jsonl, tensorboard/) go to
@@ -42,7 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="initialize from a checkpoint's tensors of matching name and shape, e.g. of "
         "another number of classes (overrides model.init_weights)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (they are drawn only when stderr is a terminal)",
+    )
     p.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.epochs=3")
     return p.parse_args(argv)
 
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.engine.trainer import Trainer
 
     try:
-        Trainer(cfg, out, resume=args.resume, progress=not args.no_progress).train()
+        Trainer(cfg, out, resume=args.resume, progress=show_progress(args.no_progress)).train()
     except TrainingInterrupted as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
             print(e, file=sys.stderr)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
-from visionkit.utils.cli import HelpFormatter, run_cli
+from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 
 EXAMPLES = """\
 Fine-tune first (tools/train.py on an rcnn config), then fit the SVMs on the training split's
@@ -34,7 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", required=True, help="the fine-tuned checkpoint (tools/train.py)")
     p.add_argument("--out", help="output checkpoint (default: <weights>_svm.pth)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (they are drawn only when stderr is a terminal)",
+    )
     p.add_argument(
         "overrides", nargs="*", help="dotted config overrides, e.g. model.rcnn.svm.C=0.01"
     )
@@ -63,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         on_bad_image=cfg.data.on_bad_image,
     )  # fmt: skip
     svm = cfg.model.rcnn.svm
-    features, path, reused = cached_features(model, dataset, svm, progress=not args.no_progress)
+    features, path, reused = cached_features(
+        model, dataset, svm, progress=show_progress(args.no_progress)
+    )
     print(f"{'read' if reused else 'wrote'} {len(features['labels'])} region features: {path}")
     stats = fit_svms(model, features, svm)
     out = (

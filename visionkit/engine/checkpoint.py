@@ -1,8 +1,18 @@
-"""Checkpoints written atomically and read with one-line errors."""
+"""Checkpoints written atomically and read with one-line errors, never unpickled.
+
+A checkpoint holds tensors and plain data only (dicts, lists, tuples, strings, numbers, None):
+the model, optimizer, scheduler and scaler states, the resolved config as a plain dict, the
+class names and the RNG states (NumPy's as a tensor). :func:`load_checkpoint` reads it with
+``torch.load(weights_only=True)``, so a crafted file cannot run code; a file that needs more
+(pickled objects of other classes: an old visionkit checkpoint with NumPy RNG state, or a
+malicious one) is refused with one line naming ``tools/convert_checkpoint.py``, which a user
+runs deliberately on a file they trust.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from collections.abc import Mapping
@@ -34,22 +44,43 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
+CONVERT_HINT = "python tools/convert_checkpoint.py"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (or a bare state_dict)."""
+    """Read a checkpoint written by :func:`save_checkpoint` (or a bare state_dict) with
+    ``weights_only=True``.
+
+    Raises:
+        CheckpointError: missing, unreadable, not a dict, or holding pickled objects beyond
+            tensors and plain data (refused without running anything).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} holds pickled Python objects besides tensors and plain data; visionkit does "
+            f"not unpickle them (that can run code). If you trust the file, convert it once: "
+            f"{CONVERT_HINT} {path} OUTPUT.pth"
+        ) from None
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(ckpt).__name__}, not a checkpoint or a state_dict"
+        )
+    return ckpt
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states, for exact resumption."""
+    """Python, NumPy and torch RNG states as tensors and plain data, for exact resumption."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -60,7 +91,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    keys = np.asarray(keys.numpy() if isinstance(keys, torch.Tensor) else keys, dtype=np.uint32)
+    np.random.set_state((kind, keys, pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -4,21 +4,53 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 
 class MetricsLogger:
-    """Appends one JSON object per record to ``metrics.jsonl`` and scalars to TensorBoard."""
+    """Appends one JSON object per record to ``metrics.jsonl`` and scalars to TensorBoard.
 
-    def __init__(self, output_dir: str | Path, tensorboard: bool = True) -> None:
+    Args:
+        output_dir: the run's folder.
+        tensorboard: also write TensorBoard events under ``tensorboard/``.
+        resume_from: a resumed run's first iteration: what the interrupted run logged from it on
+            (training records at ``iter >= resume_from``, evaluation records, which carry
+            ``epoch``, at ``iter > resume_from``) is cut from ``metrics.jsonl`` and purged from
+            the events, so that every iteration and epoch is logged exactly once.
+    """
+
+    def __init__(
+        self, output_dir: str | Path, tensorboard: bool = True, resume_from: int | None = None
+    ) -> None:
         self.path = Path(output_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None and self.path.exists():
+            self._cut_back(resume_from)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+            self.writer = SummaryWriter(
+                str(Path(output_dir) / "tensorboard"), purge_step=resume_from
+            )
+
+    def _cut_back(self, position: int) -> None:
+        """Keep the records logged before ``position``; a torn last line (a kill mid-write) goes
+        too. Rewritten atomically."""
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                step = int(record["iter"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if step < position or (step == position and "epoch" in record):
+                kept.append(line + "\n")
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)
 
     def log(self, record: dict[str, Any], step: int) -> None:
         """Write ``record`` (flat dict of numbers/strings) at global iteration ``step``."""

@@ -45,6 +45,7 @@ from visionkit.engine.distributed import (
 from visionkit.engine.evaluation_loop import evaluate
 from visionkit.engine.logger import MetricsLogger
 from visionkit.engine.optim import build_optimizer, build_scheduler, lr_factor, scaled_lr
+from visionkit.engine.resume import resume_changes
 from visionkit.engine.signals import StopOnSignal, TrainingInterrupted
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
@@ -54,6 +55,11 @@ from visionkit.utils.comm import broadcast_from_main, gather_to_main
 
 class TrainingError(VisionkitError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+PLAIN_LINE_SECONDS = 30  # without progress bars, a line of training progress this often
+# the files of a run; a fresh run refuses a folder holding any of them
+RUN_FILES = ("best.pth", "config.yaml", "last.pth", "metrics.jsonl", "tensorboard")
 
 
 class Trainer:
@@ -70,9 +76,30 @@ class Trainer:
         tc, self.cfg, self.out = cfg.train, cfg, Path(output_dir)
         if tc.accumulate_steps < 1:
             raise ConfigError(f"train.accumulate_steps must be >= 1, got {tc.accumulate_steps}")
+        # before any long work: a fresh run never writes over another run's files; a resumed
+        # one continues its checkpoint's config (engine/resume.py)
+        self.ckpt: dict[str, Any] | None = None
+        changes: list[str] = []
+        found = sorted(n for n in RUN_FILES if (self.out / n).exists())
+        # killed before its first checkpoint (a best.pth is never written alone: keep it)
+        self.restart = resume and bool(found) and not {"last.pth", "best.pth"} & set(found)
+        if self.restart:  # it starts again, its logs cut
+            changes = [f"resume: {self.out} has no checkpoint yet; starting it from the beginning"]
+        elif resume:
+            self.ckpt = load_checkpoint(self.out / "last.pth")
+            saved = self.ckpt.get("config")
+            if isinstance(saved, dict):
+                epochs_done = int(self.ckpt.get("epoch", 0))
+                changes = resume_changes(saved, cfg, epochs_done, str(self.out / "last.pth"))
+        elif found:
+            raise ConfigError(
+                f"{self.out} already holds a run ({', '.join(found)}); pass --resume to "
+                "continue it, or give another --output-dir"
+            )
         self.dist, self.device = init_distributed(tc.dist_backend, select_device(tc.device))
         rank, world, bs = self.dist.rank, self.dist.world_size, cfg.data.batch_size
         self.progress = progress and self.dist.is_main
+        self.last_line = time.time()
         torch.manual_seed(tc.seed)
         input_size = tuple(cfg.model.input_size)
         self.task = model_task(cfg.model.name)
@@ -127,25 +154,34 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.start_batch, self.best = 0, 0, -math.inf
         self.stop = StopOnSignal()
-        if resume:
+        if self.ckpt is not None:
             self._resume()
-        elif (self.out / "last.pth").exists():
-            raise VisionkitError(
-                f"{self.out} already holds a run; pass --resume to continue it or --output-dir"
-            )
         self.logger: MetricsLogger | None = None
         if self.dist.is_main:
+            for line in changes:
+                tqdm.write(line)
+            for orphan in self.out.glob(".*.pth.*.tmp"):  # a checkpoint write cut by a kill
+                orphan.unlink()
             save_config(cfg, self.out / "config.yaml")
-            self.logger = MetricsLogger(self.out)
+            self.logger = MetricsLogger(self.out, resume_from=self._log_position())
             if tc.lr_scaling == "linear":
                 tqdm.write(
                     f"lr {tc.lr:g} x {world} processes x {tc.accumulate_steps} steps x {bs} "
                     f"images / {tc.base_batch_size or bs} = {self.lr:g} (train.lr_scaling)"
                 )
 
+    def _log_position(self) -> int | None:
+        """The global iteration a resumed run starts at (its checkpoint's, 0 when it restarts);
+        None for a fresh run."""
+        if self.ckpt is None:
+            return 0 if self.restart else None
+        if "log_position" in self.ckpt:
+            return int(self.ckpt["log_position"])
+        epoch, batch = int(self.ckpt["epoch"]), int(self.ckpt.get("epoch_iteration", 0))
+        return epoch * self.iters_per_epoch + batch
+
     def _resume(self) -> None:
-        path = self.out / "last.pth"
-        ckpt = load_checkpoint(path)
+        path, ckpt = self.out / "last.pth", self.ckpt
         load_model_weights(self.model, ckpt, self.cfg.model.name, str(path))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -186,14 +222,15 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
             "epoch_iteration": batch,
+            "log_position": epoch * self.iters_per_epoch + batch,  # metrics.jsonl's "iter"
             "iteration": self.scheduler.last_epoch,  # optimizer steps so far
             "sampler": {"epoch": epoch, "start": start},
             "layout": self.layout,
-            "best": self.best,
+            "best": float(self.best),
             "rank_states": states,
             "config": config_to_dict(self.cfg),
             "class_names": list(self.val_set.class_names),
-            "cat_ids": list(self.val_set.cat_ids),
+            "cat_ids": [int(c) for c in self.val_set.cat_ids],
         }
         for name in names:
             save_checkpoint(state, self.out / name)
@@ -291,6 +328,12 @@ class Trainer:
             for key, v in record.items():
                 sums[key] = sums.get(key, 0.0) + v
             bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if not self.progress and time.time() - self.last_line >= PLAIN_LINE_SECONDS:
+                self.last_line = time.time()  # no bar (a log file): one plain line instead
+                self._write(
+                    f"epoch {epoch + 1}/{cfg.train.epochs} batch {i + 1}/{self.iters_per_epoch} "
+                    f"loss {record['loss']:.4f} lr {self.optimizer.param_groups[0]['lr']:.3g}"
+                )
             if it % cfg.train.log_every == 0:
                 lr = self.optimizer.param_groups[0]["lr"]
                 record = mean_over_ranks(self.dist, self.device, record)

@@ -37,14 +37,53 @@ STAT_NAMES = [
 def to_coco_results(
     image_id: int, prediction: dict[str, Tensor], cat_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids."""
-    boxes = convert_boxes(prediction["boxes"].detach().cpu(), "xyxy", "xywh").tolist()
-    scores = prediction["scores"].detach().cpu().tolist()
-    labels = prediction["labels"].detach().cpu().tolist()
+    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids.
+
+    Detections with a non-finite box or score (a diverged model) are left out: COCOeval would
+    match a NaN box with any ground truth (``iou < t`` is never true for NaN)."""
+    boxes, scores = prediction["boxes"].detach().cpu(), prediction["scores"].detach().cpu()
+    finite = torch.isfinite(boxes).all(1) & torch.isfinite(scores)
+    boxes = convert_boxes(boxes[finite], "xyxy", "xywh").tolist()
+    scores = scores[finite].tolist()
+    labels = prediction["labels"].detach().cpu()[finite].tolist()
     return [
         {"image_id": int(image_id), "category_id": int(cat_ids[lb]), "bbox": b, "score": s}
         for b, s, lb in zip(boxes, scores, labels, strict=True)
     ]
+
+
+def check_coco_results(
+    results: Any, image_ids: Sequence[int], cat_ids: Sequence[int], where: str
+) -> None:
+    """Refuse, in one line naming ``where``, the record and the field, COCO box results that
+    are not a list of ``{image_id, category_id, bbox, score}`` with an image and a category of
+    the dataset, 4 finite numbers of non-negative width and height, and a finite score."""
+    if not isinstance(results, list):
+        raise DataError(f"{where}: not a COCO results list")
+    images, cats = {int(i) for i in image_ids}, {int(c) for c in cat_ids}
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    for k, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise DataError(f"{where}: record {k} is a {type(r).__name__}, not a dict")
+        for key in ("image_id", "category_id", "bbox", "score"):
+            if key not in r:
+                raise DataError(f"{where}: record {k} has no '{key}'")
+        for key, known in (("image_id", images), ("category_id", cats)):
+            v = r[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v not in known:
+                raise DataError(
+                    f"{where}: record {k}: {key} {v!r} is not one of the dataset's {key}s"
+                )
+        box = r["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(number(v) for v in box)):
+            raise DataError(f"{where}: record {k}: bbox {box!r} is not 4 finite numbers")
+        if box[2] < 0 or box[3] < 0:
+            raise DataError(f"{where}: record {k}: bbox {box!r} has a negative width or height")
+        if not number(r["score"]):
+            raise DataError(f"{where}: record {k}: score {r['score']!r} is not a finite number")
 
 
 def from_coco_results(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from visionkit.errors import VisionkitError
+from visionkit.errors import ConfigError, VisionkitError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -36,3 +38,25 @@ def one_line(error: VisionkitError) -> str:
     last = lines[-1]
     prefix = f"{type(error).__module__}.{type(error).__name__}: "
     return last[len(prefix) :] if last.startswith(prefix) else last
+
+
+def check_output_file(path: str | Path | None, flag: str) -> None:
+    """Before any long work: ``path`` (given as ``flag``) can be written as a file: not an
+    existing folder, its folder creatable and writable. A ConfigError (exit 2) otherwise."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot create its folder ({e.strerror})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag} {path}: not writable")
+
+
+def show_progress(no_progress: bool) -> bool:
+    """Progress bars only on a terminal: redrawn bars in a log file are hundreds of lines per
+    epoch, so when stderr is a file or a pipe the tools print their plain per-epoch lines only."""
+    return not no_progress and sys.stderr.isatty()

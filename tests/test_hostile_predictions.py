@@ -70,7 +70,7 @@ def test_nan_boxes_would_score_100_in_cocoeval_and_visionkit_refuses_them(tmp_pa
     path.write_text(json.dumps(nan))
     proc = run_tool("eval.py", "--config", YOLO, "--predictions", str(path),
                     *tiny_overrides(tmp_path / "cache"), check=False)  # fmt: skip
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
         f"error: {path}: record 0: bbox [nan, nan, nan, nan] is not 4 finite numbers"
     )

@@ -133,7 +133,7 @@ def test_checkpoint_from_another_config_is_a_one_line_error(trained, tmp_path):
         "eval.py", "--config", cfg, "--weights", str(out / "last.pth"), *overrides,
         "model.yolo.head_channels=32", check=False,
     )  # fmt: skip
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "does not match the configured model" in proc.stderr.strip().splitlines()[-1]
 
 
@@ -145,7 +145,7 @@ def test_checkpoint_of_other_classes_named_in_the_error_and_fine_tuned_with_init
         "eval.py", "--config", cfg, "--weights", str(out / "last.pth"), *overrides,
         "model.num_classes=3", check=False,
     )  # fmt: skip
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the checkpoint has 5 classes, the config 3" in proc.stderr.strip().splitlines()[-1]
     three = load_config(cfg, [*overrides, "model.num_classes=3"])
     save_checkpoint(
@@ -235,6 +235,6 @@ def test_missing_data_and_corrupt_image_are_one_line_errors(tmp_path):
         "train.py", "--config", cfg, "--output-dir", str(tmp_path / "d"), "--no-progress", *overrides,
         "data.num_workers=1", "data.on_bad_image=stop", check=False,
     )  # fmt: skip
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert victim.name in lines[-1] and len([ln for ln in lines if ln.startswith("error:")]) == 1

@@ -64,6 +64,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_output_folder(output: Path, sources: list) -> None:
+    """Before any work: ``output`` can be a folder of results, and writing there never replaces
+    a source (its images are written as ``<name>.jpg`` beside nothing of the user's)."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} is a file; give a folder")
+    folders = {Path(s.path).resolve().parent for s in sources if s.kind != "webcam"}
+    if output.resolve() in folders:
+        raise ConfigError(
+            f"--output {output} holds the sources: their results would write over them; choose "
+            "another folder"
+        )
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--output {output}: cannot create it ({e.strerror})") from None
+    if not os.access(output, os.W_OK):
+        raise ConfigError(f"--output {output}: not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.batch_size < 1:
@@ -85,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
     sources = resolve_sources(args.source)
+    check_output_folder(Path(args.output), sources)
     window = None
     if args.show:
         reason = gui_unavailable()

@@ -14,11 +14,16 @@ class ConfigError(VisionkitError):
 
 
 class DataError(VisionkitError):
-    """A dataset is missing, empty, malformed, or holds an unreadable image."""
+    """A dataset is missing, empty, malformed, or holds an unreadable image. Exit code 2."""
+
+    exit_code = 2
 
 
 class CheckpointError(VisionkitError):
-    """A checkpoint is missing, corrupt, or belongs to another model."""
+    """A checkpoint is missing, corrupt, refused (pickled objects), or belongs to another model.
+    Exit code 2."""
+
+    exit_code = 2
 
 
 class UnreadableImageError(DataError):

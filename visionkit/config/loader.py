@@ -8,8 +8,10 @@ Command-line overrides are dotted ``key=value`` strings parsed as YAML scalars
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from visionkit.config.schema import Config
+from visionkit.config.validate import validate_config
 from visionkit.errors import ConfigError
 
 
@@ -91,6 +94,9 @@ def _check_type(value: Any, tp: Any, key: str, where: str) -> Any:
             raise ConfigError(f"{where}: '{key}' must be a list, got {value!r}")
         (item_tp,) = get_args(tp)
         return [_check_type(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if tp is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = float(value)
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -99,6 +105,8 @@ def _check_type(value: Any, tp: Any, key: str, where: str) -> Any:
     }[tp](value)
     if not ok:
         raise ConfigError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
     return float(value) if tp is float else value
 
 
@@ -156,7 +164,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     tree = _merge(tree, parse_overrides(overrides or []))
     for k in _dotted_keys(parse_overrides(overrides or [])):
         sources[k] = "command line"
-    return _build(Config, tree, "", sources)
+    cfg = _build(Config, tree, "", sources)
+    validate_config(cfg, lambda key: sources.get(key, str(path) if path else "defaults"))
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

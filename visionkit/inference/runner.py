@@ -190,7 +190,8 @@ def run_inference(
         out.close_video()
         if window is not None:
             window.close()
-    out.coco.save(output, with_predictions=predictor.task == "detection")
+    if summary.images or summary.frames:  # nothing read: a previous run's JSON files stay
+        out.coco.save(output, with_predictions=predictor.task == "detection")
     summary.videos = out.videos
     summary.seconds = time.perf_counter() - start
     return summary

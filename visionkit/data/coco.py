@@ -15,8 +15,8 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
+from visionkit.data.coco_checks import check_coco_dataset, read_sized_image
 from visionkit.errors import DataError
-from visionkit.io.image import read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 
 
@@ -45,6 +45,7 @@ def load_coco(ann_file: Path) -> COCO:
         raise DataError(f"{ann_file}: not a COCO instances file (no '{missing[0]}')")
     if not data["images"]:
         raise DataError(f"{ann_file}: holds no images")
+    check_coco_dataset(data, ann_file)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -108,9 +109,17 @@ class CocoDetection(Dataset):
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.coco.imgs[self.ids[index]]["file_name"]
 
+    def read(self, img_id: int) -> np.ndarray:
+        """Image ``img_id`` as its annotations see it (:func:`read_sized_image`)."""
+        info = self.coco.imgs[img_id]
+        where = f"{self.ann_file}: image id {img_id}"
+        return read_sized_image(
+            self.image_dir / info["file_name"], info["height"], info["width"], where
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         img_id = self.ids[index]
-        image = read_image(self.image_path(index))
+        image = self.read(img_id)
         boxes, labels = self._targets[img_id]
         return to_sample(image, boxes, labels, img_id, self.transforms)
 

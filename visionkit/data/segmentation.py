@@ -30,6 +30,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from visionkit.data.coco import open_coco, to_sample
+from visionkit.data.coco_checks import read_sized_image
 from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
@@ -221,7 +222,9 @@ class CocoSegmentation(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         img_id = self.ids[index]
-        image = read_image(self.image_path(index))
+        info = self.coco.imgs[img_id]
+        where = f"{self.ann_file}: image id {img_id}"
+        image = read_sized_image(self.image_path(index), info["height"], info["width"], where)
         mask = coco_semantic_mask(self.coco, self._anns(img_id), image.shape[:2], self._label_of)
         return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), img_id,
                          self.transforms, mask)  # fmt: skip

@@ -12,8 +12,9 @@ from torch import Tensor
 from visionkit.errors import UnreadableImageError
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB (grey and 16-bit images converted, EXIF orientation applied).
+def read_image(path: str | Path, orientation: bool = True) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB (grey and 16-bit images converted), turned by its EXIF orientation
+    as a viewer shows it unless ``orientation`` is False (the pixels as stored).
 
     Raises:
         UnreadableImageError: missing, unreadable, empty, truncated or not an image (one line,
@@ -33,7 +34,8 @@ def read_image(path: str | Path) -> np.ndarray:
     # complete JPEG holds an end-of-image marker
     if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in data:
         raise UnreadableImageError(f"cannot read image {path}: truncated JPEG", str(path))
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_COLOR | (0 if orientation else cv2.IMREAD_IGNORE_ORIENTATION)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
         raise UnreadableImageError(f"cannot read image {path}: corrupt or not an image", str(path))
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

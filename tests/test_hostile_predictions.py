@@ -80,8 +80,9 @@ def test_nan_boxes_would_score_100_in_cocoeval_and_visionkit_refuses_them(tmp_pa
 def test_eval_refuses_an_unwritable_output_before_evaluating(flag, tmp_path):
     folder = tmp_path / "a_folder"
     folder.mkdir()
+    tiny = tiny_overrides(tmp_path / "cache")
     proc = run_tool("eval.py", "--config", YOLO, "--predictions", str(tmp_path / "none.json"),
-                    flag, str(folder), *tiny_overrides(tmp_path / "cache"), check=False)  # fmt: skip
+                    flag, str(folder), *tiny, check=False)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.strip() == (
         f"error: {flag} {folder} is a folder; give a file name"
     )

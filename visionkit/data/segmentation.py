@@ -120,7 +120,8 @@ class SegmentationDataset(Dataset):
         bad = mask[(mask >= len(self.class_names)) & (mask != IGNORE_LABEL)]
         if bad.size:
             raise DataError(
-                f"{label_path}: label {int(bad[0])} outside 0..{len(self.class_names) - 1} and {IGNORE_LABEL}"
+                f"{label_path}: label {int(bad[0])} outside 0..{len(self.class_names) - 1} "
+                f"and {IGNORE_LABEL}"
             )
         return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
                          self.ids[index], self.transforms, mask)  # fmt: skip

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from visionkit.data.coco import to_sample
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
-from visionkit.structures.boxes import convert_boxes
+from visionkit.structures.boxes import clip_boxes, convert_boxes
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -26,30 +26,57 @@ VOC_CLASSES = (
 )  # fmt: skip
 
 
+DIFFICULT = {"0": False, "1": True, "false": False, "true": True, "no": False, "yes": True}
+
+
 def parse_voc_xml(path: Path, class_names: Sequence[str]) -> dict[str, Any]:
-    """One annotation file -> size, xyxy boxes (0-based continuous), labels, difficult flags."""
+    """One annotation file -> size, xyxy boxes (0-based continuous, clipped to the image),
+    labels, difficult flags; the same boxes train and score.
+
+    Raises:
+        DataError: one line naming the file, the object and the field: a missing or non-integer
+            size, an unknown class, a box coordinate that is missing, not a finite number, or
+            inverted (xmin > xmax), a ``<difficult>`` other than 0/1 (or yes/no, true/false).
+    """
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as e:
         raise DataError(f"cannot read VOC annotation {path}: {type(e).__name__}") from None
-    size = root.find("size")
-    objs = root.findall("object")
     try:
-        raw = [
-            [float(o.find("bndbox").find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")]
-            for o in objs
-        ]
-        labels = [class_names.index(o.find("name").text.strip()) for o in objs]
-        width, height = int(size.find("width").text), int(size.find("height").text)
-    except (AttributeError, ValueError, TypeError):
-        raise DataError(
-            f"{path}: malformed VOC annotation (missing size, box or known class)"
-        ) from None
-    difficult = [int(o.findtext("difficult", "0") or 0) for o in objs]
+        width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: <size> needs integer <width> and <height>") from None
+    raw, labels, difficult = [], [], []
+    for k, o in enumerate(root.findall("object"), start=1):
+        where = f"{path}: object {k}"
+        name = (o.findtext("name") or "").strip()
+        if name not in class_names:
+            raise DataError(f"{where}: class '{name}' is not one of the {len(class_names)} classes")
+        box = []
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            text = o.findtext(f"bndbox/{tag}")
+            try:
+                value = float(text)
+            except (TypeError, ValueError):
+                raise DataError(f"{where} ({name}): <{tag}> {text!r} is not a number") from None
+            if not np.isfinite(value):
+                raise DataError(f"{where} ({name}): <{tag}> {text!r} is not a finite number")
+            box.append(value)
+        if box[0] > box[2] or box[1] > box[3]:
+            raise DataError(
+                f"{where} ({name}): the box {box} is inverted (xmin > xmax or ymin > ymax)"
+            )
+        flag = (o.findtext("difficult") or "0").strip().lower()
+        if flag not in DIFFICULT:
+            raise DataError(f"{where} ({name}): <difficult> must be 0 or 1, got {flag!r}")
+        raw.append(box)
+        labels.append(class_names.index(name))
+        difficult.append(DIFFICULT[flag])
+    boxes = convert_boxes(np.array(raw, np.float32).reshape(-1, 4), "voc", "xyxy")
     return {
         "width": width,
         "height": height,
-        "boxes": convert_boxes(np.array(raw, np.float32).reshape(-1, 4), "voc", "xyxy").numpy(),
+        "boxes": clip_boxes(boxes, (height, width)).numpy(),
         "labels": np.array(labels, np.int64),
         "difficult": np.array(difficult, bool),
     }

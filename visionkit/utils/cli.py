@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
-    """Run ``main``; user errors become one line on stderr and a non-zero exit, no traceback."""
+    """Run ``main``; user errors become one line on stderr and a non-zero exit, no traceback;
+    Python warnings (a dataset's dropped boxes, ...) one ``warning: ...`` line each."""
+    warnings.formatwarning = _one_line_warning
     try:
         code = main(argv)
     except VisionkitError as e:
@@ -26,6 +29,10 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"warning: {str(message).strip()}\n"
 
 
 def one_line(error: VisionkitError) -> str:

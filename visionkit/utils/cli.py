@@ -31,7 +31,9 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     sys.exit(code or 0)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+def _one_line_warning(
+    message: Warning | str, category: type, filename: str, lineno: int, line: str | None = None
+) -> str:
     return f"warning: {str(message).strip()}\n"
 
 

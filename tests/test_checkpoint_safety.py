@@ -118,3 +118,12 @@ def test_every_tool_refuses_a_crafted_checkpoint_in_one_line(tool, tmp_path):
     assert len(errors) == 1 and "pickled Python objects" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_a_data_parallel_checkpoint_loads_without_its_module_prefix():
+    from visionkit.engine.checkpoint import load_model_weights
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    wrapped = {f"module.{k}": v + 1 for k, v in model.state_dict().items()}
+    load_model_weights(model, {"model": wrapped}, "m", "dp.pth")
+    assert torch.equal(model[0].bias, wrapped["module.0.bias"])

@@ -55,3 +55,20 @@ def test_train_refuses_a_bad_value_in_one_line(tmp_path):
         "error: command line: 'data.batch_size' must be at least 1, got 0"
     )
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("metric", "task", "ok"),
+    [("bbox/AP50", "detection", True), ("bbox/AP-circle", "detection", True),
+     ("sem_seg/mIoU", "sem_seg", True), ("sem_seg/bIoU@3", "sem_seg", True),
+     ("bbox/AP5O", "detection", False), ("sem_seg/mIoU", "detection", False),
+     ("bbox/AP50", "sem_seg", False), ("mIoU", "sem_seg", False)],
+)  # fmt: skip
+def test_best_metric_must_be_one_the_evaluation_gives(metric, task, ok):
+    from visionkit.evaluation.build import check_best_metric
+
+    if ok:
+        check_best_metric(metric, task)
+    else:
+        with pytest.raises(ConfigError, match="is not a number the"):
+            check_best_metric(metric, task)

@@ -117,6 +117,8 @@ def load_model_weights(
             f"{path} holds a '{saved}' model, but the config builds '{model_name}'"
         )
     weights = ckpt.get("model", ckpt)
+    if weights and all(k.startswith("module.") for k in weights):  # saved from (D)DP's wrapper
+        weights = {k.removeprefix("module."): v for k, v in weights.items()}
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]

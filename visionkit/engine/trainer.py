@@ -49,6 +49,7 @@ from visionkit.engine.resume import resume_changes
 from visionkit.engine.signals import StopOnSignal, TrainingInterrupted
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
+from visionkit.evaluation.build import check_best_metric
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main
 
@@ -96,6 +97,7 @@ class Trainer:
                 f"{self.out} already holds a run ({', '.join(found)}); pass --resume to "
                 "continue it, or give another --output-dir"
             )
+        check_best_metric(tc.best_metric, model_task(cfg.model.name))
         self.dist, self.device = init_distributed(tc.dist_backend, select_device(tc.device))
         rank, world, bs = self.dist.rank, self.dist.world_size, cfg.data.batch_size
         self.progress = progress and self.dist.is_main

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from visionkit.errors import ConfigError
-from visionkit.evaluation.coco_eval import CocoEvaluator
+from visionkit.evaluation.coco_eval import STAT_NAMES, CocoEvaluator
 from visionkit.evaluation.sem_seg import SemSegEvaluator
 from visionkit.evaluation.voc_eval import VOC_METRICS, VocEvaluator
 
@@ -79,3 +79,24 @@ def build_evaluator(
             ]
         )
     return VocEvaluator(dataset.coco, dataset.cat_ids, (metric,))
+
+
+def check_best_metric(best_metric: str, task: str) -> None:
+    """``train.best_metric`` names a number the task's evaluator gives (``bbox/AP50``,
+    ``sem_seg/mIoU``, a per-class ``bbox/AP-<name>``...), else a ConfigError: a name no
+    evaluation produces would never write ``best.pth``."""
+    section, _, name = best_metric.partition("/")
+    if task == "sem_seg":
+        ok = section == "sem_seg" and (
+            name in ("mIoU", "fwIoU", "mACC", "pACC")
+            or name.startswith(("IoU-", "ACC-", "bIoU@", "bACC@"))
+        )
+        example = "sem_seg/mIoU"
+    else:
+        ok = section == "bbox" and (name in STAT_NAMES or name.startswith("AP-"))
+        example = "bbox/AP50"
+    if not ok:
+        raise ConfigError(
+            f"train.best_metric {best_metric!r} is not a number the {task} evaluation gives "
+            f"(e.g. {example})"
+        )

@@ -69,7 +69,8 @@ def class_specific_detections(
     Returns:
         :func:`select_detections` of the decoded, clipped boxes, degenerate ones dropped.
     """
-    boxes = box_coder.decode(deltas.float(), regions.float()).view(len(regions), -1, 4)
+    boxes = box_coder.decode(deltas.float(), regions.float())
+    boxes = boxes.view(len(regions), scores.shape[1], 4)  # (K, C, 4), K = 0 included
     return select_detections(
         boxes, scores, score_thresh, nms_thresh, max_detections, image_size, MIN_BOX_SIZE
     )

@@ -209,9 +209,11 @@ def main() -> None:
     p.add_argument("--train-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--val-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--eval-batch", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0, help="start weights and batch order")
+    p.add_argument(
+        "--seed", type=int, default=None, help="start weights and batch order (default: train.seed)"
+    )
     args = p.parse_args()
-    overrides = [*SHARED, f"train.seed={args.seed}"]
+    overrides = [*SHARED] + ([f"train.seed={args.seed}"] if args.seed is not None else [])
     cfg = load_config(
         args.config, overrides + ([f"train.epochs={args.epochs}"] if args.epochs else [])
     )
@@ -220,7 +222,7 @@ def main() -> None:
     seed_transforms(train, cfg.train.seed)
     train = Subset(train, range(args.train_images or len(train)))
     val = Subset(val, range(args.val_images or len(val)))
-    models = dict(zip(("visionkit", "torchvision"), make_models(cfg, args.seed), strict=True))
+    models = dict(zip(("visionkit", "torchvision"), make_models(cfg, cfg.train.seed), strict=True))
     opts, scheds, step_times = {}, {}, {name: [] for name in models}
     loader = build_dataloader(
         train, cfg.data.batch_size, 0, shuffle=True, drop_last=True, seed=cfg.train.seed

@@ -64,18 +64,18 @@ def test_predict_with_proposals_in_original_pixels():
     assert (outs[0]["boxes"][:, 2] <= 120).all() and (outs[0]["boxes"][:, 3] <= 80).all()
     seen = {}
 
-    def fake_predict(features, rois, image_sizes):
-        seen["rois"], seen["sizes"] = [r.tolist() for r in rois], image_sizes.tolist()
+    def fake_detections(logits, deltas, rois, image_sizes):
+        seen["rois"], seen["sizes"] = rois[:, 1:].tolist(), image_sizes.tolist()
         box = torch.tensor([[32.0, 16.0, 64.0, 48.0]])
         return [{"boxes": box, "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]
 
-    model.roi_heads.predict = fake_predict
+    model.roi_heads.detections = fake_detections
     # the 100 x 150 image becomes 64 x 96 (scale 0.64): proposals scale down, detections back up;
     # a degenerate proposal is dropped
     props = [torch.tensor([[50.0, 25.0, 100.0, 75.0], [5.0, 5.0, 5.0, 30.0]])]
     (out,) = model.predict([torch.rand(3, 100, 150)], proposals=props)
     assert seen["sizes"] == [[64.0, 96.0]]
-    assert seen["rois"] == [[pytest.approx([32.0, 16.0, 64.0, 48.0])]]
+    assert seen["rois"] == [pytest.approx([32.0, 16.0, 64.0, 48.0])]
     assert out["boxes"].tolist() == [pytest.approx([50.0, 25.0, 100.0, 75.0])]
 
 

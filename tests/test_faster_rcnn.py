@@ -68,12 +68,12 @@ def test_predict_contract_and_original_pixels():
     # 0.64) is at (50, 25, 100, 75) in its original pixels
     seen = {}
 
-    def fake_predict(features, proposals, image_sizes):
+    def fake_detections(logits, deltas, rois, image_sizes):
         seen["sizes"] = image_sizes.tolist()
         box = torch.tensor([[32.0, 16.0, 64.0, 48.0]])
         return [{"boxes": box, "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]
 
-    model.roi_heads.predict = fake_predict
+    model.roi_heads.detections = fake_detections
     (out,) = model.predict([torch.rand(3, 100, 150)])
     assert seen["sizes"] == [[64.0, 96.0]]
     assert out["boxes"].tolist() == [pytest.approx([50.0, 25.0, 100.0, 75.0])]

@@ -51,10 +51,13 @@ TINY = {
         "model.backbone.out_features=[]", "model.fcn.head=conv", "model.fcn.head_channels=8",
     ],
 }  # fmt: skip
-SIZES = [(80, 120), (150, 70)]  # two images of different sizes and aspect ratios
+# two images of different sizes and aspect ratios: the first larger than every model's input
+# (YOLO 64 x 64, two-stage 64 x 96), the second smaller, so that boxes left in input pixels
+# would overshoot the first image's input frame too little and the second image's frame
+SIZES = [(80, 120), (40, 30)]
 PROPOSALS = [
     torch.tensor([[10.0, 8.0, 70.0, 60.0], [0.0, 0.0, 120.0, 80.0], [60.0, 30.0, 118.0, 78.0]]),
-    torch.tensor([[5.0, 10.0, 60.0, 140.0], [20.0, 80.0, 70.0, 150.0]]),
+    torch.tensor([[2.0, 3.0, 25.0, 30.0], [0.0, 0.0, 30.0, 40.0]]),
 ]
 
 
@@ -83,7 +86,7 @@ def targets(model) -> list[dict]:
     out = [
         {"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0], [62.0, 30.0, 115.0, 75.0]]),
          "labels": torch.tensor([0, 2])},
-        {"boxes": torch.tensor([[8.0, 12.0, 58.0, 130.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.tensor([[4.0, 6.0, 25.0, 35.0]]), "labels": torch.tensor([1])},
     ]  # fmt: skip
     if "proposals" in model.predict_extras:
         for t, p in zip(out, PROPOSALS, strict=True):
@@ -97,9 +100,10 @@ def test_task_and_declared_extras(name):
     assert model.task == model_task(name)
     params = set(inspect.signature(model.predict).parameters) - {"images"}
     assert set(model.predict_extras) <= params
-    # a parameter the class has but this model does not take (Faster R-CNN's proposals, from
-    # the two-stage class it shares with Fast R-CNN) is refused: see the last test
-    assert params - set(model.predict_extras) == ({"proposals"} if name == "faster_rcnn" else set())
+    # beside the extras: Faster R-CNN's proposals (of the two-stage class it shares with Fast
+    # R-CNN), refused (see the last test), and FCN's return_logits option
+    others = {"faster_rcnn": {"proposals"}, "fcn": {"return_logits"}}.get(name, set())
+    assert params - set(model.predict_extras) == others
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -119,6 +123,8 @@ def test_forward_gives_the_raw_outputs(name):
             assert torch.equal(out["rois"], rois)
             assert out["class_logits"].shape == (2, C + 1)
             assert out["box_deltas"].shape == (2, 4 * C)
+            if name == "rcnn":
+                assert out["svm_scores"].shape == (2, C)
             if name == "faster_rcnn":  # proposes its own regions from the batch alone
                 own = model(batch.tensor)
                 r = len(own["rois"])
@@ -144,7 +150,8 @@ def test_loss_keys_finite_and_a_gradient_on_every_trainable_parameter(name):
 def test_predict_in_original_pixels(name):
     model = build(name).eval()
     extras = {"proposals": PROPOSALS} if "proposals" in model.predict_extras else {}
-    input_w = model.preprocess.batch_shape(torch.tensor([[float(h), float(w)] for h, w in SIZES]))
+    first = torch.tensor([[float(SIZES[0][0]), float(SIZES[0][1])]])
+    input_w = model.preprocess.resized_sizes(first)[0].tolist()
     outs = model.predict(images(), **extras)
     assert len(outs) == len(SIZES)
     for out, (h, w) in zip(outs, SIZES, strict=True):
@@ -159,10 +166,9 @@ def test_predict_in_original_pixels(name):
         assert (boxes[:, 0::2] >= 0).all() and (boxes[:, 0::2] <= w).all()
         assert (boxes[:, 1::2] >= 0).all() and (boxes[:, 1::2] <= h).all()
         assert (out["scores"][:-1] >= out["scores"][1:]).all()
-    if model.task == "detection" and name != "rcnn":
-        # the first image is 80 x 120; a model's own input (YOLO 64 x 64, two-stage about
-        # 64 x 96) is smaller: boxes beyond it are in original pixels, not input ones
-        assert outs[0]["boxes"][:, 2].max() > min(input_w[1], 120) * 0.8
+    if model.task == "detection" and name != "rcnn":  # (R-CNN never resizes)
+        # boxes reach beyond the first image's input frame: they are in its original pixels
+        assert outs[0]["boxes"][:, 2].max() > input_w[1]
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(TINY) if n in ("fast_rcnn", "sppnet", "rcnn")])

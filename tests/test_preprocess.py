@@ -122,3 +122,19 @@ def test_unknown_mode_and_missing_size_are_errors():
         Preprocessor("stretch", MEAN, STD)
     with pytest.raises(ValueError, match="needs input_size"):
         Preprocessor("fixed", MEAN, STD)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_batch_tensor_is_preprocessed_as_the_same_images_in_a_list(mode):
+    pre = Preprocessor(mode, MEAN, STD, **MODES[mode])
+    x = torch.rand(2, 3, 50, 70, generator=torch.Generator().manual_seed(3))
+    as_tensor, as_list = pre(x), pre(list(x))
+    torch.testing.assert_close(as_tensor.tensor, as_list.tensor)
+    for key in ("image_sizes", "original_sizes", "scales"):
+        assert torch.equal(getattr(as_tensor, key), getattr(as_list, key)), key
+
+
+def test_half_precision_images_give_a_float32_batch():
+    pre = Preprocessor("shorter_side", MEAN, STD, min_size=48, max_size=80, size_divisor=16)
+    for half in ([img.half() for img in images()], torch.rand(2, 3, 40, 40).half()):
+        assert pre(half).tensor.dtype == torch.float32

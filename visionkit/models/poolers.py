@@ -71,6 +71,9 @@ class RoIPooler(nn.Module):
         x1, y1, x2, y2 = rois[:, 1:].unbind(1)
         size = ((x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)).sqrt()
         k = torch.floor(self.canonical_level + torch.log2(size / self.canonical_size + 1e-6))
+        k = torch.nan_to_num(
+            k, nan=float(self.min_level)
+        )  # a NaN box (a diverged model): any level
         return (k - self.min_level).clamp(0, len(self.strides) - 1).long()
 
     def _pool(self, features: Tensor, rois: Tensor, stride: int) -> Tensor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from visionkit.structures.boxes import clip_boxes
+from visionkit.structures.box_coder import BoxCoder
+from visionkit.structures.boxes import MIN_BOX_SIZE, clip_boxes
 
 
 def select_detections(
@@ -45,3 +46,31 @@ def select_detections(
     s = scores[k, c]
     top = batched_nms(b, s, c, nms_thresh)[:max_detections]
     return {"boxes": b[top], "scores": s[top], "labels": c[top]}
+
+
+def class_specific_detections(
+    scores: Tensor,
+    deltas: Tensor,
+    regions: Tensor,
+    box_coder: BoxCoder,
+    image_size: tuple[float, float],
+    score_thresh: float,
+    nms_thresh: float,
+    max_detections: int,
+) -> dict[str, Tensor]:
+    """The detections of one image from per-region class scores and class-specific regression
+    (the Fast R-CNN head, R-CNN).
+
+    Args:
+        scores: ``(K, C)`` float (softmax probabilities without the background, or SVM margins).
+        deltas: ``(K, 4C)`` the box coder's deltas of each region, per class.
+        regions: ``(K, 4)`` float xyxy in input pixels. image_size: ``(h, w)`` to clip to.
+
+    Returns:
+        :func:`select_detections` of the decoded, clipped boxes, degenerate ones dropped.
+    """
+    boxes = box_coder.decode(deltas.float(), regions.float())
+    boxes = boxes.view(len(regions), scores.shape[1], 4)  # (K, C, 4), K = 0 included
+    return select_detections(
+        boxes, scores, score_thresh, nms_thresh, max_detections, image_size, MIN_BOX_SIZE
+    )

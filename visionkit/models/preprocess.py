@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from visionkit.config.schema import ModelConfig
 from visionkit.errors import ConfigError
-from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
+from visionkit.structures.boxes import MIN_BOX_SIZE, clip_boxes, valid_boxes_mask
 from visionkit.structures.labels import IGNORE_LABEL
 
 RESIZE_MODES = ("fixed", "shorter_side", "none")
@@ -64,7 +64,9 @@ class ImageBatch:
             out_labels.append(lab.to(scale.device).reshape(-1)[keep])
         return out_boxes, out_labels
 
-    def clip_to_input(self, boxes: Sequence[Tensor], min_size: float = 1e-2) -> list[Tensor]:
+    def clip_to_input(
+        self, boxes: Sequence[Tensor], min_size: float = MIN_BOX_SIZE
+    ) -> list[Tensor]:
         """Per image ``(K_i, 4)`` xyxy in original pixels (e.g. region proposals) -> float32 in
         input pixels, clipped to the image inside the batch, those not wider and taller than
         ``min_size`` dropped."""
@@ -165,23 +167,20 @@ class Preprocessor(nn.Module):
 
     def forward(self, images: Sequence[Tensor] | Tensor) -> ImageBatch:
         """Batch ``images`` (a ``(N, 3, H, W)`` tensor or ``(3, H_i, W_i)`` float tensors in
-        ``[0, 1]``)."""
+        ``[0, 1]``). The batch is float32 (or the images' wider float type): half-precision
+        images are normalized in float32, and autocast casts for the network."""
         sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.float32)
         new = self.resized_sizes(sizes)
         h_pad, w_pad = self.batch_shape(sizes)
         targets = [tuple(s) for s in new.long().tolist()]
-        same = isinstance(images, Tensor) and images.dim() == 4
-        if same and all(t == (h_pad, w_pad) for t in targets):
-            # one tensor already at the batch's size, or resized as one (same size everywhere)
-            batch = images
-        elif same and len(set(targets)) == 1 and targets[0] == (h_pad, w_pad):
-            batch = _resize(images, (h_pad, w_pad))
-        else:
-            batch = None
-        if batch is not None:
+        dtype = torch.promote_types(images[0].dtype, self.pixel_mean.dtype)
+        if isinstance(images, Tensor) and images.dim() == 4 and set(targets) == {(h_pad, w_pad)}:
+            # one tensor whose images all become the whole batch: resized as one, if at all
+            same = tuple(images.shape[-2:]) == (h_pad, w_pad)
+            batch = (images if same else _resize(images, (h_pad, w_pad))).to(dtype)
             batch = (batch - self.pixel_mean) / self.pixel_std
         else:
-            batch = images[0].new_zeros(len(images), 3, h_pad, w_pad)
+            batch = images[0].new_zeros(len(images), 3, h_pad, w_pad, dtype=dtype)
             for i, (img, (h, w)) in enumerate(zip(images, targets, strict=True)):
                 if tuple(img.shape[-2:]) != (h, w):
                     img = _resize(img[None], (h, w))[0]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from visionkit.errors import DataError
 from visionkit.proposals.selective_search import selective_search
 
 
@@ -45,3 +46,13 @@ class GivenProposals:
         if len(proposals) != len(images):
             raise ValueError(f"{len(proposals)} proposal sets for {len(images)} images")
         return [torch.as_tensor(p).reshape(-1, 4)[: self.max_proposals or None] for p in proposals]
+
+    def of_targets(self, images: Sequence[Tensor], targets: Sequence[dict]) -> list[Tensor]:
+        """Training: each target's ``proposals`` (precomputed once per dataset), as
+        :meth:`__call__` gives them; a target without them is a one-line DataError."""
+        if any("proposals" not in t for t in targets):
+            raise DataError(
+                "this model trains on precomputed proposals: set data.train.proposals.method to "
+                "selective_search or file"
+            )
+        return self(images, [t["proposals"] for t in targets])

@@ -93,6 +93,10 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], -1)
 
 
+# a box not wider and taller than this (px) is degenerate: a proposal or detection is dropped
+MIN_BOX_SIZE = 1e-2
+
+
 def clip_to_sizes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
     """Clip ``(N, K, 4)`` xyxy boxes, ``K`` per image, to per-image ``(N, 2)`` sizes ``(h, w)``."""
     limit = image_sizes[:, [1, 0, 1, 0]].to(boxes.dtype)[:, None, :]

@@ -8,7 +8,7 @@ foreground at IoU >= 0.5, background in ``[0.1, 0.5)``), sampled from the propos
 ground truth.
 
 Proposals come with the targets (``target["proposals"]``, ``(K, 4)`` xyxy in the image tensor's
-pixels: ``data.*.proposals``, ``visionkit/proposals/``) or, at test time, as ``predict``'s
+pixels: ``data.*.proposals``, ``data/proposal_dataset.py``) or, at test time, as ``predict``'s
 ``proposals`` argument; without them ``predict`` runs visionkit's selective search on each image
 (:class:`~visionkit.models.proposers.GivenProposals`, the proposer of a
 :class:`~visionkit.models.detectors.two_stage.TwoStageDetector`).

@@ -12,9 +12,9 @@ Fine-tuning (:meth:`RCNN.loss`): a ``C + 1``-way classifier on fc7 over mini-bat
 class-specific box regressor, a linear layer on pool5, trained jointly with smooth-L1 on the
 sampled windows at IoU >= 0.6 (the paper fits it afterwards as ridge regression on pool5).
 
-The SVM stage (``visionkit/engine/rcnn_svm.py``, ``tools/train_rcnn_svms.py``) fits per-class
-linear SVMs on fc7 and stores them in the ``svm_*`` buffers; :meth:`RCNN.predict` scores with them once they are
-set (``svm_trained``) and with the softmax otherwise.
+The SVM stage (``engine/rcnn_svm.py``, ``tools/train_rcnn_svms.py``) fits per-class linear SVMs
+on fc7 and stores them in the ``svm_*`` buffers; :meth:`RCNN.predict` scores with them once they
+are set (``svm_trained``) and with the softmax otherwise.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from torch import Tensor, nn
 from torchvision.ops import box_iou, roi_align
 
 from visionkit.config.schema import ModelConfig
-from visionkit.errors import ConfigError, DataError
+from visionkit.errors import ConfigError
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.heads.box_heads import TwoFCHead
 from visionkit.models.heads.roi_heads import box_predictor
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BalancedSampler
-from visionkit.models.postprocess import select_detections
+from visionkit.models.postprocess import class_specific_detections
 from visionkit.models.preprocess import Preprocessor
 from visionkit.models.proposers import GivenProposals
 from visionkit.structures.box_coder import BoxCoder
@@ -170,17 +170,13 @@ class RCNN(nn.Module):
             ``loss_rcnn_cls`` (cross-entropy) and ``loss_rcnn_box`` (smooth-L1 on the windows at
             IoU >= ``box_iou_thresh``, for their class), both divided by the windows sampled.
         """
-        if any("proposals" not in t for t in targets):
-            raise DataError(
-                "rcnn trains on precomputed proposals: set data.train.proposals.method to "
-                "selective_search or file"
-            )
+        given = self.proposals.of_targets(images, targets)
         batch = self.preprocess(images)
         device = batch.tensor.device
         gt_boxes, gt_labels = batch.targets_to_input(
             [t["boxes"] for t in targets], [t["labels"] for t in targets]
         )
-        proposals = batch.clip_to_input(self.proposals(images, [t["proposals"] for t in targets]))
+        proposals = batch.clip_to_input(given)
         windows, index, best_iou, classes, matched = [], [], [], [], []
         for i, (gt, lab, props) in enumerate(zip(gt_boxes, gt_labels, proposals, strict=True)):
             cand = torch.cat([props, gt])
@@ -253,18 +249,18 @@ class RCNN(nn.Module):
                 scores = out["svm_scores"]
             else:
                 scores = out["class_logits"].float().softmax(-1)[:, : self.num_classes]
-            regressed = self.box_coder.decode(out["box_deltas"].float(), boxes)
             size = tuple(batch.image_sizes[i].tolist())
             results.append(
-                select_detections(
-                    regressed.view(-1, self.num_classes, 4),
+                class_specific_detections(
                     scores,
+                    out["box_deltas"],
+                    boxes,
+                    self.box_coder,
+                    size,
                     thresh,
                     self.nms_thresh,
                     self.max_detections,
-                    image_size=size,
-                    min_size=1e-2,
-                )
+                )  # fmt: skip
             )
         return batch.postprocess(results)
 

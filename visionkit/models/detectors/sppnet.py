@@ -3,8 +3,9 @@
 The convolutional features are computed once per image; each proposal's window on them is max-
 pooled into ``l x l`` bins for every pyramid level (paper: 1, 2, 3, 6 -> 50 bins per channel),
 concatenated into one fixed-length vector whatever the window's shape, and fed to fc6/fc7 and the
-classifier/regressor (Fast R-CNN's :class:`~visionkit.models.detectors.two_stage.TwoStageDetector`
-with the ``spp`` pooler). The paper fine-tunes only the layers after pooling: ``model.roi_head.freeze_backbone``.
+classifier/regressor (Fast R-CNN's
+:class:`~visionkit.models.detectors.two_stage.TwoStageDetector` with the ``spp`` pooler). The paper
+fine-tunes only the layers after pooling: ``model.roi_head.freeze_backbone``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.config.schema import ModelConfig
-from visionkit.errors import ConfigError, DataError
+from visionkit.errors import ConfigError
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.heads.box_heads import Res5Head, TwoFCHead
@@ -79,13 +79,18 @@ class TwoStageDetector(nn.Module):
         features = [out[name] for name in self.backbone.out_features]
         return self.neck(features) if self.neck is not None else features
 
-    def forward(self, batch: Tensor, rois: Tensor | None = None) -> dict[str, Tensor]:
-        """The raw network on a normalized batch (what export traces).
+    def forward(
+        self, batch: Tensor, rois: Tensor | None = None, image_sizes: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """The raw network on a normalized batch (what export traces; :meth:`predict` is this
+        between its preprocessing and its post-processing).
 
         Args:
             batch: ``(N, 3, H, W)`` normalized images (:class:`Preprocessor`'s ``tensor``).
-            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels; None: the RPN's
-                test-time proposals, each image taken as the whole batch frame.
+            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels, in image order;
+                None: the RPN's test-time proposals.
+            image_sizes: ``(N, 2)`` float ``(h, w)`` of each image inside the batch, to which
+                the RPN clips its proposals; None: the whole batch frame.
 
         Returns:
             ``rois`` ``(R, 5)``, ``class_logits`` ``(R, C + 1)`` (background last) and
@@ -95,9 +100,10 @@ class TwoStageDetector(nn.Module):
         if rois is None:
             if self.rpn is None:
                 raise ValueError("this detector classifies given regions: pass rois (R, 5)")
-            n, _, h, w = batch.shape
-            sizes = batch.new_tensor([[h, w]], dtype=torch.float32).expand(n, 2)
-            rois = boxes_to_rois(self.rpn(features, sizes)[0])
+            if image_sizes is None:
+                n, _, h, w = batch.shape
+                image_sizes = batch.new_tensor([[h, w]], dtype=torch.float32).expand(n, 2)
+            rois = boxes_to_rois(self.rpn(features, image_sizes)[0])
         logits, deltas = self.roi_heads(features[: self.roi_levels], rois)
         return {"rois": rois, "class_logits": logits, "box_deltas": deltas}
 
@@ -114,11 +120,7 @@ class TwoStageDetector(nn.Module):
             ``loss_roi_cls``, ``loss_roi_box`` and, with an RPN, ``loss_rpn_cls``,
             ``loss_rpn_box`` (scalars).
         """
-        if self.rpn is None and any("proposals" not in t for t in targets):
-            raise DataError(
-                "fast_rcnn/sppnet train on precomputed proposals: set data.train.proposals.method "
-                "to selective_search or file"
-            )
+        given = self.proposals.of_targets(images, targets) if self.rpn is None else None
         batch = self.preprocess(images)
         features = self.features(batch.tensor)
         gt_boxes, gt_labels = batch.targets_to_input(
@@ -127,7 +129,6 @@ class TwoStageDetector(nn.Module):
         if self.rpn is not None:
             proposals, losses = self.rpn(features, batch.image_sizes, gt_boxes)
         else:
-            given = self.proposals(images, [t["proposals"] for t in targets])
             proposals, losses = batch.clip_to_input(given), {}
         roi_losses = self.roi_heads.loss(
             features[: self.roi_levels], proposals, gt_boxes, gt_labels
@@ -154,12 +155,11 @@ class TwoStageDetector(nn.Module):
             raise ValueError("this detector proposes its own regions: predict takes no proposals")
         given = self.proposals(images, proposals) if self.rpn is None else None
         batch = self.preprocess(images)
-        features = self.features(batch.tensor)
-        if self.rpn is not None:
-            rois = self.rpn(features, batch.image_sizes)[0]
-        else:
-            rois = batch.clip_to_input(given)
-        results = self.roi_heads.predict(features[: self.roi_levels], rois, batch.image_sizes)
+        rois = None if given is None else boxes_to_rois(batch.clip_to_input(given))
+        out = self(batch.tensor, rois, batch.image_sizes)
+        results = self.roi_heads.detections(
+            out["class_logits"], out["box_deltas"], out["rois"], batch.image_sizes
+        )
         return batch.postprocess(results)
 
 
@@ -168,8 +168,6 @@ def two_stage_preprocessor(cfg: ModelConfig) -> Preprocessor:
     padded to ``size_divisibility``) or stretch to ``model.input_size`` (``fixed``)."""
     if cfg.resize.mode == "shorter_side":
         return build_preprocessor(cfg, "shorter_side", cfg.resize.size_divisibility)
-    if len(cfg.input_size) != 2:
-        raise ConfigError("model.resize.mode 'fixed' needs model.input_size [height, width]")
     return build_preprocessor(cfg, "fixed")
 
 

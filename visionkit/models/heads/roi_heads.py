@@ -21,7 +21,7 @@ from torchvision.ops import box_iou
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import FOREGROUND, BalancedSampler, Matcher
 from visionkit.models.poolers import RoIPooler, boxes_to_rois
-from visionkit.models.postprocess import select_detections
+from visionkit.models.postprocess import class_specific_detections
 from visionkit.structures.box_coder import BoxCoder
 
 
@@ -133,50 +133,41 @@ class RoIHeads(nn.Module):
         box = box_regression_loss(pred, targets[fg], self.beta)
         return {"loss_roi_cls": cls_loss, "loss_roi_box": box / num}
 
-    @torch.no_grad()
-    def predict(
-        self, features: Sequence[Tensor], proposals: Sequence[Tensor], image_sizes: Tensor
+    def detections(
+        self, logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor
     ) -> list[dict[str, Tensor]]:
-        """Detections per image.
+        """Detections per image from the head's outputs.
 
         Args:
-            features: per level ``(N, C_f, H_l, W_l)``.
-            proposals: per image ``(K_i, 4)`` xyxy in input pixels.
+            logits, deltas: ``(R, C + 1)`` and ``(R, 4C)`` of :meth:`forward`.
+            rois: its ``(R, 5)`` regions ``(image index, x1, y1, x2, y2)``, in image order.
             image_sizes: ``(N, 2)`` ``(h, w)`` of each image in the batch (boxes are clipped).
 
         Returns:
             Per image ``boxes`` ``(D, 4)`` float32 xyxy in input pixels, ``scores`` ``(D,)``
             softmax probabilities, ``labels`` ``(D,)`` int64 in ``0..C-1``; sorted by score,
-            after the score threshold and per-class NMS, at most ``max_detections``.
+            after the score threshold and per-class NMS, at most ``max_detections``
+            (:func:`class_specific_detections`).
         """
-        logits, deltas = self(features, boxes_to_rois(proposals))
-        return self.detections(logits, deltas, proposals, image_sizes)
-
-    def detections(
-        self,
-        logits: Tensor,
-        deltas: Tensor,
-        proposals: Sequence[Tensor],
-        image_sizes: Tensor,
-    ) -> list[dict[str, Tensor]]:
-        """:meth:`predict` from the head's outputs: ``(R, C + 1)`` logits and ``(R, 4C)``
-        deltas of the per-image ``proposals`` (in order); softmax scores, class-specific boxes
-        clipped to each image, :func:`select_detections`."""
         probs = logits.float().softmax(-1)[:, : self.num_classes]
-        boxes = self.box_coder.decode(deltas.float(), torch.cat(list(proposals)).float())
-        counts = [len(p) for p in proposals]
+        counts = torch.bincount(rois[:, 0].long(), minlength=len(image_sizes)).tolist()
         return [
-            select_detections(
-                b.view(-1, self.num_classes, 4),
+            class_specific_detections(
                 p,
+                d,
+                r[:, 1:],
+                self.box_coder,
+                tuple(size.tolist()),
                 self.score_thresh,
                 self.nms_thresh,
                 self.max_detections,
-                image_size=tuple(size.tolist()),
-                min_size=1e-2,
-            )
-            for b, p, size in zip(
-                boxes.split(counts), probs.split(counts), image_sizes, strict=True
+            )  # fmt: skip
+            for p, d, r, size in zip(
+                probs.split(counts),
+                deltas.split(counts),
+                rois.split(counts),
+                image_sizes,
+                strict=True,
             )
         ]
 

@@ -41,7 +41,7 @@ class FCN(nn.Module):
     """
 
     task = "sem_seg"
-    predict_extras: tuple[str, ...] = ("return_logits",)
+    predict_extras: tuple[str, ...] = ()
 
     def __init__(
         self,

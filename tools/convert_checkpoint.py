@@ -32,12 +32,12 @@ def plain(value: Any, where: str) -> Any:
 
     if isinstance(value, torch.Tensor) or value is None:
         return value
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
     if isinstance(value, bool | int | float | str | bytes):
         return value
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, dict):
         return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -19,8 +19,10 @@ EPOCHS, ITERS = 3, 4  # 16 training images in batches of 4
 
 
 def train_args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["--config", YOLO, "--output-dir", str(tmp_path / "run"), "--no-progress",
-            *tiny_overrides(tmp_path / "cache", epochs=EPOCHS), *extra]  # fmt: skip
+    flags = [e for e in extra if e.startswith("--")]
+    overrides = [e for e in extra if not e.startswith("--")]  # after the config's own
+    return ["--config", YOLO, "--output-dir", str(tmp_path / "run"), "--no-progress", *flags,
+            *tiny_overrides(tmp_path / "cache", epochs=EPOCHS), *overrides]  # fmt: skip
 
 
 def records(run: Path) -> list[dict]:

@@ -69,7 +69,7 @@ def test_metric_choice_and_missing_metric(runs, capsys):
     with pytest.raises(SystemExit) as e:
         run_cli(load_script("tools/compare.py").main, [*map(str, runs), "--metric", "sem_seg/mIoU"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 1 and len(err) == 1
+    assert e.value.code == 2 and len(err) == 1  # a data error: exit 2
     assert "no 'sem_seg/mIoU' value" in err[0] and "bbox/AP50" in err[0]
 
 

@@ -86,7 +86,7 @@ class FCN(nn.Module):
         """
         batch = self.preprocess(images)
         logits = self(batch.tensor).float()
-        results = batch.postprocess([{"logits": scores} for scores in logits])
+        results = batch.postprocess([{"logits": logits[i : i + 1]} for i in range(len(logits))])
         if not return_logits:
             for r in results:
                 del r["logits"]

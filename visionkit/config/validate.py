@@ -14,54 +14,41 @@ from typing import Any
 
 from visionkit.errors import ConfigError
 
+AT_LEAST_1 = (
+    "train.epochs", "train.log_every", "train.accumulate_steps", "data.batch_size",
+    "eval.batch_size", "model.num_classes", "model.yolo.grid_size", "model.yolo.boxes_per_cell",
+    "model.yolo.max_detections", "model.resize.min_size", "model.resize.max_size",
+    "model.resize.size_divisibility", "model.roi_head.max_detections",
+    "model.roi_head.batch_size_per_image", "model.roi_head.pool_size",
+    "model.rpn.batch_size_per_image", "model.rpn.pre_nms_top_n_train",
+    "model.rpn.pre_nms_top_n_test", "model.rpn.post_nms_top_n_train",
+    "model.rpn.post_nms_top_n_test",
+)  # fmt: skip
+AT_LEAST_0 = (
+    "train.weight_decay", "train.warmup_epochs", "train.clip_grad_norm", "train.eval_every",
+    "train.base_batch_size", "data.num_workers", "model.selective_search.max_proposals",
+)  # fmt: skip
+ABOVE_0 = ("train.lr", "train.gamma", "train.poly_power")
+FRACTION = (  # in (0, 1]
+    "train.warmup_factor", "model.yolo.nms_thresh", "model.roi_head.nms_thresh",
+    "model.roi_head.positive_fraction", "model.rpn.nms_thresh", "model.rpn.positive_fraction",
+)  # fmt: skip
+DROPOUT = ("train.momentum", "model.yolo.dropout", "model.roi_head.dropout")  # in [0, 1)
+
 # dotted key -> (test, what the value must be)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "train.epochs": (lambda v: v >= 1, "at least 1"),
-    "train.lr": (lambda v: v > 0, "above 0"),
-    "train.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.weight_decay": (lambda v: v >= 0, "at least 0"),
-    "train.gamma": (lambda v: v > 0, "above 0"),
-    "train.poly_power": (lambda v: v > 0, "above 0"),
-    "train.warmup_epochs": (lambda v: v >= 0, "at least 0"),
-    "train.warmup_factor": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "train.clip_grad_norm": (lambda v: v >= 0, "at least 0 (0: no clipping)"),
-    "train.eval_every": (lambda v: v >= 0, "at least 0 (0: only at the end)"),
-    "train.log_every": (lambda v: v >= 1, "at least 1"),
-    "train.accumulate_steps": (lambda v: v >= 1, "at least 1"),
-    "train.base_batch_size": (lambda v: v >= 0, "at least 0"),
+    **{k: (lambda v: v >= 1, "at least 1") for k in AT_LEAST_1},
+    **{k: (lambda v: v >= 0, "at least 0") for k in AT_LEAST_0},
+    **{k: (lambda v: v > 0, "above 0") for k in ABOVE_0},
+    **{k: (lambda v: 0 < v <= 1, "in (0, 1]") for k in FRACTION},
+    **{k: (lambda v: 0 <= v < 1, "in [0, 1)") for k in DROPOUT},
     "train.milestones": (lambda v: all(m > 0 for m in v), "epochs above 0"),
-    "data.batch_size": (lambda v: v >= 1, "at least 1"),
-    "data.num_workers": (lambda v: v >= 0, "at least 0"),
-    "eval.batch_size": (lambda v: v >= 1, "at least 1"),
-    "model.num_classes": (lambda v: v >= 1, "at least 1"),
     "model.input_size": (
         lambda v: len(v) in (0, 2) and all(s >= 1 for s in v),
         "[] or [height, width] of positive sides",
     ),
     "model.pixel_std": (lambda v: len(v) == 3 and all(s > 0 for s in v), "3 values above 0"),
     "model.pixel_mean": (lambda v: len(v) == 3, "3 values"),
-    "model.yolo.grid_size": (lambda v: v >= 1, "at least 1"),
-    "model.yolo.boxes_per_cell": (lambda v: v >= 1, "at least 1"),
-    "model.yolo.max_detections": (lambda v: v >= 1, "at least 1"),
-    "model.yolo.nms_thresh": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "model.yolo.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "model.resize.min_size": (lambda v: v >= 1, "at least 1"),
-    "model.resize.max_size": (lambda v: v >= 1, "at least 1"),
-    "model.resize.size_divisibility": (lambda v: v >= 1, "at least 1"),
-    "model.roi_head.nms_thresh": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "model.roi_head.max_detections": (lambda v: v >= 1, "at least 1"),
-    "model.roi_head.batch_size_per_image": (lambda v: v >= 1, "at least 1"),
-    "model.roi_head.positive_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "model.roi_head.pool_size": (lambda v: v >= 1, "at least 1"),
-    "model.roi_head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "model.rpn.nms_thresh": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "model.rpn.batch_size_per_image": (lambda v: v >= 1, "at least 1"),
-    "model.rpn.positive_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "model.rpn.pre_nms_top_n_train": (lambda v: v >= 1, "at least 1"),
-    "model.rpn.pre_nms_top_n_test": (lambda v: v >= 1, "at least 1"),
-    "model.rpn.post_nms_top_n_train": (lambda v: v >= 1, "at least 1"),
-    "model.rpn.post_nms_top_n_test": (lambda v: v >= 1, "at least 1"),
-    "model.selective_search.max_proposals": (lambda v: v >= 0, "at least 0 (0: all)"),
 }
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 

@@ -95,7 +95,7 @@ def run_probe(tmp: Path, name: str, torchrun: bool, overrides: list[str]) -> dic
     env = {**os.environ, "PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {p.stem: torch.load(p, weights_only=False) for p in probe_dir.glob("rank*.pt")}
+    return {p.stem: torch.load(p, weights_only=True) for p in probe_dir.glob("rank*.pt")}
 
 
 @pytest.mark.slow
@@ -189,7 +189,7 @@ def synchronize_worker(rank: int, world: int, store: str, out: str) -> None:
 def test_evaluators_synchronized_over_two_processes_score_as_one(tmp_path):
     out = tmp_path / "rank0.pt"
     mp.spawn(synchronize_worker, (2, str(tmp_path / "store"), str(out)), nprocs=2)
-    gathered = torch.load(out, weights_only=False)
+    gathered = torch.load(out, weights_only=True)
     metrics, results = evaluate_share(0, 1)
     assert repr(gathered["metrics"]) == repr(metrics)  # repr: NaN equals NaN
     assert gathered["results"] == results  # the same COCO results, in the dataset's order

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
-from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
+from visionkit.utils.cli import HelpFormatter, check_output_folder, run_cli, show_progress
 
 EXIT_SKIPPED = 3  # some sources could not be read (each reported on stderr); the rest were done
 
@@ -64,23 +64,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_output_folder(output: Path, sources: list) -> None:
-    """Before any work: ``output`` can be a folder of results, and writing there never replaces
-    a source (its images are written as ``<name>.jpg`` beside nothing of the user's)."""
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output} is a file; give a folder")
+def check_output(output: Path, sources: list) -> None:
+    """Before any work: ``output`` is a writable folder that holds none of the sources (its
+    results, ``<name>.jpg``, would write over them)."""
     folders = {Path(s.path).resolve().parent for s in sources if s.kind != "webcam"}
     if output.resolve() in folders:
         raise ConfigError(
             f"--output {output} holds the sources: their results would write over them; choose "
             "another folder"
         )
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--output {output}: cannot create it ({e.strerror})") from None
-    if not os.access(output, os.W_OK):
-        raise ConfigError(f"--output {output}: not writable")
+    check_output_folder(output, "--output")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
     sources = resolve_sources(args.source)
-    check_output_folder(Path(args.output), sources)
+    check_output(Path(args.output), sources)
     window = None
     if args.show:
         reason = gui_unavailable()

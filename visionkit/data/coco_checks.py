@@ -21,11 +21,13 @@ from visionkit.errors import DataError
 from visionkit.io.image import read_image
 
 
-def _int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """A JSON integer (not a bool, not a float, not a string)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _finite(v: Any) -> bool:
+def is_finite_number(v: Any) -> bool:
+    """A JSON number (int or float, not a bool) that is finite."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -40,21 +42,21 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
         raise DataError(f"{where}: 'categories' is empty: no class to learn")
     seen: set[int] = set()
     for k, c in enumerate(cats):
-        if not isinstance(c, dict) or not _int(c.get("id")) or not isinstance(c.get("name"), str):
+        if not isinstance(c, dict) or not is_int(c.get("id")) or not isinstance(c.get("name"), str):
             raise DataError(f"{where}: categories[{k}] needs an integer 'id' and a 'name'")
         if c["id"] in seen:
             raise DataError(f"{where}: categories[{k}]: id {c['id']} appears twice")
         seen.add(c["id"])
     cat_ids, image_ids = seen, set()
     for k, im in enumerate(images):
-        if not isinstance(im, dict) or not _int(im.get("id")):
+        if not isinstance(im, dict) or not is_int(im.get("id")):
             raise DataError(f"{where}: images[{k}]: 'id' must be an integer, got {_get(im, 'id')}")
         what = f"{where}: images[{k}] (id {im['id']})"
         if im["id"] in image_ids:
             raise DataError(f"{what}: the id appears twice; each image needs its own")
         image_ids.add(im["id"])
         for key in ("width", "height"):
-            if not _int(im.get(key)) or im[key] < 1:
+            if not is_int(im.get(key)) or im[key] < 1:
                 raise DataError(f"{what}: '{key}' must be a positive integer, got {im.get(key)!r}")
         if not isinstance(im.get("file_name"), str):
             raise DataError(f"{what}: no 'file_name'")
@@ -62,24 +64,24 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
         what = f"{where}: annotations[{k}]"
         if not isinstance(a, dict):
             raise DataError(f"{what} is a {type(a).__name__}, not a dict")
-        if not _int(a.get("image_id")) or a["image_id"] not in image_ids:
+        if not is_int(a.get("image_id")) or a["image_id"] not in image_ids:
             raise DataError(f"{what}: image_id {_get(a, 'image_id')} names no image of the file")
-        if not _int(a.get("category_id")) or a["category_id"] not in cat_ids:
+        if not is_int(a.get("category_id")) or a["category_id"] not in cat_ids:
             raise DataError(
                 f"{what}: category_id {_get(a, 'category_id')} is not one of the categories"
             )
         box = a.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(is_finite_number(v) for v in box)):
             raise DataError(f"{what}: bbox {box!r} is not 4 finite numbers [x, y, w, h]")
         if box[2] < 0 or box[3] < 0:
             raise DataError(f"{what}: bbox {box!r} has a negative width or height")
-        if not _int(a.get("iscrowd", 0)) and not isinstance(a.get("iscrowd"), bool):
+        if not is_int(a.get("iscrowd", 0)) and not isinstance(a.get("iscrowd"), bool):
             raise DataError(f"{what}: 'iscrowd' must be 0 or 1, got {a['iscrowd']!r}")
         a.setdefault("iscrowd", 0)
-        if not _finite(a.setdefault("area", float(box[2] * box[3]))):
+        if not is_finite_number(a.setdefault("area", float(box[2] * box[3]))):
             raise DataError(f"{what}: 'area' must be a finite number, got {a['area']!r}")
     ids = [a.get("id") for a in data["annotations"]]
-    if any(not _int(i) for i in ids) or len(set(ids)) != len(ids):
+    if any(not is_int(i) for i in ids) or len(set(ids)) != len(ids):
         for k, a in enumerate(data["annotations"], start=1):  # COCOeval needs unique ids
             a["id"] = k
 

@@ -171,6 +171,7 @@ class Trainer:
                     f"lr {tc.lr:g} x {world} processes x {tc.accumulate_steps} steps x {bs} "
                     f"images / {tc.base_batch_size or bs} = {self.lr:g} (train.lr_scaling)"
                 )
+        self.ckpt = None  # loaded into the model, optimizer and RNGs: no second copy kept
 
     def _log_position(self) -> int | None:
         """The global iteration a resumed run starts at (its checkpoint's, 0 when it restarts);

@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from visionkit.data.coco_checks import is_finite_number, is_int
 from visionkit.errors import DataError
 from visionkit.structures.boxes import convert_boxes
 from visionkit.utils.comm import gather_in_order, is_distributed
@@ -62,9 +63,6 @@ def check_coco_results(
         raise DataError(f"{where}: not a COCO results list")
     images, cats = {int(i) for i in image_ids}, {int(c) for c in cat_ids}
 
-    def number(v: Any) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
     for k, r in enumerate(results):
         if not isinstance(r, dict):
             raise DataError(f"{where}: record {k} is a {type(r).__name__}, not a dict")
@@ -73,16 +71,16 @@ def check_coco_results(
                 raise DataError(f"{where}: record {k} has no '{key}'")
         for key, known in (("image_id", images), ("category_id", cats)):
             v = r[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v not in known:
+            if not is_int(v) or v not in known:
                 raise DataError(
                     f"{where}: record {k}: {key} {v!r} is not one of the dataset's {key}s"
                 )
         box = r["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(number(v) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(is_finite_number(v) for v in box)):
             raise DataError(f"{where}: record {k}: bbox {box!r} is not 4 finite numbers")
         if box[2] < 0 or box[3] < 0:
             raise DataError(f"{where}: record {k}: bbox {box!r} has a negative width or height")
-        if not number(r["score"]):
+        if not is_finite_number(r["score"]):
             raise DataError(f"{where}: record {k}: score {r['score']!r} is not a finite number")
 
 

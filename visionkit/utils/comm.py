@@ -37,8 +37,9 @@ def gather_to_main(obj: Any) -> list[Any] | None:
 
 def gather_in_order(items: list[T]) -> list[T] | None:
     """Every rank's ``items`` on rank 0, dealt back in turn: rank 0's first, rank 1's first, ...,
-    rank 0's second, ... (``None`` on the other ranks; no item may be ``None``). When rank ``r`` of ``W`` held the indices
-    ``r, r + W, ...`` of a dataset (the engine's ``ShardSampler``), that is the dataset's order."""
+    rank 0's second, ... (``None`` on the other ranks; no item may be ``None``). When rank ``r``
+    of ``W`` held the indices ``r, r + W, ...`` of a dataset (the engine's ``ShardSampler``),
+    that is the dataset's order."""
     shares = gather_to_main(items)
     if shares is None:
         return None

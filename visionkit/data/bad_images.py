@@ -22,16 +22,15 @@ sample exactly once (``len(dataset)`` minus the unreadable ones), and evaluators
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from visionkit.data.transforms import seed_transforms
 from visionkit.errors import DataError, UnreadableImageError
+from visionkit.utils.warn import warn
 
 MAX_ATTEMPTS = 16  # unreadable files in a row before skipping gives up
 SKIPPED_KEY = "skipped"  # target key: [(path, message), ...] passed over to reach this sample
@@ -115,9 +114,7 @@ class SkipReporter:
         for path, message in target.pop(SKIPPED_KEY, ()):
             if path not in self.skipped:
                 self.skipped[path] = message
-                tqdm.write(
-                    f"warning: skipped ({len(self.skipped)} so far): {message}", file=sys.stderr
-                )
+                warn(f"skipped ({len(self.skipped)} so far): {message}")
         return not target.pop(STAND_IN_KEY, False)
 
 

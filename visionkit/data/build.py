@@ -22,7 +22,7 @@ from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
 from visionkit.data.transforms import BoxTransform, build_transforms, seed_transforms
 from visionkit.data.voc import VOCDetection
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, DataError
 
 
 def build_dataset(
@@ -42,6 +42,13 @@ def build_dataset(
     ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``.
     """
     reader = _reader(cfg, build_transforms(aug, input_size, train), task, on_bad_image)
+    boxes = getattr(reader, "dataset", reader)  # under a ProposalDataset
+    if train and task == "detection" and boxes.num_objects == 0:
+        where = getattr(boxes, "ann_file", None) or f"{boxes.root} {list(cfg.splits)}"
+        raise DataError(
+            f"{where}: no object to train on: every box is crowd, difficult, degenerate or "
+            "outside its image"
+        )
     return BadImageGuard(reader, on_bad_image, keep_stand_ins=train)
 
 

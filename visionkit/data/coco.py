@@ -15,17 +15,20 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco_checks import check_coco_dataset, read_sized_image
+from visionkit.data.coco_checks import check_coco_dataset, check_image_sizes, read_sized_image
 from visionkit.errors import DataError
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 
 
-def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, COCO]:
-    """``(ann_file, image_dir, COCO)`` of a COCO split, the image folder checked to exist."""
+def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, COCO, set[int]]:
+    """``(ann_file, image_dir, COCO, stored)`` of a COCO split: the image folder checked to exist,
+    every image's size checked against its file (:func:`check_image_sizes`; ``stored``: the ids
+    read without their EXIF rotation)."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not image_dir.is_dir():
         raise DataError(f"COCO image folder not found: {image_dir}")
-    return ann_file, image_dir, load_coco(ann_file)
+    coco = load_coco(ann_file)
+    return ann_file, image_dir, coco, check_image_sizes(coco.imgs, image_dir, ann_file)
 
 
 def load_coco(ann_file: Path) -> COCO:
@@ -74,7 +77,7 @@ class CocoDetection(Dataset):
         transforms: Callable | None = None,
         filter_empty: bool = False,
     ) -> None:
-        self.ann_file, self.image_dir, self.coco = open_coco(ann_file, image_dir)
+        self.ann_file, self.image_dir, self.coco, self._stored = open_coco(ann_file, image_dir)
         self.transforms = transforms
         self.cat_ids = sorted(self.coco.getCatIds())
         self.class_names = [self.coco.cats[c]["name"] for c in self.cat_ids]
@@ -102,12 +105,19 @@ class CocoDetection(Dataset):
         ]
         if not self.ids:
             raise DataError(f"{self.ann_file}: no images left (all without annotations?)")
+        # boxes the training targets hold (crowd regions and degenerate boxes left out)
+        self.num_objects = sum(len(self._targets[i][1]) for i in self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.coco.imgs[self.ids[index]]["file_name"]
+
+    def orientation(self, index: int) -> bool:
+        """Whether image ``index`` is read turned by its EXIF orientation (what a proposal search
+        must do to see the pixels the boxes describe; see :func:`read_sized_image`)."""
+        return self.ids[index] not in self._stored
 
     def read(self, img_id: int) -> np.ndarray:
         """Image ``img_id`` as its annotations see it (:func:`read_sized_image`)."""

@@ -12,13 +12,17 @@ as COCOeval needs them.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
+
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = as stored, 5..8 swap width and height
 
 
 def is_int(v: Any) -> bool:
@@ -108,3 +112,123 @@ def read_sized_image(path: Path, height: int, width: int, where: str) -> np.ndar
         f"{where}: {path} is {image.shape[1]}x{image.shape[0]} px but the annotation file says "
         f"{width}x{height}"
     )
+
+
+def image_header(path: Path) -> tuple[int, int, int] | None:
+    """``(width, height, EXIF orientation)`` of an image file as stored, from its header alone
+    (no decoding); None when it cannot be read (the read reports it, per ``data.on_bad_image``)."""
+    try:
+        with Image.open(path) as im:
+            return im.width, im.height, int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
+
+
+def check_image_sizes(images: dict[int, dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
+    """Compare every image's ``width``/``height`` with its file before any work starts.
+
+    The annotations may describe the pixels as stored or as displayed after the file's EXIF
+    rotation (:func:`read_sized_image`'s rule: the stored pixels when their size matches).
+    Unreadable files are left to the read.
+
+    Returns:
+        The ids of images with an EXIF orientation whose annotations describe the stored pixels
+        (read with ``orientation=False``, as :func:`read_sized_image` does, by anything that must
+        see the same pixels, such as a proposal search).
+
+    Raises:
+        DataError: images whose file has another size, counted, the first one named.
+    """
+    ids = list(images)
+    paths = [image_dir / images[i]["file_name"] for i in ids]
+    with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
+        headers = list(pool.map(image_header, paths))
+    stored, wrong = set(), []
+    for image_id, path, header in zip(ids, paths, headers, strict=True):
+        if header is None:
+            continue
+        width, height, tag = header
+        size = (images[image_id]["width"], images[image_id]["height"])
+        if (width, height) == size:
+            if tag != 1:
+                stored.add(image_id)
+        elif not (tag in (5, 6, 7, 8) and (height, width) == size):
+            wrong.append((image_id, path.name, width, height, size))
+    if wrong:
+        image_id, name, width, height, size = wrong[0]
+        raise DataError(
+            f"{where}: {len(wrong)} image(s) differ from their 'width'/'height' (first: image id "
+            f"{image_id}, {name}, is {width}x{height} px, the file says {size[0]}x{size[1]})"
+        )
+    return stored
+
+
+def check_segmentation(data: dict[str, Any], where: Path) -> None:
+    """Every annotation's ``segmentation`` (what semantic label maps are drawn from) is polygons
+    or an RLE of its image's size: checked before training, not found mid-epoch.
+
+    Raises:
+        DataError: ``<file>: annotations[k] (image id 7): 'segmentation' <what is wrong>``.
+    """
+    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    for k, a in enumerate(data["annotations"]):
+        problem = _segmentation_problem(a.get("segmentation"), sizes[a["image_id"]])
+        if problem:
+            raise DataError(
+                f"{where}: annotations[{k}] (image id {a['image_id']}): 'segmentation' {problem}"
+            )
+
+
+def _segmentation_problem(seg: Any, size: tuple[int, int]) -> str | None:
+    """What is wrong with one ``segmentation`` for an image of ``size`` ``(H, W)``, or None."""
+    if seg is None:
+        return "is missing (label maps are drawn from it)"
+    if isinstance(seg, list):
+        if not seg:
+            return "is an empty list of polygons"
+        for poly in seg:
+            if not isinstance(poly, list) or len(poly) < 4 or len(poly) % 2:
+                return "holds a polygon that is not a list of x, y pairs"
+            try:
+                finite = bool(np.isfinite(np.asarray(poly, np.float64)).all())
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                return "holds a polygon whose coordinates are not all finite numbers"
+        return None
+    if not isinstance(seg, dict):
+        return f"is a {type(seg).__name__}, not polygons or an RLE"
+    if seg.get("size") != list(size):
+        return (
+            f"is an RLE of size {seg.get('size')!r}, not the image's [height, width] {list(size)}"
+        )
+    counts = seg.get("counts")
+    counts = rle_string_counts(counts) if isinstance(counts, str) else counts
+    if not isinstance(counts, list) or not all(is_int(c) and c >= 0 for c in counts):
+        return "is an RLE whose 'counts' are not run lengths"
+    if sum(counts) != size[0] * size[1]:
+        return f"is an RLE covering {sum(counts)} pixels, not the image's {size[0] * size[1]}"
+    return None
+
+
+def rle_string_counts(text: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``: 6-bit
+    digits from ``'0'``, 5 bits of value each, a continuation bit, sign-extended, each run
+    after the second stored as the difference to the run two before), or None if malformed."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x, k, more = 0, 0, True
+        while more:
+            if p == len(text):
+                return None
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        counts.append(x + counts[-2] if len(counts) > 2 else x)
+    return counts

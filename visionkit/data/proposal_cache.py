@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from visionkit.data.shapes import default_root
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
 from visionkit.proposals.selective_search import selective_search
+from visionkit.utils.warn import warn
 
 CACHE_VERSION = "ss-v1"
 
@@ -93,19 +93,22 @@ def save_proposals(path: str | Path, proposals: Mapping[int, np.ndarray]) -> Non
 
 
 def cache_path(dataset, cfg: ProposalConfig) -> Path:
-    """Where the selective-search proposals of ``dataset`` (``ids``, ``image_path(i)``) live."""
+    """Where the selective-search proposals of ``dataset`` (``ids``, ``image_path(i)``,
+    ``orientation(i)``) live; images read without their EXIF rotation are marked in the key."""
     key = hashlib.sha1(CACHE_VERSION.encode())
     for i, image_id in enumerate(dataset.ids):
-        key.update(f"{image_id}:{Path(dataset.image_path(i)).resolve()}\n".encode())
+        stored = "" if dataset.orientation(i) else ":stored"
+        key.update(f"{image_id}:{Path(dataset.image_path(i)).resolve()}{stored}\n".encode())
     root = Path(cfg.cache_dir) if cfg.cache_dir else default_root() / "proposals"
     return root / f"ss-{cfg.mode}-{key.hexdigest()[:16]}.npz"
 
 
-def _search_file(args: tuple[str, str]) -> np.ndarray | str:
-    """Selective search on one file: its boxes, or the one-line message when it is unreadable."""
-    path, mode = args
+def _search_file(args: tuple[str, bool, str]) -> np.ndarray | str:
+    """Selective search on one file, turned by its EXIF orientation or not: its boxes, or the
+    one-line message when it is unreadable."""
+    path, orientation, mode = args
     try:
-        return selective_search(read_image(Path(path)), mode)
+        return selective_search(read_image(Path(path), orientation), mode)
     except UnreadableImageError as e:
         return str(e)
 
@@ -118,10 +121,11 @@ def compute_proposals(
     indices: Sequence[int] | None = None,
 ) -> tuple[dict[int, np.ndarray], list[str]]:
     """Selective search on the images of ``dataset`` at ``indices`` (default: all), read from
-    ``image_path(i)`` in original pixels; ``workers`` processes. Returns ``{image_id: (N, 4)
+    ``image_path(i)`` in original pixels, the EXIF orientation applied as ``orientation(i)``
+    says (the pixels the dataset's boxes describe); ``workers`` processes. Returns ``{image_id: (N, 4)
     float32 xyxy}`` of the readable images and the one-line messages of the unreadable ones."""
     indices = range(len(dataset)) if indices is None else indices
-    jobs = [(str(dataset.image_path(i)), mode) for i in indices]
+    jobs = [(str(dataset.image_path(i)), dataset.orientation(i), mode) for i in indices]
     bar = {"total": len(jobs), "desc": f"selective search ({mode})", "disable": not progress}
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -170,5 +174,5 @@ def dataset_proposals(
             f"{failed[0]} ({len(failed)} unreadable; data.on_bad_image=skip skips them)"
         )
     for message in failed:
-        tqdm.write(f"warning: no proposals: {message}", file=sys.stderr)
+        warn(f"no proposals: {message}")
     return proposals

@@ -49,6 +49,9 @@ class ProposalDataset(Dataset):
     def image_path(self, index: int) -> Any:
         return self.dataset.image_path(index)
 
+    def orientation(self, index: int) -> bool:
+        return self.dataset.orientation(index)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         image, target = self.dataset[index]
         h, w = image.shape[-2:]

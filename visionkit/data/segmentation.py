@@ -30,7 +30,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from visionkit.data.coco import open_coco, to_sample
-from visionkit.data.coco_checks import read_sized_image
+from visionkit.data.coco_checks import check_segmentation, read_sized_image
 from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
@@ -196,7 +196,8 @@ class CocoSegmentation(Dataset):
         filter_empty: bool = False,
         coco_to_voc: bool = False,
     ) -> None:
-        self.ann_file, self.image_dir, self.coco = open_coco(ann_file, image_dir)
+        self.ann_file, self.image_dir, self.coco, _ = open_coco(ann_file, image_dir)
+        check_segmentation(self.coco.dataset, self.ann_file)
         self.transforms = transforms
         kept = list(COCO_VOC_CAT_IDS) if coco_to_voc else sorted(self.coco.getCatIds())
         names = VOC_CLASSES if coco_to_voc else [self.coco.cats[c]["name"] for c in kept]

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from visionkit.data.coco import to_sample
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
-from visionkit.structures.boxes import clip_boxes, convert_boxes
+from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -130,6 +130,14 @@ class VOCDetection(Dataset):
         if not self.ids:
             raise DataError(f"no images listed in {self.root} for splits {list(splits)}")
         self.coco = self._build_coco()
+        # boxes the training targets hold (difficult ones left out unless use_difficult)
+        self.num_objects = sum(int(self._kept(a).sum()) for a in self._anns.values())
+
+    def _kept(self, a: dict[str, Any]) -> np.ndarray:
+        """``(N,)`` bool: the objects of parsed annotation ``a`` that training targets keep (not
+        difficult unless ``use_difficult``; a box that clipping to the image left empty never)."""
+        kept = np.ones(len(a["labels"]), bool) if self.use_difficult else ~a["difficult"]
+        return kept & valid_boxes_mask(torch.from_numpy(a["boxes"])).numpy()
 
     def _build_coco(self) -> COCO:
         images, anns = [], []
@@ -157,9 +165,13 @@ class VOCDetection(Dataset):
     def image_path(self, index: int) -> Path:
         return self._files[self.ids[index]]
 
+    def orientation(self, index: int) -> bool:
+        """True: images are read turned by their EXIF orientation (as a viewer shows them)."""
+        return True
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         image_id = self.ids[index]
         a = self._anns[image_id]
-        keep = np.ones(len(a["labels"]), bool) if self.use_difficult else ~a["difficult"]
+        keep = self._kept(a)
         image = read_image(self._files[image_id])
         return to_sample(image, a["boxes"][keep], a["labels"][keep], image_id, self.transforms)

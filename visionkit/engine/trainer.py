@@ -52,6 +52,7 @@ from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.build import check_best_metric
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main
+from visionkit.utils.warn import warnings_part
 
 
 class TrainingError(VisionkitError):
@@ -378,7 +379,8 @@ class Trainer:
             self._write(
                 f"done: {cfg.epochs} epochs in {minutes:.1f} min; best {cfg.best_metric} "
                 f"{self.best:.2f}; outputs in {self.out}"
-                + (f"; unreadable images skipped: {skipped} (warnings above)" if skipped else "")
+                + (f"; unreadable images skipped: {skipped}" if skipped else "")
+                + warnings_part()
             )
         finally:
             if self.logger is not None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from visionkit.errors import ConfigError, VisionkitError
+from visionkit.utils.warn import show_warning
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -18,8 +19,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run ``main``; user errors become one line on stderr and a non-zero exit, no traceback;
-    Python warnings (a dataset's dropped boxes, ...) one ``warning: ...`` line each."""
-    warnings.formatwarning = _one_line_warning
+    Python warnings (a dataset's dropped boxes, ...) one counted ``warning: ...`` line each
+    (:mod:`visionkit.utils.warn`)."""
+    warnings.showwarning = show_warning
     try:
         code = main(argv)
     except VisionkitError as e:
@@ -29,12 +31,6 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
-
-
-def _one_line_warning(
-    message: Warning | str, category: type, filename: str, lineno: int, line: str | None = None
-) -> str:
-    return f"warning: {str(message).strip()}\n"
 
 
 def one_line(error: VisionkitError) -> str:

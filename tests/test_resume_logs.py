@@ -87,6 +87,11 @@ def test_resume_refuses_a_changed_lr_and_applies_more_epochs(tmp_path):
     proc = run_tool("train.py", *train_args(tmp_path, "--resume", "train.lr=0.5"), check=False)
     assert proc.returncode == 2 and "train.lr 0.001 -> 0.5" in proc.stderr
     assert "Traceback" not in proc.stderr and (run / "config.yaml").read_text() == before
+    for change, line in [("train.optimizer=sgd", "train.optimizer 'adamw' -> 'sgd'"),
+                         ("train.scheduler=constant", "train.scheduler 'cosine' -> 'constant'")]:  # fmt: skip
+        proc = run_tool("train.py", *train_args(tmp_path, "--resume", change), check=False)
+        assert proc.returncode == 2 and line in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
     proc = run_tool("train.py", *train_args(tmp_path, "--resume", "train.epochs=1"), check=False)
     assert proc.returncode == 2 and "has done 3 epochs" in proc.stderr
     assert (run / "config.yaml").read_text() == before

@@ -4,7 +4,7 @@ with 0, 1 and 2 loader workers, side by side in one run, as a markdown table.
     python benchmarks/throughput.py                                   # every configs/*_shapes.yaml
     python benchmarks/throughput.py --config configs/yolo_v1_shapes.yaml --sizes 192 256
     python benchmarks/throughput.py --config configs/fcn8s_shapes.yaml --config configs/...
-    python benchmarks/throughput.py --amp --channels-last --compile   # CUDA: bf16, NHWC, compiled
+    python benchmarks/throughput.py --amp --channels-last --compile   # bf16, NHWC, compiled
     python benchmarks/throughput.py --quick --config configs/yolo_v1_shapes.yaml data.batch_size=4
 
 - train img/s: forward + backward + optimizer step (the config's optimizer) on batches loaded
@@ -23,8 +23,8 @@ with 0, 1 and 2 loader workers, side by side in one run, as a markdown table.
   first run computes (about 25 core-minutes for the shapes splits); they are skipped with a note
   unless ``--with-proposals`` is given.
 - ``--compile`` compiles the backbone (and FPN) with ``torch.compile``; heads whose shapes depend
-  on the data (proposals, NMS) stay eager. ``--amp`` (bf16 autocast) applies on CUDA only, as in
-  training. ``--quick``: 2 timed steps after 1 warm-up, batches of 2, for tests.
+  on the data (proposals, NMS) stay eager. ``--amp``: bf16 autocast, on CUDA or CPU, as in
+  training (``benchmarks/amp_speed.py`` compares it with float32 side by side). ``--quick``: 2 timed steps after 1 warm-up, batches of 2, for tests.
 """
 
 from __future__ import annotations
@@ -201,9 +201,7 @@ def measure(cfg: Config, args: argparse.Namespace, device: torch.device) -> dict
                 getattr(model, name).compile()
     optimizer = build_optimizer(cfg.train, model)
     amp: Callable[[], AbstractContextManager] = (
-        (lambda: torch.autocast("cuda", torch.bfloat16))
-        if args.amp and device.type == "cuda"
-        else nullcontext
+        (lambda: torch.autocast(device.type, torch.bfloat16)) if args.amp else nullcontext
     )
     memory = Memory(device, baseline)
 
@@ -265,7 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader workers")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA or CPU)")
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction,
         help="NHWC model (default: the config's train.channels_last)",
@@ -286,7 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = select_device(args.device)
-    amp = "bf16" if args.amp and device.type == "cuda" else "off"
+    amp = "bf16" if args.amp else "off"
     given = sys.argv[1:] if argv is None else argv
     print(f"command: python {shlex.join(['benchmarks/throughput.py', *given])}")
     nhwc = "config's" if args.channels_last is None else args.channels_last

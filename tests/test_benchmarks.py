@@ -95,3 +95,29 @@ def test_fcn_variants_levels_from_the_config():
     }
     with pytest.raises(ConfigError, match="FCN-8s fuses 3 levels; .* names only 2"):
         bench.level_override(levels[1:], "8s")
+
+
+def test_amp_speed_table(tmp_path):
+    overrides = [
+        f"data.train.root={tmp_path}", "data.train.num_images=4", "data.train.image_size=64",
+        "model.input_size=[64,64]", "model.backbone.name=lenet", "model.backbone.out_features=[]",
+        "model.yolo.head_channels=16", "model.yolo.extra_convs=1",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "amp_speed.py"), "--device", "cpu",
+         "--rounds", "1", "--steps", "1", "--warmup", "0", "--batch-size", "2",
+         "--config", "configs/yolo_v1_shapes.yaml", "--config", "configs/sppnet_shapes.yaml",
+         *overrides],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    table = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("|")]
+    assert table[0] == ["config", "model", "size", "batch", "fp32 img/s", "bf16 img/s",
+                        "bf16 / fp32"]  # fmt: skip
+    (row,) = table[2:]
+    assert row[:4] == ["yolo_v1_shapes.yaml", "yolo_v1", "64x64", "2"]
+    fp32, bf16, ratio = (float(v) for v in row[4:])
+    assert fp32 > 0 and bf16 > 0 and abs(ratio - bf16 / fp32) < 0.02 + 0.01 * ratio
+    assert lines[-1].startswith("sppnet_shapes.yaml: skipped")

@@ -28,7 +28,7 @@ from visionkit.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from visionkit.engine.device import place_model, select_device
+from visionkit.engine.device import mixed_precision, place_model, select_device
 from visionkit.engine.distributed import (
     EpochSampler,
     GatheredEvaluator,
@@ -151,9 +151,7 @@ class Trainer:
             "batch_size": bs,
             "accumulate_steps": tc.accumulate_steps,
         }
-        self.amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.amp)
-        use_amp = self.device.type == "cuda" and self.amp_dtype is not None
-        self.amp_dtype = self.amp_dtype if use_amp else None
+        self.amp_dtype, amp_line = mixed_precision(tc.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.start_batch, self.best = 0, 0, -math.inf
         self.stop = StopOnSignal()
@@ -161,7 +159,7 @@ class Trainer:
             self._resume()
         self.logger: MetricsLogger | None = None
         if self.dist.is_main:
-            for line in changes:
+            for line in changes + ([amp_line] if amp_line else []):
                 tqdm.write(line)
             for orphan in self.out.glob(".*.pth.*.tmp"):  # a checkpoint write cut by a kill
                 orphan.unlink()

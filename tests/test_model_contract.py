@@ -61,6 +61,10 @@ PROPOSALS = [
 ]
 
 
+# regions for forward(batch, rois): (R, 5) image index + xyxy in input pixels
+RoIs = torch.tensor([[0.0, 4.0, 4.0, 40.0, 30.0], [1.0, 10.0, 20.0, 50.0, 60.0]])
+
+
 def test_every_registered_model_is_covered():
     assert set(TINY) == set(MODELS)
 
@@ -118,7 +122,7 @@ def test_forward_gives_the_raw_outputs(name):
         elif name == "fcn":
             assert model(batch.tensor).shape == (n, C, h, w)
         else:
-            rois = torch.tensor([[0.0, 4.0, 4.0, 40.0, 30.0], [1.0, 10.0, 20.0, 50.0, 60.0]])
+            rois = RoIs
             out = model(batch.tensor, rois)
             assert torch.equal(out["rois"], rois)
             assert out["class_logits"].shape == (2, C + 1)

@@ -1,5 +1,6 @@
 """benchmarks/throughput.py in its quick mode on a tiny YOLOv1, benchmarks/fcn_variants.py on two
-tiny FCNs for one epoch: the tables and their numbers."""
+tiny FCNs for one epoch, benchmarks/stream_memory.py on a short video: the tables and their
+numbers."""
 
 import os
 import subprocess
@@ -95,3 +96,14 @@ def test_fcn_variants_levels_from_the_config():
     }
     with pytest.raises(ConfigError, match="FCN-8s fuses 3 levels; .* names only 2"):
         bench.level_override(levels[1:], "8s")
+
+
+def test_stream_memory_samples_and_growth(capsys):
+    samples = load_script("benchmarks/stream_memory.py").main(
+        ["--frames", "60", "--size", "64", "--every", "20", "--warmup", "20"]
+    )
+    assert [f for f, _ in samples] == [0, 20, 40, 60] and all(rss > 0 for _, rss in samples)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "| frames | RSS MiB | since warm-up MiB |" and len(out) == 8
+    assert out[-1].startswith("RSS growth after warm-up (frames 20 to 60): ")
+    assert abs(samples[-1][1] - samples[1][1]) < 10  # flat, as the full run shows at 2,000

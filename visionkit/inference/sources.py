@@ -156,15 +156,16 @@ def _rgb(source: Source) -> np.ndarray:
     ``(3, H, W)`` (float ones scaled by 255 and rounded, as an 8-bit image file holds them)."""
     obj = source.data
     if _is_pil(obj):
-        return np.asarray(obj.convert("RGB"))
+        return np.array(obj.convert("RGB"))
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu()
         if t.is_floating_point():
             t = (t.float() * 255).round_().clamp_(0, 255).to(torch.uint8)
         obj = (t if t.dim() == 2 else t.permute(1, 2, 0)).numpy()
     if obj.ndim == 2 or obj.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(obj.reshape(obj.shape[:2])[..., None], 3, axis=2))
-    return np.ascontiguousarray(obj[..., ::-1] if source.bgr else obj)
+        return np.repeat(obj.reshape(obj.shape[:2])[..., None], 3, axis=2)
+    image = np.ascontiguousarray(obj[..., ::-1] if source.bgr else obj)
+    return image if image.flags.writeable else image.copy()  # torch takes writable arrays
 
 
 def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from script_loader import load_script
 from test_fcn_e2e import CONFIG as FCN_CONFIG
 from test_fcn_e2e import tiny_fcn_overrides
 from test_tools_e2e import ROOT, tiny_overrides
@@ -256,3 +257,17 @@ def test_bad_sources_and_unavailable_webcam(model):
             model.predict(bad)
     with pytest.raises(ConfigError, match="batch_size must be at least 1"):
         model.predict(np.zeros((8, 8), np.uint8), batch_size=0)
+
+
+def test_infer_takes_a_run_folder_without_config_and_device_moves(model, run, tmp_path, capsys):
+    code = load_script("tools/infer.py").main(
+        ["--weights", str(run[1]), "--source", str(run[3][0]), "--output", str(tmp_path / "out"),
+         "--no-progress", "--score-thresh", "0"]
+    )  # fmt: skip
+    assert code == 0 and capsys.readouterr().out.startswith("done: 1 image in ")
+    (ref,) = model.predict(run[3][0])
+    preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert preds == ref.to_coco(1)
+    on_cpu = visionkit.load(run[1] / "last.pth", device="cpu", score_thresh=0.0)
+    assert on_cpu.config.train.device == "cpu" and str(on_cpu.device) == "cpu"
+    assert same(on_cpu(run[3][0], device="cpu")[0], ref) and str(on_cpu.device) == "cpu"

@@ -35,7 +35,7 @@ RUN_CHECKPOINTS = ("best.pth", "last.pth")  # a run folder's checkpoint, first f
 
 
 class VisionModel:
-    """A trained model ready to apply: what :func:`load` returns.
+    """A trained model ready to apply: what :func:`load` returns (calling it is ``predict``).
 
     Attributes:
         predictor: the batched predictor (``visionkit.inference.Predictor``, or the ONNX
@@ -114,7 +114,8 @@ class VisionModel:
             batch_size: images per forward pass.
             device: move the model there first (it stays there).
             stream: return a generator that predicts one batch at a time as it is consumed
-                (memory stays flat over a long video or a webcam); else a list.
+                (memory stays flat over a long video; a webcam, which never ends, needs it);
+                else a list.
             bgr: numpy arrays hold BGR, not RGB.
 
         Returns:

@@ -17,7 +17,7 @@ from visionkit.inference.sources import IMAGE_EXTS, Frame
 from visionkit.inference.writers import write_image
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class Result:
     """The predictions for one image or video frame, in its own pixels.
 

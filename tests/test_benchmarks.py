@@ -1,5 +1,6 @@
 """benchmarks/throughput.py in its quick mode on a tiny YOLOv1, benchmarks/fcn_variants.py on two
-tiny FCNs for one epoch: the tables and their numbers."""
+tiny FCNs for one epoch, benchmarks/stream_memory.py on a short video: the tables and their
+numbers."""
 
 import os
 import subprocess
@@ -121,3 +122,14 @@ def test_amp_speed_table(tmp_path):
     fp32, bf16, ratio = (float(v) for v in row[4:])
     assert fp32 > 0 and bf16 > 0 and abs(ratio - bf16 / fp32) < 0.02 + 0.01 * ratio
     assert lines[-1].startswith("sppnet_shapes.yaml: skipped")
+
+
+def test_stream_memory_samples_and_growth(capsys):
+    samples = load_script("benchmarks/stream_memory.py").main(
+        ["--frames", "60", "--size", "64", "--every", "20", "--warmup", "20"]
+    )
+    assert [f for f, _ in samples] == [0, 20, 40, 60] and all(rss > 0 for _, rss in samples)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "| frames | RSS MiB | since warm-up MiB |" and len(out) == 8
+    assert out[-1].startswith("RSS growth after warm-up (frames 20 to 60): ")
+    assert abs(samples[-1][1] - samples[1][1]) < 10  # flat, as the full run shows at 2,000

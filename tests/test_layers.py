@@ -22,6 +22,7 @@ LAYERS = (
     ("models",),
     ("evaluation",),
     ("engine",),
+    ("export",),  # ONNX export and runtime: visionkit.load and VisionModel.export reach it
     ("inference",),
     ("analysis",),
 )

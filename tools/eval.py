@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from visionkit.config import load_config
-from visionkit.errors import ConfigError, DataError
+from visionkit.errors import ConfigError
 from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli, show_progress
 
 # visionkit.evaluation's DETECTION_METRICS and VOC_METRICS, repeated so that --help needs no torch
@@ -99,13 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     check_output_file(args.out, "--out")
     check_output_file(args.save_predictions, "--save-predictions")
 
-    from visionkit.data import build_dataloader, build_dataset
-    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
-    from visionkit.engine.device import place_model, select_device
-    from visionkit.engine.evaluation_loop import evaluate
-    from visionkit.evaluation import build_evaluator
-    from visionkit.evaluation.coco_eval import check_coco_results
-    from visionkit.models import build_model, model_task
+    import visionkit
+    from visionkit.inference.evaluation import evaluate_model, evaluate_predictions, val_dataset
+    from visionkit.models import model_task
 
     task = model_task(cfg.model.name)
     if task != "detection" and (args.predictions or args.save_predictions):
@@ -115,33 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     if task != "detection" and args.metric != "coco":
         raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
-    dataset = build_dataset(
-        cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False, task=task,
-        on_bad_image=cfg.data.on_bad_image,
-    )  # fmt: skip
-    evaluator = build_evaluator(task, dataset, args.metric)
+    dataset = val_dataset(cfg)
     if args.predictions:
-        path = Path(args.predictions)
-        try:
-            results = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"cannot read predictions {path}: {type(e).__name__}") from None
-        check_coco_results(results, dataset.ids, dataset.cat_ids, str(path))
-        evaluator.add_results(results, dataset.ids)
-        metrics = evaluator.evaluate()
-        skipped = 0
+        evaluation = evaluate_predictions(Path(args.predictions), dataset, args.metric)
     else:
-        device = select_device(cfg.train.device)
-        model = build_model(cfg.model)
-        ckpt = load_checkpoint(args.weights)
-        load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
-        model = place_model(model, device, cfg.train.channels_last)
-        loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
-        metrics = evaluate(
-            model, loader, evaluator, device, progress=show_progress(args.no_progress)
+        model = visionkit.load(args.weights, config=cfg)
+        evaluation = evaluate_model(
+            model.model, model.device, cfg, dataset, args.metric, show_progress(args.no_progress)
         )
-        results = evaluator.results if task == "detection" else []
-        skipped = len(loader.skipped)
+    metrics, results, skipped = evaluation.metrics, evaluation.results, evaluation.skipped
     print(format_table(metrics))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,14 @@ and video (<output>/<name>.mp4, same frame rate, size and frame count); detectio
 to <output>/predictions.json (COCO results: the dataset's category ids, xywh boxes, score) and
 <output>/images.json maps each image_id to its file (and, for videos, the frame index).
 Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and R-CNN compute
-selective search proposals per image (model.selective_search.mode, default fast).
+selective search proposals per image (model.selective_search.mode, default fast). --weights may
+be a run folder (its best.pth, else last.pth); --config is needed only for a bare state_dict, as
+the trainer's checkpoints hold their config. In Python: visionkit.load(W).predict(SOURCE).
 
 examples:
   python tools/infer.py --config configs/yolo_v1_shapes.yaml \\
       --weights runs/yolo_v1_shapes/best.pth --source photos/ --output runs/infer
+  python tools/infer.py --weights runs/yolo_v1_shapes --source photos/   # the run's config
   python tools/infer.py --config C --weights W --source 'data/**/*.jpg' --score-thresh 0.5
   python tools/infer.py --config C --weights W --source list.txt      # one path per line
   python tools/infer.py --config C --weights W --source clip.mp4 --device cuda --half
@@ -38,8 +41,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="infer.py", description=EXAMPLES, formatter_class=HelpFormatter
     )
-    p.add_argument("--config", required=True, help="YAML config file the model was trained with")
-    p.add_argument("--weights", required=True, help="checkpoint (last.pth/best.pth)")
+    p.add_argument(
+        "--config",
+        help="YAML config file the model was trained with (default: the one the checkpoint holds)",
+    )
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="run folder, checkpoint (last.pth/best.pth), or bare state_dict (with --config)",
+    )
     p.add_argument(
         "--source",
         required=True,
@@ -81,17 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1; got {args.batch_size}")
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides) if args.config else None
 
     import cv2
 
-    from visionkit.inference import (
-        Window,
-        gui_unavailable,
-        load_predictor,
-        resolve_sources,
-        run_inference,
-    )
+    import visionkit
+    from visionkit.inference import Window, gui_unavailable, resolve_sources, run_inference
 
     # unreadable files are reported in one line each: no OpenCV or FFmpeg messages about them
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -105,9 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: --show: {reason}; continuing without a window", file=sys.stderr)
         else:
             window = Window()
-    predictor = load_predictor(cfg, args.weights, args.score_thresh, args.half)
+    model = visionkit.load(
+        args.weights,
+        config=cfg,
+        score_thresh=args.score_thresh,
+        half=args.half,
+        overrides=None if cfg else overrides,  # applied to the checkpoint's config
+    )
     summary = run_inference(
-        predictor,
+        model.predictor,
         sources,
         Path(args.output),
         args.batch_size,

@@ -1,6 +1,7 @@
 """Typed configs loaded from YAML, with one ``base:`` include and dotted overrides."""
 
 from visionkit.config.loader import (
+    apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -29,6 +30,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "YoloConfig",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
     "load_config",

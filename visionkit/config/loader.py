@@ -158,15 +158,33 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return tree
 
 
+def _finish(
+    tree: dict[str, Any], sources: dict[str, str], overrides: list[str] | None, where: str
+) -> Config:
+    """``tree`` with the overrides applied, type-checked and validated; errors name the file of
+    each key (``sources``), ``command line`` for overrides, ``where`` for defaults."""
+    over = parse_overrides(overrides or [])
+    tree = _merge(tree, over)
+    sources = {**sources, **{k: "command line" for k in _dotted_keys(over)}}
+    cfg = _build(Config, tree, "", sources)
+    validate_config(cfg, lambda key: sources.get(key, where))
+    return cfg
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load a config file (or the defaults when ``path`` is None) and apply dotted overrides."""
     tree, sources = _load_tree(Path(path)) if path is not None else ({}, {})
-    tree = _merge(tree, parse_overrides(overrides or []))
-    for k in _dotted_keys(parse_overrides(overrides or [])):
-        sources[k] = "command line"
-    cfg = _build(Config, tree, "", sources)
-    validate_config(cfg, lambda key: sources.get(key, str(path) if path else "defaults"))
-    return cfg
+    return _finish(tree, sources, overrides, str(path) if path else "defaults")
+
+
+def apply_overrides(
+    cfg: Config | dict[str, Any], overrides: list[str] | None, where: str = "checkpoint"
+) -> Config:
+    """A config (a :class:`Config`, or :func:`config_to_dict`'s dict, e.g. a checkpoint's) with
+    dotted overrides applied, checked and validated as :func:`load_config` does; errors about
+    its own keys name ``where``."""
+    tree = config_to_dict(cfg) if isinstance(cfg, Config) else cfg
+    return _finish(tree, {k: where for k in _dotted_keys(tree)}, overrides, where)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -97,3 +97,20 @@ def overlay_segmentation(
     keep = labels != background
     out[keep] = painted[keep]
     return out
+
+
+def draw_prediction(
+    image: np.ndarray,
+    prediction: dict[str, Tensor],
+    class_names: Sequence[str],
+    colors: np.ndarray,
+) -> np.ndarray:
+    """One image's prediction drawn on a copy of it: :func:`draw_detections` for ``boxes``,
+    ``scores``, ``labels``; :func:`overlay_segmentation` (half-transparent, ``background``
+    left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)`` int64)."""
+    if "sem_seg" in prediction:
+        background = 0 if class_names[0] == "background" else None
+        return overlay_segmentation(image, prediction["sem_seg"].numpy(), colors, 0.5, background)
+    return draw_detections(
+        image, prediction["boxes"], prediction["scores"], prediction["labels"], class_names, colors
+    )

@@ -107,14 +107,19 @@ class Predictor:
 
 
 def load_predictor(
-    cfg: Config, weights: str, score_thresh: float = 0.3, half: bool = False
+    cfg: Config,
+    weights: str,
+    score_thresh: float = 0.3,
+    half: bool = False,
+    ckpt: dict[str, Any] | None = None,
 ) -> Predictor:
-    """Build ``cfg.model``, load ``weights`` (a checkpoint of the trainer or a bare state_dict)
-    and place it on ``cfg.train.device`` (``auto``: CUDA when present)."""
+    """Build ``cfg.model``, load ``weights`` (a checkpoint of the trainer or a bare state_dict;
+    ``ckpt``: its contents when already read with ``load_checkpoint``) and place it on
+    ``cfg.train.device`` (``auto``: CUDA when present)."""
     device = select_device(cfg.train.device)
     task = model_task(cfg.model.name)
     model = build_model(cfg.model)
-    ckpt = load_checkpoint(weights)
+    ckpt = load_checkpoint(weights) if ckpt is None else ckpt
     load_model_weights(model, ckpt, cfg.model.name, weights, cfg.model.num_classes)
     names, cat_ids = class_metadata(ckpt, cfg, task)
     model = place_model(model, device, cfg.train.channels_last)

@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 from tqdm import tqdm
 
-from visionkit.inference.draw import class_colors, draw_detections, overlay_segmentation
+from visionkit.inference.draw import class_colors, draw_prediction
 from visionkit.inference.predictor import Predictor
 from visionkit.inference.sources import (
     Frame,
@@ -82,6 +82,25 @@ def _batches(
         yield batch
 
 
+def predict_frames(
+    predictor: Predictor,
+    sources: list[Source],
+    batch_size: int,
+    on_skip: Callable[[Skipped], None],
+) -> Iterator[tuple[Frame, dict[str, Tensor]]]:
+    """Each readable image or video frame of ``sources`` with its prediction (``predictor``'s
+    output for it), predicted ``batch_size`` at a time.
+
+    A background thread decodes the next frames (at most ``2 * batch_size`` ahead) while the model
+    works on a batch; only that batch and the decoded queue are held, so memory stays flat over a
+    long video. Unreadable sources go to ``on_skip`` as they come. Closing the generator stops
+    the thread and releases open videos.
+    """
+    with contextlib.closing(prefetch(read_frames(sources), depth=2 * batch_size)) as stream:
+        for batch in _batches(stream, batch_size, on_skip):
+            yield from zip(batch, predictor([f.image for f in batch]), strict=True)
+
+
 class _Outputs:
     """Writes each annotated image or frame, the label maps and the JSON files."""
 
@@ -93,21 +112,15 @@ class _Outputs:
         self.video: VideoWriter | None = None
         self.video_source: Source | None = None
         self.videos = 0  # video files written
-        self.background = 0 if predictor.class_names[0] == "background" else None
 
     def annotate(self, frame: Frame, prediction: dict[str, Tensor]) -> np.ndarray:
         """Record ``prediction`` (``images.json``, ``predictions.json``) and draw it on a copy of
         the frame's image."""
         image = frame.image
         image_id = self.coco.add_image(frame.source.name, image.shape[:2], frame.index)
-        if self.p.task == "sem_seg":
-            labels = prediction["sem_seg"].numpy()
-            return overlay_segmentation(image, labels, self.colors, 0.5, self.background)
-        self.coco.add_detections(image_id, prediction)
-        return draw_detections(
-            image, prediction["boxes"], prediction["scores"], prediction["labels"],
-            self.p.class_names, self.colors,
-        )  # fmt: skip
+        if self.p.task == "detection":
+            self.coco.add_detections(image_id, prediction)
+        return draw_prediction(image, prediction, self.p.class_names, self.colors)
 
     def write(self, frame: Frame, prediction: dict[str, Tensor], annotated: np.ndarray) -> None:
         """An image's file(s), or the frame appended to its video's file."""
@@ -165,10 +178,9 @@ def run_inference(
             bar.update(1)
         tqdm.write(f"skipped: {r.reason}", file=sys.stderr)
 
-    def process(stream: Iterable[Frame | Skipped]) -> None:
-        for batch in _batches(stream, batch_size, skip):
-            predictions = predictor([f.image for f in batch])
-            for frame, prediction in zip(batch, predictions, strict=True):
+    def process() -> None:
+        with contextlib.closing(predict_frames(predictor, sources, batch_size, skip)) as results:
+            for frame, prediction in results:
                 annotated = out.annotate(frame, prediction)
                 out.write(frame, prediction, annotated)
                 if frame.index is None:
@@ -181,8 +193,7 @@ def run_inference(
 
     start = time.perf_counter()
     try:
-        with contextlib.closing(prefetch(read_frames(sources), depth=2 * batch_size)) as stream:
-            process(stream)
+        process()
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:

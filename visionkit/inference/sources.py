@@ -1,6 +1,8 @@
-"""Where inference images come from: image files, folders, globs, path lists, videos, webcams.
+"""Where inference images come from: image files, folders, globs, path lists, videos, webcams,
+and images already in memory (numpy arrays, PIL images, torch tensors).
 
-:func:`resolve_sources` turns a ``--source`` argument into :class:`Source` entries;
+:func:`resolve_sources` turns a ``--source`` argument (or ``predict``'s source) into
+:class:`Source` entries;
 :func:`read_frames` decodes them one after the other into :class:`Frame` records (``(H, W, 3)``
 uint8 RGB), or :class:`Skipped` records with a one-line reason for anything that cannot be read, so
 that the caller reports it and goes on; :func:`prefetch` runs such an iterator in a background
@@ -11,14 +13,16 @@ from __future__ import annotations
 
 import glob
 import queue
+import sys
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
+import torch
 
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
@@ -30,20 +34,26 @@ VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv", ".flv", ".ts"}
 )
 LIST_EXTS = frozenset({".txt", ".lst"})
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # tensor images
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Source:
-    """One thing to read: an image file, a video file, or a webcam (``path`` is its index)."""
+    """One thing to read: an image file, a video file, a webcam (``path`` is its index), or an
+    image in memory (``kind`` ``"array"``, ``path`` a description such as ``"array 2"``, the
+    object in ``data``, ``bgr`` whether a numpy array's channels are BGR)."""
 
-    kind: Literal["image", "video", "webcam"]
+    kind: Literal["image", "video", "webcam", "array"]
     path: str
+    data: Any = field(default=None, compare=False, repr=False)
+    bgr: bool = field(default=False, compare=False)
 
     @property
     def name(self) -> str:
-        """How messages and ``images.json`` name it: the path as given, or ``webcam N``."""
+        """How messages and ``images.json`` name it: the path as given, ``webcam N``, or the
+        in-memory image's description."""
         return f"webcam {self.path}" if self.kind == "webcam" else self.path
 
 
@@ -96,17 +106,7 @@ def _read_list(path: Path) -> list[Source]:
     return [_classify(p if p.is_absolute() else path.parent / p) for p in map(Path, entries)]
 
 
-def resolve_sources(spec: str) -> list[Source]:
-    """The sources a ``--source`` argument names.
-
-    Args:
-        spec: an integer (webcam index); a folder (its image and video files, sorted, not
-            recursive); an image or video file (videos by extension, ``VIDEO_EXTS``); a ``.txt``
-            or ``.lst`` file listing paths; or a glob (``**`` recursive; image and video files).
-
-    Raises:
-        DataError: nothing exists or matches there (one line).
-    """
+def _resolve_path(spec: str) -> list[Source]:
     if spec.strip().isdigit():
         return [Source("webcam", str(int(spec)))]
     path = Path(spec)
@@ -123,6 +123,85 @@ def resolve_sources(spec: str) -> list[Source]:
             raise DataError(f"no image or video files match {spec}")
         return found
     raise DataError(f"source not found: {spec} (a file, folder, glob, list or webcam index)")
+
+
+def _is_pil(obj: Any) -> bool:
+    pil = sys.modules.get("PIL.Image")  # a PIL image exists only once PIL is imported
+    return pil is not None and isinstance(obj, pil.Image)
+
+
+def _in_memory(obj: Any, index: int, bgr: bool) -> Source:
+    """An in-memory image as a source, its shape and dtype checked now (converted when read)."""
+    if _is_pil(obj):
+        return Source("array", f"PIL image {index}", obj)
+    if isinstance(obj, np.ndarray):
+        name = f"array {index}"
+        ok = obj.dtype == np.uint8 and (obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3)))
+        want = "uint8 (H, W, 3) or (H, W)"
+    else:
+        name = f"tensor {index}"
+        ok = obj.dtype in (torch.uint8, *FLOAT_DTYPES) and (
+            obj.dim() == 2 or (obj.dim() == 3 and obj.shape[0] in (1, 3))
+        )
+        want = "(3, H, W) or (H, W), float in [0, 1] or uint8"
+    if not ok or 0 in obj.shape:
+        dtype = str(obj.dtype).removeprefix("torch.")
+        raise DataError(f"{name}: an image must be {want}; got {dtype} {tuple(obj.shape)}")
+    return Source("array", name, obj, bgr)
+
+
+def _rgb(source: Source) -> np.ndarray:
+    """An in-memory source's image as ``(H, W, 3)`` uint8 RGB: numpy arrays as they are (their
+    channels reversed when ``bgr``; grey ones repeated), PIL images converted to RGB, tensors
+    ``(3, H, W)`` (float ones scaled by 255 and rounded, as an 8-bit image file holds them)."""
+    obj = source.data
+    if _is_pil(obj):
+        return np.array(obj.convert("RGB"))
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu()
+        if t.is_floating_point():
+            t = (t.float() * 255).round_().clamp_(0, 255).to(torch.uint8)
+        obj = (t if t.dim() == 2 else t.permute(1, 2, 0)).numpy()
+    if obj.ndim == 2 or obj.shape[2] == 1:
+        return np.repeat(obj.reshape(obj.shape[:2])[..., None], 3, axis=2)
+    image = np.ascontiguousarray(obj[..., ::-1] if source.bgr else obj)
+    return image if image.flags.writeable else image.copy()  # torch takes writable arrays
+
+
+def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
+    """The sources ``spec`` names.
+
+    Args:
+        spec: an integer or a string of digits (webcam index); a folder (its image and video
+            files, sorted, not recursive); an image or video file (videos by extension,
+            ``VIDEO_EXTS``); a ``.txt`` or ``.lst`` file listing paths; a glob (``**``
+            recursive; image and video files); an image in memory: a numpy array (``(H, W, 3)``
+            uint8 RGB, BGR with ``bgr``, or ``(H, W)`` grey), a PIL image, a torch tensor
+            (``(3, H, W)`` RGB, float in ``[0, 1]`` or uint8); or a list or tuple of these
+            (an in-memory image is then named by its position: ``"array 2"``).
+        bgr: numpy arrays hold BGR (OpenCV's order), not RGB.
+
+    Raises:
+        DataError: nothing exists or matches there, or an in-memory image of another shape or
+            type (one line).
+    """
+    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    sources: list[Source] = []
+    for i, item in enumerate(items):
+        if isinstance(item, (np.ndarray, torch.Tensor)) or _is_pil(item):
+            sources.append(_in_memory(item, i, bgr))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            sources.append(Source("webcam", str(item)))
+        elif isinstance(item, (str, Path)):
+            sources += _resolve_path(str(item))
+        else:
+            raise DataError(
+                f"cannot read a {type(item).__name__} as an image source (a path, folder, glob, "
+                "list file, video, webcam index, numpy array, PIL image or tensor)"
+            )
+    if not sources:
+        raise DataError("no sources given (an empty list)")
+    return sources
 
 
 def video_frame_count(source: Source) -> int | None:
@@ -163,7 +242,9 @@ def _read_stream(source: Source) -> Iterator[Frame | Skipped]:
 def read_frames(sources: Iterable[Source]) -> Iterator[Frame | Skipped]:
     """Each source's image or frames, in order; a :class:`Skipped` record for each unreadable one."""
     for source in sources:
-        if source.kind == "image":
+        if source.kind == "array":
+            yield Frame(_rgb(source), source)
+        elif source.kind == "image":
             try:
                 yield Frame(read_image(Path(source.path)), source)
             except DataError as e:

@@ -1,0 +1,286 @@
+"""``visionkit.load``: a trained model from a run folder, a checkpoint, a bare state_dict or an
+exported ONNX file, ready to ``predict``, ``evaluate`` and ``export``.
+
+::
+
+    import visionkit
+    model = visionkit.load("runs/yolo_v1_shapes")
+    results = model.predict("image.jpg")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from visionkit.config import apply_overrides, load_config
+from visionkit.config.schema import Config, DatasetConfig
+from visionkit.engine.checkpoint import load_checkpoint
+from visionkit.engine.device import place_model, select_device
+from visionkit.errors import CheckpointError, ConfigError
+from visionkit.inference.evaluation import evaluate_model, val_dataset
+from visionkit.inference.predictor import Predictor, load_predictor
+from visionkit.inference.results import Result
+from visionkit.inference.runner import predict_frames
+from visionkit.inference.sources import Skipped, Source, resolve_sources
+
+RUN_CHECKPOINTS = ("best.pth", "last.pth")  # a run folder's checkpoint, first found
+
+
+class VisionModel:
+    """A trained model ready to apply: what :func:`load` returns (calling it is ``predict``).
+
+    Attributes:
+        predictor: the batched predictor (``visionkit.inference.Predictor``, or the ONNX
+            runtime's ``OnnxPredictor``) that ``predict`` runs.
+        config: the resolved :class:`~visionkit.config.Config` (None for an ONNX file loaded
+            without ``config=``).
+    """
+
+    def __init__(self, predictor: Any, config: Config | None) -> None:
+        self.predictor, self.config = predictor, config
+
+    @property
+    def class_names(self) -> list[str]:
+        """Label -> class name (segmentation models: ``background`` first)."""
+        return self.predictor.class_names
+
+    @property
+    def cat_ids(self) -> list[int]:
+        """Label -> the dataset's category id."""
+        return self.predictor.cat_ids
+
+    @property
+    def task(self) -> str:
+        """``"detection"`` or ``"sem_seg"``."""
+        return self.predictor.task
+
+    @property
+    def model(self) -> Any:
+        """The ``nn.Module`` (for an ONNX file, the runtime's model)."""
+        return self.predictor.model
+
+    @property
+    def device(self) -> Any:
+        """Where the model runs."""
+        return self.predictor.device
+
+    def __repr__(self) -> str:
+        name = self.config.model.name if self.config is not None else type(self.model).__name__
+        return f"VisionModel({name}, {self.task}, {len(self.class_names)} classes, {self.device})"
+
+    def to(self, device: str) -> VisionModel:
+        """Move the model to ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``); returns self."""
+        if not isinstance(self.model, nn.Module) or self.config is None:
+            raise ConfigError(
+                "device= moves PyTorch models; an ONNX model runs where it was loaded"
+            )
+        dev = select_device(device)
+        p = self.predictor
+        model = place_model(p.model, dev, self.config.train.channels_last)
+        self.predictor = Predictor(
+            model, dev, p.task, p.class_names, p.cat_ids, p.score_thresh, p.half
+        )
+        return self
+
+    def predict(
+        self,
+        source: Any,
+        *,
+        score_thresh: float | None = None,
+        batch_size: int = 8,
+        device: str | None = None,
+        stream: bool = False,
+        bgr: bool = False,
+    ) -> list[Result] | Iterator[Result]:
+        """Predict every image and video frame of ``source``, ``batch_size`` at a time.
+
+        Args:
+            source: an image file, a folder (its images and videos), a glob, a ``.txt`` list of
+                paths, a video file, a webcam index (``int``), a numpy array, a PIL image, a
+                torch tensor, or a list mixing these. **Numpy arrays are RGB** ``(H, W, 3)``
+                uint8 (``bgr=True`` for OpenCV's BGR order) or ``(H, W)`` grey; tensors are
+                ``(3, H, W)`` RGB, float in ``[0, 1]`` (rounded to 8 bits, as an image file
+                holds them) or uint8. An RGB array and the same image as a file give identical
+                results.
+            score_thresh: drop detections scoring below it (default: ``load``'s).
+            batch_size: images per forward pass.
+            device: move the model there first (it stays there).
+            stream: return a generator that predicts one batch at a time as it is consumed
+                (memory stays flat over a long video; a webcam, which never ends, needs it);
+                else a list.
+            bgr: numpy arrays hold BGR, not RGB.
+
+        Returns:
+            One :class:`~visionkit.inference.results.Result` per image or frame, in order.
+            Files that cannot be read are skipped with a one-line warning each
+            (``skipped: <reason>``, as ``tools/infer.py`` reports them).
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
+        if device is not None:
+            self.to(device)
+        sources = resolve_sources(source, bgr=bgr)
+        predictor = self.predictor
+        if score_thresh is not None:
+            predictor = copy.copy(predictor)  # shares the model; this call's threshold only
+            predictor.score_thresh = score_thresh
+        results = self._results(predictor, sources, batch_size)
+        return results if stream else list(results)
+
+    __call__ = predict
+
+    def _results(self, predictor: Any, sources: list[Source], batch_size: int) -> Iterator[Result]:
+        names, cat_ids = self.class_names, self.cat_ids
+        frames = predict_frames(predictor, sources, batch_size, _warn_skipped)
+        with contextlib.closing(frames):
+            for frame, prediction in frames:
+                yield Result.from_prediction(frame, prediction, names, cat_ids)
+
+    def evaluate(
+        self,
+        data: str | Path | Config | DatasetConfig | None = None,
+        *,
+        metric: str = "coco",
+        overrides: list[str] | None = None,
+        progress: bool = False,
+    ) -> dict[str, dict[str, float]]:
+        """Evaluate on a dataset; returns the metrics dict ``tools/eval.py --out`` writes.
+
+        Args:
+            data: None (the model's config's ``data.val``), a YAML config file or a ``Config``
+                (its ``data`` and ``eval`` sections), or a ``DatasetConfig`` (``data.val``).
+            metric: ``coco`` (COCOeval's 12 numbers and per-class AP), ``voc07``, ``voc`` or
+                ``all``; segmentation models give mIoU, fwIoU, mACC, pACC and boundary IoU.
+            overrides: dotted overrides of the config evaluated (``data.val.num_images=50``).
+            progress: draw a progress bar.
+
+        Returns:
+            ``{"bbox": {"AP": .., "AP50": .., ...}, "speed": {"ms_per_image": ..}}`` for
+            detection with ``coco`` (``voc07``/``voc`` sections ``{"AP-<class>": .., "mAP": ..}``),
+            ``{"sem_seg": {"mIoU": .., ...}, "speed": ..}`` for segmentation; in percent.
+        """
+        if not isinstance(self.model, nn.Module) or self.config is None:
+            raise ConfigError(
+                "evaluate runs PyTorch models; load the checkpoint, not the ONNX file"
+            )
+        cfg = self.config
+        if isinstance(data, DatasetConfig):
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=data))
+        elif data is not None:
+            other = data if isinstance(data, Config) else load_config(data)
+            cfg = dataclasses.replace(cfg, data=other.data, eval=other.eval)
+        if overrides:
+            cfg = apply_overrides(cfg, overrides, "config")
+        evaluation = evaluate_model(
+            self.model, self.device, cfg, val_dataset(cfg), metric, progress
+        )
+        return evaluation.metrics
+
+    def export(self, path: str | Path, **kwargs: Any) -> Any:
+        """Export to ONNX (``visionkit.export.onnx.export_onnx``; ``kwargs`` are its options):
+        normalization, decoding and NMS inside the graph, the class names and category ids in
+        its metadata; ``visionkit.load(path)`` loads the file back."""
+        if not isinstance(self.model, nn.Module) or self.config is None:
+            raise ConfigError("export takes a PyTorch model; this one is already an ONNX file")
+        from visionkit.export.onnx import export_onnx
+
+        return export_onnx(
+            self.model, self.config, str(path), self.class_names, self.cat_ids, **kwargs
+        )
+
+
+def _warn_skipped(record: Skipped) -> None:
+    warnings.warn(f"skipped: {record.reason}", stacklevel=2)
+
+
+def _onnx_providers(device: str | None) -> list[str] | None:
+    """onnxruntime execution providers for a device name (None: the runtime's default)."""
+    if device is None or device == "auto":
+        return None
+    if device.startswith("cuda"):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _resolve_config(
+    config: str | Path | Config | None,
+    overrides: list[str],
+    run_yaml: Path | None,
+    ckpt: dict[str, Any],
+    weights: Path,
+) -> Config:
+    """The config to build: ``config`` if given, else the run folder's ``config.yaml``, else the
+    one the checkpoint holds; the overrides applied."""
+    if isinstance(config, Config):
+        return apply_overrides(config, overrides, "config") if overrides else config
+    if config is not None:
+        return load_config(config, overrides)
+    if run_yaml is not None:
+        return load_config(run_yaml, overrides)
+    stored = ckpt.get("config")
+    if isinstance(stored, dict):
+        return apply_overrides(stored, overrides, str(weights))
+    raise ConfigError(
+        f"{weights} holds no config (a bare state_dict): give the YAML config it was trained "
+        "with (config= / --config)"
+    )
+
+
+def _run_files(path: Path) -> tuple[Path, Path | None]:
+    """``(checkpoint, config.yaml or None)``: a run folder's best (else last) checkpoint and its
+    config, or a checkpoint file alone."""
+    if not path.is_dir():
+        return path, None
+    found = [path / n for n in RUN_CHECKPOINTS if (path / n).is_file()]
+    if not found:
+        raise CheckpointError(f"{path} holds no {' or '.join(RUN_CHECKPOINTS)} (not a run folder)")
+    run_yaml = path / "config.yaml"
+    return found[0], run_yaml if run_yaml.is_file() else None
+
+
+def load(
+    path: str | Path,
+    config: str | Path | Config | None = None,
+    device: str | None = None,
+    score_thresh: float = 0.3,
+    *,
+    half: bool = False,
+    overrides: list[str] | None = None,
+) -> VisionModel:
+    """A trained model, ready to ``predict``, ``evaluate`` and ``export``.
+
+    Args:
+        path: a training run's folder (its ``best.pth``, else ``last.pth``, built from its
+            ``config.yaml``); a checkpoint (its stored config, class names and category ids:
+            nothing else needed); a bare state_dict (``config=`` required; class names from
+            the config's ``data.val``); or an exported ``.onnx`` file (onnxruntime).
+        config: a YAML file or a ``Config`` to build the model from instead of the stored one.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; default: the
+            config's ``train.device``.
+        score_thresh: detections scoring below it are dropped (``predict`` may change it).
+        half: float16 inference (CUDA only).
+        overrides: dotted config overrides (``model.yolo.nms_thresh=0.4``).
+
+    Raises:
+        CheckpointError, ConfigError: one line: a missing or foreign file, a bare state_dict
+            without ``config=``, a config that does not build the checkpoint's model.
+    """
+    path = Path(path)
+    overrides = [*(overrides or []), *([f"train.device={device}"] if device else [])]
+    if path.suffix.lower() == ".onnx":
+        from visionkit.export.runtime import OnnxPredictor
+
+        cfg = None if config is None else _resolve_config(config, overrides, None, {}, path)
+        return VisionModel(OnnxPredictor(str(path), score_thresh, _onnx_providers(device)), cfg)
+    weights, run_yaml = _run_files(path)
+    ckpt = load_checkpoint(weights)
+    cfg = _resolve_config(config, overrides, run_yaml, ckpt, weights)
+    return VisionModel(load_predictor(cfg, str(weights), score_thresh, half, ckpt), cfg)

@@ -1,0 +1,81 @@
+"""Scoring a model, or a saved COCO results file, on a config's validation data
+(``VisionModel.evaluate`` and ``tools/eval.py``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from visionkit.config.schema import Config
+from visionkit.data import build_dataloader, build_dataset
+from visionkit.engine.evaluation_loop import evaluate
+from visionkit.errors import DataError
+from visionkit.evaluation import build_evaluator
+from visionkit.evaluation.coco_eval import check_coco_results
+from visionkit.models import model_task
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation gives.
+
+    Attributes:
+        metrics: ``{"bbox": {"AP": ..}, "voc07": {"mAP": ..}, "speed": {..}}`` (detection) or
+            ``{"sem_seg": {"mIoU": ..}, ...}``, in percent, as ``tools/eval.py --out`` writes.
+        results: the model's COCO box results (detection models; ``[]`` otherwise).
+        images: images evaluated.
+        skipped: unreadable images left out (``data.on_bad_image: skip``).
+    """
+
+    metrics: dict[str, dict[str, float]]
+    results: list[dict[str, Any]]
+    images: int
+    skipped: int
+
+
+def val_dataset(cfg: Config) -> Dataset:
+    """``cfg.data.val`` as the evaluation reads it (no augmentation; label maps for a
+    segmentation model; the shapes dataset generated if needed)."""
+    return build_dataset(
+        cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False,
+        task=model_task(cfg.model.name), on_bad_image=cfg.data.on_bad_image,
+    )  # fmt: skip
+
+
+def evaluate_model(
+    model: nn.Module,
+    device: torch.device,
+    cfg: Config,
+    dataset: Dataset,
+    metric: str = "coco",
+    progress: bool = False,
+) -> Evaluation:
+    """``model`` (already on ``device``) over ``dataset`` (:func:`val_dataset`), batched by
+    ``cfg.eval.batch_size`` with ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``,
+    ``voc07``, ``voc`` or ``all`` (box metrics; segmentation models take ``coco``)."""
+    task = model_task(cfg.model.name)
+    evaluator = build_evaluator(task, dataset, metric)
+    loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
+    metrics = evaluate(model, loader, evaluator, device, progress=progress)
+    skipped = len(loader.skipped)
+    results = evaluator.results if task == "detection" else []
+    return Evaluation(metrics, results, len(dataset) - skipped, skipped)
+
+
+def evaluate_predictions(path: Path, dataset: Dataset, metric: str = "coco") -> Evaluation:
+    """A COCO box results JSON (``[{"image_id", "category_id", "bbox": xywh, "score"}]``, the
+    dataset's ids) scored on ``dataset``; malformed records are a one-line ``DataError``."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read predictions {path}: {type(e).__name__}") from None
+    check_coco_results(results, dataset.ids, dataset.cat_ids, str(path))
+    evaluator = build_evaluator("detection", dataset, metric)
+    evaluator.add_results(results, dataset.ids)
+    return Evaluation(evaluator.evaluate(), results, len(dataset), 0)

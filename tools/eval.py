@@ -10,6 +10,7 @@ from pathlib import Path
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
 from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli, show_progress
+from visionkit.utils.warn import warnings_part
 
 # visionkit.evaluation's DETECTION_METRICS and VOC_METRICS, repeated so that --help needs no torch
 METRICS = ("coco", "voc07", "voc", "all")
@@ -137,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         band = "".join(f" {k} {v:.2f}" for k, v in m.items() if k.startswith("bIoU@"))
         print(
             f"evaluated {images}: mIoU {m['mIoU']:.2f} fwIoU {m['fwIoU']:.2f} "
-            f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}{band}"
+            f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}{band}{warnings_part()}"
         )
         return 0
-    print(f"evaluated {images}: {summary(metrics)}")
+    print(f"evaluated {images}: {summary(metrics)}{warnings_part()}")
     return 0
 
 

@@ -31,6 +31,7 @@ from visionkit.inference.writers import (
     write_image,
     write_label_png,
 )
+from visionkit.utils.warn import warnings_part
 
 
 @dataclass
@@ -56,7 +57,7 @@ class InferenceSummary:
         skipped = f"; {self.skipped} skipped (see above)" if self.skipped else ""
         return (
             f"{stop} {done} in {self.seconds:.1f} s ({rate:.1f}/s){skipped}; "
-            f"outputs in {self.output}"
+            f"outputs in {self.output}{warnings_part()}"
         )
 
 

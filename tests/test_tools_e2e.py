@@ -230,7 +230,7 @@ def test_missing_data_and_corrupt_image_are_one_line_errors(tmp_path):
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: skipped")]
     assert len(warnings) == 1 and victim.name in warnings[0], proc.stderr
     done = [ln for ln in proc.stdout.splitlines() if ln.startswith("done:")]
-    assert done[0].endswith("; unreadable images skipped: 1 (warnings above)"), proc.stdout
+    assert done[0].endswith("; unreadable images skipped: 1; 1 warning (above)"), proc.stdout
     proc = run_tool(
         "train.py", "--config", cfg, "--output-dir", str(tmp_path / "d"), "--no-progress", *overrides,
         "data.num_workers=1", "data.on_bad_image=stop", check=False,

@@ -72,7 +72,7 @@ def select_detections(
     keep = scores > score_thresh
     if min_size is not None:
         big = ((boxes[..., 2:] - boxes[..., :2]) > min_size).all(-1)
-        keep &= big if boxes.dim() == 3 else big[:, None]
+        keep = keep & (big if boxes.dim() == 3 else big[:, None])
     flat = keep.reshape(-1).nonzero().squeeze(1)
     k, c = flat // num_classes, flat % num_classes
     b = boxes.reshape(-1, 4)[flat] if boxes.dim() == 3 else boxes[k]

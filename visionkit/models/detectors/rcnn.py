@@ -215,7 +215,10 @@ class RCNN(nn.Module):
             ``box_deltas`` ``(R, 4C)`` (deltas of each region, per class); ``svm_scores``
             ``(R, C)``: the SVMs' margins on fc7 (meaningful once :attr:`has_svms`).
         """
-        pool5, fc7 = self.region_features(batch, rois[:, 0].long(), rois[:, 1:])
+        return self.outputs(rois, *self.region_features(batch, rois[:, 0].long(), rois[:, 1:]))
+
+    def outputs(self, rois: Tensor, pool5: Tensor, fc7: Tensor) -> dict[str, Tensor]:
+        """:meth:`forward`'s outputs from the regions' pool5 and fc7 features."""
         return {
             "rois": rois,
             "class_logits": self.cls_score(fc7),

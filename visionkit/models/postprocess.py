@@ -106,8 +106,7 @@ def class_specific_detections(
         dropped.
     """
     image_index = rois[:, 0].long()
-    boxes = box_coder.decode(deltas.float(), rois[:, 1:].float())
-    boxes = boxes.view(rois.shape[0], scores.shape[1], 4)  # (R, C, 4), R = 0 included
+    boxes = box_coder.decode_boxes(deltas.float(), rois[:, 1:].float())  # (R, C, 4)
     boxes = clip_to_sizes(boxes, image_sizes[image_index])  # each region's own image
     return select_detections(
         boxes,

@@ -22,6 +22,7 @@ LAYERS = (
     ("models",),
     ("evaluation",),
     ("engine",),
+    ("export",),
     ("inference",),
     ("analysis",),
 )

@@ -27,17 +27,23 @@ from visionkit.models.preprocess import ImageBatch, Preprocessor
 from visionkit.models.proposers import GivenProposals
 
 
-def read_session(path: str | Path, providers: Sequence[str] | None) -> tuple[Any, dict[str, Any]]:
+def read_session(
+    path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
+) -> tuple[Any, dict[str, Any]]:
     """An ``onnxruntime.InferenceSession`` of ``path`` and its visionkit metadata record; a
     one-line CheckpointError for a missing, corrupt or foreign file."""
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such ONNX file")
     try:
         session = ort.InferenceSession(
-            str(path), providers=list(providers or ["CPUExecutionProvider"])
+            str(path), options, providers=list(providers or ["CPUExecutionProvider"])
         )
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -63,6 +69,7 @@ class OnnxPredictor:
         path: a ``.onnx`` file written by :func:`visionkit.export.export_onnx`.
         score_thresh: detections scoring below it are dropped (after the graph's own threshold).
         providers: onnxruntime execution providers (default: the CPU's).
+        threads: onnxruntime's intra-op threads (default: its own choice, one per core).
 
     Attributes:
         task, class_names, cat_ids, score_thresh, device (``cpu``: where results are), model
@@ -74,8 +81,9 @@ class OnnxPredictor:
         path: str | Path,
         score_thresh: float = 0.3,
         providers: Sequence[str] | None = None,
+        threads: int | None = None,
     ) -> None:
-        self.session, self.meta = read_session(path, providers)
+        self.session, self.meta = read_session(path, providers, threads)
         meta = self.meta
         self.task, self.model = meta["task"], meta["model"]
         self.class_names, self.cat_ids = list(meta["class_names"]), list(meta["cat_ids"])
@@ -90,10 +98,14 @@ class OnnxPredictor:
         ss = self.config.model.selective_search
         self.proposals = GivenProposals(ss.mode, ss.max_proposals)
 
-    def inputs(self, images: Sequence[Tensor]) -> tuple[ImageBatch, dict[str, np.ndarray]]:
+    def inputs(
+        self, images: Sequence[Tensor], proposals: Sequence[Tensor] | None = None
+    ) -> tuple[ImageBatch, dict[str, np.ndarray]]:
         """``(3, H_i, W_i)`` float RGB images in ``[0, 1]`` -> their batch (resized and padded by
-        the model's Preprocessor, not normalized) and the graph's input arrays."""
-        given = self.proposals(images, None) if "proposals" in self.meta["inputs"] else None
+        the model's Preprocessor, not normalized) and the graph's input arrays. Given-proposal
+        models: per image ``(K_i, 4)`` xyxy ``proposals`` in its pixels, or None: selective
+        search on each image."""
+        given = self.proposals(images, proposals) if "proposals" in self.meta["inputs"] else None
         batch = self.preprocess(images)
         pixels = batch.tensor
         if self.uint8:
@@ -115,11 +127,16 @@ class OnnxPredictor:
             (``>= score_thresh``), ``labels`` ``(N,)`` int64 in ``0..C-1``; segmentation models
             ``sem_seg`` ``(H_i, W_i)`` int64.
         """
-        tensors = [
-            torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255
-            for img in images
-        ]
-        batch, feed = self.inputs(tensors)
+        tensors = [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) for img in images]
+        return self.predict([t.float() / 255 for t in tensors])
+
+    def predict(
+        self, images: Sequence[Tensor], proposals: Sequence[Tensor] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """:meth:`__call__` on ``(3, H_i, W_i)`` float RGB tensors in ``[0, 1]`` (as a model's
+        ``predict``), with the given-proposal models' optional ``proposals`` (per image
+        ``(K_i, 4)`` xyxy in its pixels)."""
+        batch, feed = self.inputs(images, proposals)
         outputs = dict(zip(self.meta["outputs"], self.session.run(None, feed), strict=True))
         if self.task == "sem_seg":
             logits = torch.from_numpy(outputs["logits"])
@@ -127,7 +144,7 @@ class OnnxPredictor:
             return [{"sem_seg": r["sem_seg"]} for r in results]
         out = {k: torch.from_numpy(v) for k, v in outputs.items()}
         results = []
-        for i in range(len(tensors)):
+        for i in range(len(images)):
             mine = (out["batch_index"] == i) & (out["scores"] >= self.score_thresh)
             results.append({k: out[k][mine] for k in ("boxes", "scores", "labels")})
         return batch.postprocess(results)

@@ -41,7 +41,7 @@ from visionkit.models.proposers import GivenProposals
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from throughput import device_name, size_label  # noqa: E402  (the house's shared pieces)
+from throughput import config_parser, device_name, quick_configs, size_label  # noqa: E402  (the house's shared pieces)
 
 
 def median_ms(call: Callable[[], object], warmup: int, steps: int) -> float:
@@ -98,20 +98,14 @@ def measure(config: str, args: argparse.Namespace, folder: Path) -> dict[str, st
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--config", action="append",
-        help="a config to measure, repeatable (default: the quick configs, configs/*_shapes.yaml)",
-    )  # fmt: skip
+    p = config_parser(__doc__)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="images per call")
     p.add_argument("--steps", type=int, default=20, help="timed calls per batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first")
     p.add_argument("--quick", action="store_true", help="2 steps after 1 warm-up")
     p.add_argument("overrides", nargs="*", help="dotted config overrides for every config")
     args = p.parse_args(argv)
-    args.config = args.config or [
-        str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("configs/*_shapes.yaml"))
-    ]
+    args.config = args.config or quick_configs()
     if args.quick:
         args.steps, args.warmup = 2, 1
     return args

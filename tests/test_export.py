@@ -166,10 +166,13 @@ def test_metadata_is_enough_to_run_the_file(exported):
     assert meta["input"]["dynamic_size"] is True
 
 
-def test_yolo_refuses_a_dynamic_size(tmp_path):
+def test_yolo_refuses_a_dynamic_size_and_shorter_side_resizing_a_static_one(tmp_path):
     cfg, model = build("yolo_v1")
     with pytest.raises(ConfigError, match="fixed model.input_size"):
         export_onnx(model, cfg, tmp_path / "y.onnx", NAMES, CAT_IDS, dynamic_size=True)
+    cfg, model = build("faster_rcnn")
+    with pytest.raises(ConfigError, match="resizes 'shorter_side'"):
+        export_onnx(model, cfg, tmp_path / "f.onnx", NAMES, CAT_IDS, dynamic_size=False)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's notice
@@ -218,3 +221,24 @@ def test_tools_export_help_and_bad_weights():
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_onnx_vs_eager_benchmark_quick_table(tmp_path):
+    overrides = [
+        f"data.val.root={tmp_path}", "data.val.num_images=2", "data.val.image_size=64",
+        "model.input_size=[64,64]", "model.backbone.name=lenet", "model.backbone.out_features=[]",
+        "model.yolo.grid_size=2", "model.yolo.head_channels=16", "model.yolo.extra_convs=1",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "onnx_vs_eager.py"), "--quick",
+         "--batch-sizes", "1", "2", "--config", "configs/yolo_v1_shapes.yaml", *overrides],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("command: python benchmarks/onnx_vs_eager.py --quick")
+    table = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if ln.startswith("|")]
+    header, rows = table[0], table[2:]
+    assert header[:3] == ["config", "model", "size"] and "eager / onnx (2)" in header
+    assert len(rows) == 1 and rows[0][:3] == ["yolo_v1_shapes.yaml", "yolo_v1", "64x64"]
+    assert all(float(v) > 0 for v in rows[0][3:])

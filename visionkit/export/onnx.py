@@ -137,6 +137,11 @@ def export_onnx(
     if dynamic_size and name in FIXED_SIZE_MODELS:
         raise ConfigError(f"{name} takes its fixed model.input_size only: no dynamic size")
     dynamic_size = name not in FIXED_SIZE_MODELS if dynamic_size is None else dynamic_size
+    if not dynamic_size and model.preprocess.resize != "fixed":
+        raise ConfigError(
+            f"a static input size needs a fixed one: {name} resizes '{model.preprocess.resize}' "
+            "(set model.input_size, and model.resize.mode fixed for two-stage detectors)"
+        )
     model = copy.deepcopy(model).cpu().float().eval()
     graph = export_graph(model, input_dtype).eval()
     example = _example_inputs(model, graph.inputs, input_dtype)

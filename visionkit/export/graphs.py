@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from visionkit.errors import ConfigError
 from visionkit.models.detectors.rcnn import RCNN
 from visionkit.models.detectors.two_stage import TwoStageDetector
 from visionkit.models.detectors.yolo_v1 import YOLOv1
@@ -95,8 +96,9 @@ class TwoStageGraph(nn.Module):
 
 class RcnnGraph(nn.Module):
     """R-CNN (``images``, ``image_sizes``, ``proposals``) -> detections. Every region is warped
-    and embedded in one pass: the eager model's ``chunk_size`` loop would be unrolled for the
-    traced proposal count."""
+    and embedded in one pass (the eager model's ``chunk_size`` loop would be unrolled for the
+    traced proposal count), so memory grows with the proposals: ``R x 3 x warp_size^2`` floats
+    and the backbone's activations on them."""
 
     inputs = ("images", "image_sizes", "proposals")
     outputs = DETECTION_OUTPUTS
@@ -132,11 +134,11 @@ def export_graph(model: nn.Module, input_dtype: str) -> nn.Module:
     """The traced module of ``model`` (a YOLOv1, two-stage detector, R-CNN or FCN) taking
     ``input_dtype`` images (``float32`` in ``[0, 1]`` or ``uint8``)."""
     if input_dtype not in INPUT_DTYPES:
-        raise ValueError(f"input dtype {input_dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
+        raise ConfigError(f"input dtype {input_dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
     p = model.preprocess
     normalize = Normalize(p.pixel_mean, p.pixel_std, input_dtype == "uint8")
     graphs = ((YOLOv1, YoloGraph), (TwoStageDetector, TwoStageGraph), (RCNN, RcnnGraph))
     for kind, graph in (*graphs, (FCN, FcnGraph)):
         if isinstance(model, kind):
             return graph(model, normalize)
-    raise ValueError(f"no ONNX graph for {type(model).__name__}")
+    raise ConfigError(f"no ONNX graph for {type(model).__name__} (not a visionkit model)")

@@ -125,6 +125,8 @@ def export_onnx(
         class_names, cat_ids: label -> class name / the dataset's category id.
         opset: ONNX opset (at least 16).
         input_dtype: ``float32`` (RGB in ``[0, 1]``) or ``uint8`` (``0..255``) ``images``.
+            float32 matches the PyTorch model exactly; with uint8 ``OnnxPredictor`` rounds the
+            resized image to ``0..255`` (exact where no resizing happens).
         dynamic_size: dynamic height and width of ``images``; None: wherever the model allows
             it (every model but YOLOv1, whose head fixes its input size).
 

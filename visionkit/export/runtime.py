@@ -5,7 +5,9 @@ Everything comes from the file's metadata (``onnx.py``): the model's
 :class:`~visionkit.models.preprocess.Preprocessor` is rebuilt from the stored settings with an
 identity normalization (the graph normalizes), so resizing, padding and the way back are the
 model's own code; given-proposal detectors get :class:`~visionkit.models.proposers.GivenProposals`'
-selective search per image, as their ``predict`` does.
+selective search per image, as their ``predict`` does. FCN's results come from the graph's
+``logits`` through ``ImageBatch.postprocess`` (resized to the original image, then arg-maxed, as
+the model's ``predict``); its ``sem_seg`` output is the label map in input pixels.
 """
 
 from __future__ import annotations

@@ -57,6 +57,23 @@ COLUMNS = (
 )  # fmt: skip
 
 
+def config_parser(description: str) -> argparse.ArgumentParser:
+    """The benchmarks' argument parser, with their repeatable ``--config``."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "--config", action="append",
+        help="a config to measure, repeatable (default: the quick configs, configs/*_shapes.yaml)",
+    )  # fmt: skip
+    return p
+
+
+def quick_configs() -> list[str]:
+    """The quick configs, ``configs/*_shapes.yaml``, relative to the repository root."""
+    return [str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("configs/*_shapes.yaml"))]
+
+
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU model (``/proc/cpuinfo``) with its core count."""
     if device.type == "cuda":
@@ -250,11 +267,7 @@ def rows(args: argparse.Namespace, device: torch.device) -> Iterator[dict[str, s
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument(
-        "--config", action="append",
-        help="a config to measure, repeatable (default: the quick configs, configs/*_shapes.yaml)",
-    )  # fmt: skip
+    p = config_parser(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", help="square input sizes (default: config's)")
     p.add_argument(
         "--batch-size", type=int, help="training and inference batch (default: config's)"
@@ -273,9 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 steps, 1 warm-up, batches of 2")
     p.add_argument("overrides", nargs="*", help="dotted config overrides for every config")
     args = p.parse_args(argv)
-    args.config = args.config or [
-        str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("configs/*_shapes.yaml"))
-    ]
+    args.config = args.config or quick_configs()
     if args.quick:
         args.steps, args.warmup, args.batch_size = 2, 1, args.batch_size or 2
     return args

@@ -67,7 +67,8 @@ def test_predict_with_proposals_in_original_pixels():
     def fake_detections(logits, deltas, rois, image_sizes):
         seen["rois"], seen["sizes"] = rois[:, 1:].tolist(), image_sizes.tolist()
         box = torch.tensor([[32.0, 16.0, 64.0, 48.0]])
-        return [{"boxes": box, "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]
+        zero = torch.zeros(1, dtype=torch.long)  # flat over the batch: each its image_index
+        return {"boxes": box, "scores": torch.ones(1), "labels": zero, "image_index": zero}
 
     model.roi_heads.detections = fake_detections
     # the 100 x 150 image becomes 64 x 96 (scale 0.64): proposals scale down, detections back up;

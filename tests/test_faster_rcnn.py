@@ -71,7 +71,8 @@ def test_predict_contract_and_original_pixels():
     def fake_detections(logits, deltas, rois, image_sizes):
         seen["sizes"] = image_sizes.tolist()
         box = torch.tensor([[32.0, 16.0, 64.0, 48.0]])
-        return [{"boxes": box, "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]
+        zero = torch.zeros(1, dtype=torch.long)  # flat over the batch: each its image_index
+        return {"boxes": box, "scores": torch.ones(1), "labels": zero, "image_index": zero}
 
     model.roi_heads.detections = fake_detections
     (out,) = model.predict([torch.rand(3, 100, 150)])
@@ -174,7 +175,9 @@ def test_images_without_proposals():
         proposals, losses = rpn_forward(features, image_sizes, gt_boxes)
         return [p[:0] for p in proposals], losses
 
-    model.rpn.forward = no_proposals
+    model.rpn.forward = no_proposals  # training
+    rpn_rois = model.rpn.rois  # prediction: the batch's (R, 5) rois
+    model.rpn.rois = lambda features, image_sizes: rpn_rois(features, image_sizes)[:0]
     images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
     # training still has the ground-truth boxes as RoIs; the empty image has none at all
     check_losses_and_gradients(model, images, targets([[8, 8, 40, 48]], []), LOSS_KEYS)

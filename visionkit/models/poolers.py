@@ -107,11 +107,10 @@ class RoIPooler(nn.Module):
         levels = self.assign_levels(rois)
         # every RoI is assigned one level, so every row is written: no zero fill (a memset of
         # R x C x k x k floats, ~5 % of Faster R-CNN's test time on CPU)
-        out = feats[0].new_empty(len(rois), *self.output_shape(feats[0].shape[1]))
+        out = feats[0].new_empty(rois.shape[0], *self.output_shape(feats[0].shape[1]))
         for i, (f, stride) in enumerate(zip(feats, self.strides, strict=True)):
-            idx = torch.nonzero(levels == i).squeeze(1)
-            if idx.numel():
-                out[idx] = self._pool(f, rois[idx], stride)
+            idx = torch.nonzero(levels == i).squeeze(1)  # may be empty: pooling none is fine
+            out[idx] = self._pool(f, rois[idx], stride)
         return out
 
 

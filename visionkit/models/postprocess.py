@@ -1,76 +1,128 @@
-"""Detection post-processing shared by every detector: score threshold, per-class NMS, top-k."""
+"""Detection post-processing shared by every detector and by the ONNX export graphs: score
+threshold, per-class NMS, per-image top-k.
+
+Everything works on the *flat* candidates of a whole batch (each with its ``image_index``), with
+tensor operations only: no Python loop over images and no branch on a data-dependent size, so
+that a traced graph (``visionkit/export``) serves any batch size and gives empty outputs for an
+image without detections. :func:`split_by_image` turns the flat detections into the per-image
+dicts of ``predict``.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 from visionkit.structures.box_coder import BoxCoder
-from visionkit.structures.boxes import MIN_BOX_SIZE, clip_boxes
+from visionkit.structures.boxes import MIN_BOX_SIZE, clip_to_sizes
+
+
+def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:
+    """NMS within each group (``torchvision.ops.batched_nms``' coordinate trick).
+
+    Args:
+        boxes: ``(K, 4)`` float xyxy, non-negative. scores: ``(K,)``.
+        groups: ``(K,)`` int64: boxes of different groups never suppress each other.
+
+    Returns:
+        ``(D,)`` int64 indices of the kept boxes, by decreasing score. The offset between groups
+        comes from the largest coordinate; a zero is appended so that it is defined (and the
+        graph runs) when there are no boxes.
+    """
+    top = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max() + 1
+    return nms(boxes + (groups.to(boxes.dtype) * top)[:, None], scores, iou_thresh)
+
+
+def top_per_image(image_index: Tensor, num_images: int | Tensor, k: int) -> Tensor:
+    """``(K,)`` bool: the first ``k`` entries of each image, for candidates ``image_index``
+    ``(K,)`` int64 already sorted best first (a one-hot cumulative sum gives each its rank)."""
+    one_hot = (image_index[:, None] == torch.arange(num_images, device=image_index.device)).long()
+    rank = (one_hot.cumsum(0) * one_hot).sum(1)  # 1 for an image's first entry
+    return rank <= k
 
 
 def select_detections(
     boxes: Tensor,
     scores: Tensor,
+    image_index: Tensor,
+    num_images: int | Tensor,
     score_thresh: float,
     nms_thresh: float,
     max_detections: int,
-    image_size: tuple[float, float] | None = None,
     min_size: float | None = None,
 ) -> dict[str, Tensor]:
-    """The detections of one image.
+    """The detections of a batch, flat.
 
     Args:
-        boxes: float xyxy in input pixels, ``(K, 4)`` shared by every class (YOLO's cells) or
-            ``(K, C, 4)`` one per class (class-specific regression).
+        boxes: float xyxy in input pixels, already clipped: ``(K, 4)`` shared by every class
+            (YOLO's cells) or ``(K, C, 4)`` one per class (class-specific regression).
         scores: ``(K, C)`` float per box and class.
+        image_index: ``(K,)`` int64, each candidate's image in ``0..num_images-1``.
         score_thresh: pairs scoring at most this are dropped.
-        nms_thresh: IoU of the per-class NMS (``torchvision.ops.batched_nms``).
-        max_detections: the highest-scoring detections kept after NMS.
-        image_size: ``(h, w)``: boxes are clipped to it first.
+        nms_thresh: IoU of the NMS within each image and class.
+        max_detections: the highest-scoring detections kept per image after NMS.
         min_size: pairs whose box is not wider and taller than this are dropped (None: none).
 
     Returns:
         ``boxes`` ``(D, 4)`` float xyxy, ``scores`` ``(D,)``, ``labels`` ``(D,)`` int64 in
-        ``0..C-1``, sorted by score.
+        ``0..C-1`` and ``image_index`` ``(D,)`` int64, sorted by score over the whole batch.
     """
-    if image_size is not None:
-        boxes = clip_boxes(boxes, image_size)
+    num_classes = scores.shape[1]
     keep = scores > score_thresh
     if min_size is not None:
-        wh = boxes[..., 2:] - boxes[..., :2]
-        big = (wh > min_size).all(-1)
-        keep &= big if boxes.dim() == 3 else big[:, None]
-    k, c = keep.nonzero(as_tuple=True)
-    b = boxes[k, c] if boxes.dim() == 3 else boxes[k]
-    s = scores[k, c]
-    top = batched_nms(b, s, c, nms_thresh)[:max_detections]
-    return {"boxes": b[top], "scores": s[top], "labels": c[top]}
+        big = ((boxes[..., 2:] - boxes[..., :2]) > min_size).all(-1)
+        keep = keep & (big if boxes.dim() == 3 else big[:, None])
+    flat = keep.reshape(-1).nonzero().squeeze(1)
+    k, c = flat // num_classes, flat % num_classes
+    b = boxes.reshape(-1, 4)[flat] if boxes.dim() == 3 else boxes[k]
+    s, img = scores.reshape(-1)[flat], image_index[k]
+    top = grouped_nms(b, s, img * num_classes + c, nms_thresh)
+    top = top[top_per_image(img[top], num_images, max_detections)]
+    return {"boxes": b[top], "scores": s[top], "labels": c[top], "image_index": img[top]}
 
 
 def class_specific_detections(
     scores: Tensor,
     deltas: Tensor,
-    regions: Tensor,
+    rois: Tensor,
     box_coder: BoxCoder,
-    image_size: tuple[float, float],
+    image_sizes: Tensor,
     score_thresh: float,
     nms_thresh: float,
     max_detections: int,
 ) -> dict[str, Tensor]:
-    """The detections of one image from per-region class scores and class-specific regression
+    """The detections of a batch from per-region class scores and class-specific regression
     (the Fast R-CNN head, R-CNN).
 
     Args:
-        scores: ``(K, C)`` float (softmax probabilities without the background, or SVM margins).
-        deltas: ``(K, 4C)`` the box coder's deltas of each region, per class.
-        regions: ``(K, 4)`` float xyxy in input pixels. image_size: ``(h, w)`` to clip to.
+        scores: ``(R, C)`` float (softmax probabilities without the background, or SVM margins).
+        deltas: ``(R, 4C)`` the box coder's deltas of each region, per class.
+        rois: ``(R, 5)`` float ``(image index, x1, y1, x2, y2)`` in input pixels.
+        image_sizes: ``(N, 2)`` float ``(h, w)`` of each image in the batch, to clip to.
 
     Returns:
-        :func:`select_detections` of the decoded, clipped boxes, degenerate ones dropped.
+        :func:`select_detections` of the decoded boxes, clipped to their image, degenerate ones
+        dropped.
     """
-    boxes = box_coder.decode(deltas.float(), regions.float())
-    boxes = boxes.view(len(regions), scores.shape[1], 4)  # (K, C, 4), K = 0 included
+    image_index = rois[:, 0].long()
+    boxes = box_coder.decode_boxes(deltas.float(), rois[:, 1:].float())  # (R, C, 4)
+    boxes = clip_to_sizes(boxes, image_sizes[image_index])  # each region's own image
     return select_detections(
-        boxes, scores, score_thresh, nms_thresh, max_detections, image_size, MIN_BOX_SIZE
+        boxes,
+        scores,
+        image_index,
+        image_sizes.shape[0],
+        score_thresh,
+        nms_thresh,
+        max_detections,
+        MIN_BOX_SIZE,
     )
+
+
+def split_by_image(detections: dict[str, Tensor], num_images: int) -> list[dict[str, Tensor]]:
+    """Flat detections (with ``image_index``) -> per image ``boxes``, ``scores``, ``labels``,
+    in their order (by score)."""
+    index = detections["image_index"]
+    fields = [k for k in detections if k != "image_index"]
+    return [{k: detections[k][index == i] for k in fields} for i in range(num_images)]

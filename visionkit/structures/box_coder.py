@@ -74,6 +74,11 @@ class BoxCoder:
         Returns:
             ``(N, 4 * K)`` float xyxy boxes (``(N, 4)`` when K = 1), unclipped.
         """
+        return self.decode_boxes(deltas, reference).flatten(1)
+
+    def decode_boxes(self, deltas: Tensor, reference: Tensor) -> Tensor:
+        """:meth:`decode` as ``(N, K, 4)`` boxes (no reshape of the result: an exported graph
+        cannot reshape a tensor of ``N = 0`` rows into a size it infers)."""
         wx, wy, ww, wh = self.weights
         reference = reference.to(deltas.dtype)
         rw = (reference[:, 2] - reference[:, 0])[:, None]
@@ -84,5 +89,4 @@ class BoxCoder:
         dh = (deltas[:, 3::4] / wh).clamp(max=self.scale_clamp)
         cx, cy = dx * rw + rx, dy * rh + ry
         w, h = torch.exp(dw) * rw, torch.exp(dh) * rh
-        boxes = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
-        return boxes.reshape(deltas.shape)
+        return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)

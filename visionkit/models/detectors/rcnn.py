@@ -34,7 +34,7 @@ from visionkit.models.heads.box_heads import TwoFCHead
 from visionkit.models.heads.roi_heads import box_predictor
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BalancedSampler
-from visionkit.models.postprocess import class_specific_detections
+from visionkit.models.postprocess import class_specific_detections, split_by_image
 from visionkit.models.preprocess import Preprocessor
 from visionkit.models.proposers import GivenProposals
 from visionkit.structures.box_coder import BoxCoder
@@ -215,7 +215,10 @@ class RCNN(nn.Module):
             ``box_deltas`` ``(R, 4C)`` (deltas of each region, per class); ``svm_scores``
             ``(R, C)``: the SVMs' margins on fc7 (meaningful once :attr:`has_svms`).
         """
-        pool5, fc7 = self.region_features(batch, rois[:, 0].long(), rois[:, 1:])
+        return self.outputs(rois, *self.region_features(batch, rois[:, 0].long(), rois[:, 1:]))
+
+    def outputs(self, rois: Tensor, pool5: Tensor, fc7: Tensor) -> dict[str, Tensor]:
+        """:meth:`forward`'s outputs from the regions' pool5 and fc7 features."""
         return {
             "rois": rois,
             "class_logits": self.cls_score(fc7),
@@ -241,28 +244,34 @@ class RCNN(nn.Module):
         """
         given = self.proposals(images, proposals)
         batch = self.preprocess(images)
-        thresh = self.svm_score_thresh if self.has_svms else self.score_thresh
-        results = []
-        for i, boxes in enumerate(batch.clip_to_input(given)):
-            out = self(batch.tensor, torch.cat([boxes.new_full((len(boxes), 1), i), boxes], 1))
-            if self.has_svms:
-                scores = out["svm_scores"]
-            else:
-                scores = out["class_logits"].float().softmax(-1)[:, : self.num_classes]
-            size = tuple(batch.image_sizes[i].tolist())
-            results.append(
-                class_specific_detections(
-                    scores,
-                    out["box_deltas"],
-                    boxes,
-                    self.box_coder,
-                    size,
-                    thresh,
-                    self.nms_thresh,
-                    self.max_detections,
-                )  # fmt: skip
-            )
-        return batch.postprocess(results)
+        rois = [
+            torch.cat([boxes.new_full((len(boxes), 1), i), boxes], 1)
+            for i, boxes in enumerate(batch.clip_to_input(given))
+        ]
+        outs = [self(batch.tensor, r) for r in rois]  # one image at a time, in chunks
+        out = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+        detections = self.detections(out, batch.image_sizes)
+        return batch.postprocess(split_by_image(detections, len(batch)))
+
+    def detections(self, out: dict[str, Tensor], image_sizes: Tensor) -> dict[str, Tensor]:
+        """The flat detections of a batch (:func:`class_specific_detections`) from
+        :meth:`forward`'s outputs: scored by the SVMs once they are set, else by the softmax;
+        ``image_sizes`` ``(N, 2)`` ``(h, w)`` to clip to."""
+        if self.has_svms:
+            scores, thresh = out["svm_scores"], self.svm_score_thresh
+        else:
+            probs = out["class_logits"].float().softmax(-1)
+            scores, thresh = probs[:, : self.num_classes], self.score_thresh
+        return class_specific_detections(
+            scores,
+            out["box_deltas"],
+            out["rois"],
+            self.box_coder,
+            image_sizes,
+            thresh,
+            self.nms_thresh,
+            self.max_detections,
+        )
 
 
 def build_rcnn(cfg: ModelConfig) -> RCNN:

@@ -33,6 +33,7 @@ from visionkit.models.heads.rpn import RegionProposalNetwork
 from visionkit.models.matching import BalancedSampler
 from visionkit.models.necks.fpn import FPN
 from visionkit.models.poolers import RoIPooler, boxes_to_rois
+from visionkit.models.postprocess import split_by_image
 from visionkit.models.preprocess import Preprocessor, build_preprocessor
 from visionkit.models.proposers import GivenProposals
 from visionkit.structures.box_coder import BoxCoder
@@ -87,8 +88,8 @@ class TwoStageDetector(nn.Module):
 
         Args:
             batch: ``(N, 3, H, W)`` normalized images (:class:`Preprocessor`'s ``tensor``).
-            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels, in image order;
-                None: the RPN's test-time proposals.
+            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels; None: the RPN's
+                test-time proposals (sorted by objectness over the batch).
             image_sizes: ``(N, 2)`` float ``(h, w)`` of each image inside the batch, to which
                 the RPN clips its proposals; None: the whole batch frame.
 
@@ -103,7 +104,7 @@ class TwoStageDetector(nn.Module):
             if image_sizes is None:
                 n, _, h, w = batch.shape
                 image_sizes = batch.new_tensor([[h, w]], dtype=torch.float32).expand(n, 2)
-            rois = boxes_to_rois(self.rpn(features, image_sizes)[0])
+            rois = self.rpn.rois(features, image_sizes)
         logits, deltas = self.roi_heads(features[: self.roi_levels], rois)
         return {"rois": rois, "class_logits": logits, "box_deltas": deltas}
 
@@ -156,11 +157,27 @@ class TwoStageDetector(nn.Module):
         given = self.proposals(images, proposals) if self.rpn is None else None
         batch = self.preprocess(images)
         rois = None if given is None else boxes_to_rois(batch.clip_to_input(given))
-        out = self(batch.tensor, rois, batch.image_sizes)
-        results = self.roi_heads.detections(
-            out["class_logits"], out["box_deltas"], out["rois"], batch.image_sizes
+        detections = self.detect(batch.tensor, batch.image_sizes, rois)
+        return batch.postprocess(split_by_image(detections, len(batch)))
+
+    def detect(
+        self, batch: Tensor, image_sizes: Tensor, rois: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """:meth:`forward` and the RoI head's post-processing, tensor operations only (what the
+        ONNX export runs too).
+
+        Args:
+            batch, image_sizes, rois: as in :meth:`forward` (``image_sizes`` required: boxes are
+                clipped to each image).
+
+        Returns:
+            The flat detections of the batch (:meth:`RoIHeads.detections`): ``boxes`` ``(D, 4)``
+            float32 xyxy in input pixels, ``scores``, ``labels``, ``image_index``.
+        """
+        out = self(batch, rois, image_sizes)
+        return self.roi_heads.detections(
+            out["class_logits"], out["box_deltas"], out["rois"], image_sizes
         )
-        return batch.postprocess(results)
 
 
 def two_stage_preprocessor(cfg: ModelConfig) -> Preprocessor:

@@ -17,9 +17,9 @@ from visionkit.config.schema import ModelConfig
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.heads.yolo_head import YoloHead
-from visionkit.models.postprocess import select_detections
+from visionkit.models.postprocess import select_detections, split_by_image
 from visionkit.models.preprocess import Preprocessor, build_preprocessor
-from visionkit.structures.boxes import aligned_box_iou
+from visionkit.structures.boxes import aligned_box_iou, clip_boxes
 
 
 class YOLOv1(nn.Module):
@@ -152,6 +152,23 @@ class YOLOv1(nn.Module):
             "loss_yolo_cls": cls_loss / n,
         }
 
+    def detect(self, x: Tensor) -> dict[str, Tensor]:
+        """Decoding, score threshold and per-class NMS on a normalized ``(N, 3, h, w)`` batch
+        (tensor operations only: what the ONNX export runs too).
+
+        Returns the flat detections of the batch (:func:`select_detections`): ``boxes``
+        ``(D, 4)`` float32 xyxy in input pixels, ``scores`` ``(D,)`` (class-specific confidence
+        Pr(class|object) * conf), ``labels`` and ``image_index`` ``(D,)`` int64.
+        """
+        terms, conf, cls = self._split(self(x))
+        n, c, cells = x.shape[0], self.num_classes, self.S * self.S * self.B
+        boxes = clip_boxes(self._decode_boxes(terms), self.preprocess.input_size).reshape(-1, 4)
+        scores = (conf.unsqueeze(-1) * cls.unsqueeze(3)).reshape(-1, c)  # (N * S*S*B, C)
+        image_index = torch.arange(n, device=x.device)[:, None].expand(n, cells).reshape(-1)
+        return select_detections(
+            boxes, scores, image_index, n, self.score_thresh, self.nms_thresh, self.max_detections
+        )
+
     @torch.no_grad()
     def predict(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
         """Detect objects.
@@ -161,18 +178,7 @@ class YOLOv1(nn.Module):
         ``(K,)`` int64 in ``0..C-1``, sorted by score, after per-class NMS.
         """
         batch = self.preprocess(images)
-        terms, conf, cls = self._split(self(batch.tensor))
-        n, c = len(batch), self.num_classes
-        boxes = self._decode_boxes(terms).reshape(n, -1, 4)
-        scores = (conf.unsqueeze(-1) * cls.unsqueeze(3)).reshape(n, -1, c)  # (N, S*S*B, C)
-        size = self.preprocess.input_size
-        results = [
-            select_detections(
-                b, s, self.score_thresh, self.nms_thresh, self.max_detections, image_size=size
-            )
-            for b, s in zip(boxes, scores, strict=True)
-        ]
-        return batch.postprocess(results)
+        return batch.postprocess(split_by_image(self.detect(batch.tensor), len(batch)))
 
 
 def build_yolo_v1(cfg: ModelConfig) -> YOLOv1:

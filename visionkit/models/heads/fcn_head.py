@@ -76,7 +76,7 @@ def _overlap(a: Tensor, b: Tensor, shift: int) -> tuple[Tensor, Tensor]:
 
 def crop_or_pad(x: Tensor, start: int, size: Sequence[int]) -> Tensor:
     """``x[..., start:start+H, start:start+W]``, edge-replicated where it falls outside ``x``."""
-    h, w = int(size[0]), int(size[1])
+    h, w = size[0], size[1]  # no int(): traced sizes stay dynamic in an ONNX export
     top, lead = max(start, 0), max(-start, 0)
     x = x[..., top : top + h - lead, top : top + w - lead]
     bottom, right = h - lead - x.shape[-2], w - lead - x.shape[-1]

@@ -135,41 +135,31 @@ class RoIHeads(nn.Module):
 
     def detections(
         self, logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor
-    ) -> list[dict[str, Tensor]]:
-        """Detections per image from the head's outputs.
+    ) -> dict[str, Tensor]:
+        """The detections of a batch from the head's outputs.
 
         Args:
             logits, deltas: ``(R, C + 1)`` and ``(R, 4C)`` of :meth:`forward`.
-            rois: its ``(R, 5)`` regions ``(image index, x1, y1, x2, y2)``, in image order.
+            rois: its ``(R, 5)`` regions ``(image index, x1, y1, x2, y2)``, any order.
             image_sizes: ``(N, 2)`` ``(h, w)`` of each image in the batch (boxes are clipped).
 
         Returns:
-            Per image ``boxes`` ``(D, 4)`` float32 xyxy in input pixels, ``scores`` ``(D,)``
-            softmax probabilities, ``labels`` ``(D,)`` int64 in ``0..C-1``; sorted by score,
-            after the score threshold and per-class NMS, at most ``max_detections``
-            (:func:`class_specific_detections`).
+            Flat over the batch (:func:`class_specific_detections`): ``boxes`` ``(D, 4)``
+            float32 xyxy in input pixels, ``scores`` ``(D,)`` softmax probabilities, ``labels``
+            ``(D,)`` int64 in ``0..C-1``, ``image_index`` ``(D,)`` int64; sorted by score, after
+            the score threshold and per-class NMS, at most ``max_detections`` per image.
         """
         probs = logits.float().softmax(-1)[:, : self.num_classes]
-        counts = torch.bincount(rois[:, 0].long(), minlength=len(image_sizes)).tolist()
-        return [
-            class_specific_detections(
-                p,
-                d,
-                r[:, 1:],
-                self.box_coder,
-                tuple(size.tolist()),
-                self.score_thresh,
-                self.nms_thresh,
-                self.max_detections,
-            )  # fmt: skip
-            for p, d, r, size in zip(
-                probs.split(counts),
-                deltas.split(counts),
-                rois.split(counts),
-                image_sizes,
-                strict=True,
-            )
-        ]
+        return class_specific_detections(
+            probs,
+            deltas,
+            rois,
+            self.box_coder,
+            image_sizes,
+            self.score_thresh,
+            self.nms_thresh,
+            self.max_detections,
+        )
 
 
 def fast_rcnn_matcher(fg_iou_thresh: float, bg_iou_thresh_lo: float) -> Matcher:

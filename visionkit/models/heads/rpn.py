@@ -13,11 +13,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import box_iou
 
 from visionkit.models.anchors import AnchorGenerator
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BACKGROUND, FOREGROUND, IGNORE, BalancedSampler, Matcher
+from visionkit.models.postprocess import grouped_nms, top_per_image
 from visionkit.structures.box_coder import BoxCoder
 from visionkit.structures.boxes import clip_to_sizes
 
@@ -47,6 +48,15 @@ class RPNHead(nn.Module):
             logits.append(self.objectness(t))
             deltas.append(self.deltas(t))
         return logits, deltas
+
+
+def _at_most(k: int, x: Tensor, dim: int) -> int:
+    """``min(k, x.shape[dim])``; while tracing for ONNX a tensor, so that the graph takes the
+    minimum of the size it is run on (feature maps of a dynamic input size)."""
+    if torch.jit.is_tracing():
+        size = torch._shape_as_tensor(x)[dim].unsqueeze(0)
+        return torch.cat([size.new_tensor([k]), size]).min()  # type: ignore[return-value]
+    return min(k, x.shape[dim])
 
 
 def _flatten(logits: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,6 +103,15 @@ class RegionProposalNetwork(nn.Module):
         self.ignore_cross_boundary = ignore_cross_boundary
         self.beta, self.box_loss_weight = smooth_l1_beta, box_loss_weight
 
+    def _outputs(
+        self, features: Sequence[Tensor]
+    ) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor]]:
+        """Per level the head's flattened ``(N, L_l)`` logits and ``(N, L_l, 4)`` deltas, and
+        the ``(L_l, 4)`` anchors."""
+        logits, deltas = self.head(features)
+        flat = [_flatten(lg, d) for lg, d in zip(logits, deltas, strict=True)]
+        return flat, self.anchor_generator(features)
+
     def forward(
         self,
         features: Sequence[Tensor],
@@ -110,17 +129,23 @@ class RegionProposalNetwork(nn.Module):
             Per image ``(K_i, 4)`` float xyxy proposals in input pixels (detached), sorted by
             objectness; and ``{loss_rpn_cls, loss_rpn_box}`` (empty without ``gt_boxes``).
         """
-        logits, deltas = self.head(features)
-        anchors = self.anchor_generator(features)
-        flat = [_flatten(lg, d) for lg, d in zip(logits, deltas, strict=True)]
+        flat, anchors = self._outputs(features)
         train = gt_boxes is not None
         detached = [(lg.detach(), d.detach()) for lg, d in flat]
-        proposals = self.propose(*zip(*detached, strict=True), anchors, image_sizes, train)
+        rois = self.propose(*zip(*detached, strict=True), anchors, image_sizes, train)
+        proposals = [rois[rois[:, 0] == i, 1:] for i in range(len(image_sizes))]
         if not train:
             return proposals, {}
         obj = torch.cat([f[0] for f in flat], 1)
         dts = torch.cat([f[1] for f in flat], 1)
         return proposals, self.loss(obj, dts, torch.cat(anchors), image_sizes, gt_boxes)
+
+    @torch.no_grad()
+    def rois(self, features: Sequence[Tensor], image_sizes: Tensor) -> Tensor:
+        """Test-time proposals of a batch as ``(R, 5)`` rois ``(image index, x1, y1, x2, y2)``
+        in input pixels (:meth:`propose`); tensor operations only, for the ONNX export too."""
+        flat, anchors = self._outputs(features)
+        return self.propose(*zip(*flat, strict=True), anchors, image_sizes, False)
 
     @torch.no_grad()
     def propose(
@@ -130,31 +155,29 @@ class RegionProposalNetwork(nn.Module):
         anchors: Sequence[Tensor],
         image_sizes: Tensor,
         train: bool,
-    ) -> list[Tensor]:
-        """Per level ``(N, L_l)`` logits, ``(N, L_l, 4)`` deltas, ``(L_l, 4)`` anchors -> per image
-        ``(K_i, 4)`` proposals (see :meth:`forward`)."""
+    ) -> Tensor:
+        """Per level ``(N, L_l)`` logits, ``(N, L_l, 4)`` deltas, ``(L_l, 4)`` anchors -> the
+        batch's proposals: ``(R, 5)`` float ``(image index, x1, y1, x2, y2)`` in input pixels,
+        sorted by objectness over the batch (top-N per image and level, decoded, clipped to
+        each image, small ones removed, NMS per image and level, top-N per image)."""
         pre_n, post_n = self.pre_nms_top_n[not train], self.post_nms_top_n[not train]
         n = image_sizes.shape[0]
         all_boxes, all_scores, all_levels = [], [], []
         for level, (lg, dt, anc) in enumerate(zip(logits, deltas, anchors, strict=True)):
-            k = min(pre_n, lg.shape[1])
-            scores, idx = lg.float().topk(k, dim=1)
+            scores, idx = lg.float().topk(_at_most(pre_n, lg, 1), dim=1)
             sel = dt.float().gather(1, idx[..., None].expand(-1, -1, 4))
             boxes = self.box_coder.decode(sel.reshape(-1, 4), anc[idx.reshape(-1)])
-            all_boxes.append(boxes.view(n, k, 4))
+            all_boxes.append(boxes.view(n, -1, 4))
             all_scores.append(scores)
-            all_levels.append(torch.full((k,), level, device=lg.device))
-        boxes = clip_to_sizes(torch.cat(all_boxes, 1), image_sizes)
-        scores, levels = torch.cat(all_scores, 1), torch.cat(all_levels)
-        wh = boxes[..., 2:] - boxes[..., :2]
-        keep_mask = (wh > self.min_size).all(-1)
-        proposals = []
-        for i in range(n):
-            keep = keep_mask[i].nonzero().squeeze(1)
-            b, s, lv = boxes[i, keep], scores[i, keep], levels[keep]
-            keep = batched_nms(b, s, lv, self.nms_thresh)[:post_n]
-            proposals.append(b[keep])
-        return proposals
+            all_levels.append(torch.full_like(idx, level))
+        boxes = clip_to_sizes(torch.cat(all_boxes, 1), image_sizes).reshape(-1, 4)
+        scores, levels = torch.cat(all_scores, 1), torch.cat(all_levels, 1)
+        image = torch.arange(n, device=boxes.device)[:, None].expand_as(levels).reshape(-1)
+        keep = ((boxes[:, 2:] - boxes[:, :2]) > self.min_size).all(-1).nonzero().squeeze(1)
+        b, s, img = boxes[keep], scores.reshape(-1)[keep], image[keep]
+        top = grouped_nms(b, s, img * len(anchors) + levels.reshape(-1)[keep], self.nms_thresh)
+        top = top[top_per_image(img[top], n, post_n)]
+        return torch.cat([img[top, None].to(b.dtype), b[top]], 1)
 
     def label_anchors(
         self, anchors: Tensor, image_sizes: Tensor, gt_boxes: Sequence[Tensor]

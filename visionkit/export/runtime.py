@@ -1,0 +1,152 @@
+"""Run an exported ``.onnx`` file with onnxruntime, as ``visionkit.inference.Predictor`` runs a
+checkpoint: RGB arrays in, per-image results in original pixels out.
+
+Everything comes from the file's metadata (``onnx.py``): the model's
+:class:`~visionkit.models.preprocess.Preprocessor` is rebuilt from the stored settings with an
+identity normalization (the graph normalizes), so resizing, padding and the way back are the
+model's own code; given-proposal detectors get :class:`~visionkit.models.proposers.GivenProposals`'
+selective search per image, as their ``predict`` does. FCN's results come from the graph's
+``logits`` through ``ImageBatch.postprocess`` (resized to the original image, then arg-maxed, as
+the model's ``predict``); its ``sem_seg`` output is the label map in input pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from visionkit.config.loader import config_from_dict
+from visionkit.errors import CheckpointError
+from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
+from visionkit.models.poolers import boxes_to_rois
+from visionkit.models.preprocess import ImageBatch, Preprocessor
+from visionkit.models.proposers import GivenProposals
+
+
+def read_session(
+    path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """An ``onnxruntime.InferenceSession`` of ``path`` and its visionkit metadata record; a
+    one-line CheckpointError for a missing, corrupt or foreign file."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such ONNX file")
+    try:
+        session = ort.InferenceSession(
+            str(path), options, providers=list(providers or ["CPUExecutionProvider"])
+        )
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable ONNX model ({first[:200]})") from None
+    record = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if record is None:
+        raise CheckpointError(
+            f"{path}: an ONNX model without visionkit metadata (export it with tools/export.py)"
+        )
+    meta = json.loads(record)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: visionkit ONNX format {meta.get('format_version')}; this version reads "
+            f"{FORMAT_VERSION}"
+        )
+    return session, meta
+
+
+class OnnxPredictor:
+    """An exported model under onnxruntime, with ``Predictor``'s interface.
+
+    Args:
+        path: a ``.onnx`` file written by :func:`visionkit.export.export_onnx`.
+        score_thresh: detections scoring below it are dropped (after the graph's own threshold).
+        providers: onnxruntime execution providers (default: the CPU's).
+        threads: onnxruntime's intra-op threads (default: its own choice, one per core).
+
+    Attributes:
+        task, class_names, cat_ids, score_thresh, device (``cpu``: where results are), model
+        (its name), config (the resolved config the file holds), meta (the whole record).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        score_thresh: float = 0.3,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.session, self.meta = read_session(path, providers, threads)
+        meta = self.meta
+        self.task, self.model = meta["task"], meta["model"]
+        self.class_names, self.cat_ids = list(meta["class_names"]), list(meta["cat_ids"])
+        self.score_thresh, self.device = score_thresh, torch.device("cpu")
+        self.config = config_from_dict(meta["config"], where=str(path))
+        p = meta["input"]
+        self.uint8 = p["dtype"] == "uint8"
+        self.preprocess = Preprocessor(
+            p["resize"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), p["input_size"], p["min_size"],
+            p["max_size"], p["size_divisor"],
+        )  # fmt: skip
+        ss = self.config.model.selective_search
+        self.proposals = GivenProposals(ss.mode, ss.max_proposals)
+
+    def inputs(
+        self, images: Sequence[Tensor], proposals: Sequence[Tensor] | None = None
+    ) -> tuple[ImageBatch, dict[str, np.ndarray]]:
+        """``(3, H_i, W_i)`` float RGB images in ``[0, 1]`` -> their batch (resized and padded by
+        the model's Preprocessor, not normalized) and the graph's input arrays. Given-proposal
+        models: per image ``(K_i, 4)`` xyxy ``proposals`` in its pixels, or None: selective
+        search on each image."""
+        given = self.proposals(images, proposals) if "proposals" in self.meta["inputs"] else None
+        batch = self.preprocess(images)
+        pixels = batch.tensor
+        if self.uint8:
+            pixels = pixels.mul(255).round().clamp(0, 255).to(torch.uint8)
+        feed = {"images": pixels.numpy(), "image_sizes": batch.image_sizes.long().numpy()}
+        if given is not None:
+            feed["proposals"] = boxes_to_rois(batch.clip_to_input(given)).numpy()
+        return batch, {name: feed[name] for name in self.meta["inputs"]}
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, Tensor]]:
+        """Predict a batch.
+
+        Args:
+            images: ``(H_i, W_i, 3)`` uint8 RGB arrays, any sizes.
+
+        Returns:
+            Per image, on the CPU, as ``Predictor``: detection models ``boxes`` ``(N, 4)``
+            float32 xyxy in the image's pixels, ``scores`` ``(N,)`` float32
+            (``>= score_thresh``), ``labels`` ``(N,)`` int64 in ``0..C-1``; segmentation models
+            ``sem_seg`` ``(H_i, W_i)`` int64.
+        """
+        tensors = [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) for img in images]
+        return self.predict([t.float() / 255 for t in tensors])
+
+    def predict(
+        self, images: Sequence[Tensor], proposals: Sequence[Tensor] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """:meth:`__call__` on ``(3, H_i, W_i)`` float RGB tensors in ``[0, 1]`` (as a model's
+        ``predict``), with the given-proposal models' optional ``proposals`` (per image
+        ``(K_i, 4)`` xyxy in its pixels)."""
+        batch, feed = self.inputs(images, proposals)
+        outputs = dict(zip(self.meta["outputs"], self.session.run(None, feed), strict=True))
+        if self.task == "sem_seg":
+            logits = torch.from_numpy(outputs["logits"])
+            results = batch.postprocess([{"logits": logits[i : i + 1]} for i in range(len(logits))])
+            return [{"sem_seg": r["sem_seg"]} for r in results]
+        out = {k: torch.from_numpy(v) for k, v in outputs.items()}
+        results = []
+        for i in range(len(images)):
+            mine = (out["batch_index"] == i) & (out["scores"] >= self.score_thresh)
+            results.append({k: out[k][mine] for k in ("boxes", "scores", "labels")})
+        return batch.postprocess(results)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -54,7 +56,6 @@ class YoloHead(nn.Module):
             layers.append(_conv(cin, channels, stride))
             cin = channels
         self.convs = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(grid_size)
         s2 = grid_size * grid_size
         if kind == "fc":
             self.out = nn.Sequential(
@@ -72,9 +73,31 @@ class YoloHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C_in, h, w)`` features -> ``(N, S, S, B*5 + C)`` raw (pre-activation) outputs."""
-        x = self.pool(self.convs(x))
-        x = self.out(x)
+        x = self.out(adaptive_avg_pool(self.convs(x), self.grid_size))
         s = self.grid_size
         if self.kind == "fc":
             return x.view(-1, s, s, self.out_per_cell)
         return x.permute(0, 2, 3, 1).contiguous()
+
+
+def adaptive_avg_pool(x: Tensor, size: int) -> Tensor:
+    """``F.adaptive_avg_pool2d(x, size)`` for ``(N, C, h, w)`` ``x``, exportable for any ``h, w``.
+
+    ONNX has no adaptive pooling: the exporter writes a fixed AveragePool and refuses sizes that
+    ``size`` does not divide. Those take the same bins (``floor(i h / S)`` to ``ceil((i + 1) h /
+    S)``) as two averaging matrices, ``A_h x A_w^T``, so that the graph computes what eager does.
+    """
+    h, w = x.shape[-2:]
+    if h % size == 0 and w % size == 0:
+        return F.adaptive_avg_pool2d(x, size)
+    return _bins(h, size, x) @ x @ _bins(w, size, x).T  # (S, h) @ (N, C, h, w) @ (w, S)
+
+
+def _bins(n: int, size: int, like: Tensor) -> Tensor:
+    """``(size, n)``: row i averages positions ``floor(i n / size)`` to ``ceil((i + 1) n / size)``."""
+    i = torch.arange(size)
+    # non-negative integers only: ONNX's integer Div truncates where Python's // floors
+    start, end = (i * n) // size, ((i + 1) * n + size - 1) // size
+    pos = torch.arange(n)
+    inside = (pos[None] >= start[:, None]) & (pos[None] < end[:, None])
+    return (inside / (end - start)[:, None]).to(like)

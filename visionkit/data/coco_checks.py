@@ -12,6 +12,7 @@ as COCOeval needs them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,15 @@ def image_header(path: Path) -> tuple[int, int, int] | None:
         return None
 
 
-def check_image_sizes(images: dict[int, dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
+def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
     """Compare every image's ``width``/``height`` with its file before any work starts.
 
     The annotations may describe the pixels as stored or as displayed after the file's EXIF
     rotation (:func:`read_sized_image`'s rule: the stored pixels when their size matches).
     Unreadable files are left to the read.
+
+    Args:
+        images: the instances file's (checked) ``images`` records.
 
     Returns:
         The ids of images with an EXIF orientation whose annotations describe the stored pixels
@@ -139,21 +143,20 @@ def check_image_sizes(images: dict[int, dict[str, Any]], image_dir: Path, where:
     Raises:
         DataError: images whose file has another size, counted, the first one named.
     """
-    ids = list(images)
-    paths = [image_dir / images[i]["file_name"] for i in ids]
+    paths = [image_dir / im["file_name"] for im in images]
     with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
         headers = list(pool.map(image_header, paths))
     stored, wrong = set(), []
-    for image_id, path, header in zip(ids, paths, headers, strict=True):
+    for im, path, header in zip(images, paths, headers, strict=True):
         if header is None:
             continue
         width, height, tag = header
-        size = (images[image_id]["width"], images[image_id]["height"])
+        size = (im["width"], im["height"])
         if (width, height) == size:
             if tag != 1:
-                stored.add(image_id)
+                stored.add(im["id"])
         elif not (tag in (5, 6, 7, 8) and (height, width) == size):
-            wrong.append((image_id, path.name, width, height, size))
+            wrong.append((im["id"], path.name, width, height, size))
     if wrong:
         image_id, name, width, height, size = wrong[0]
         raise DataError(

@@ -14,9 +14,10 @@ offsets). Both pickle as a few arrays, so a spawned worker receives them in one 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import pickle
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -81,6 +82,50 @@ class PackedArrays:
         return np.diff(self.offsets)
 
 
+def find_sorted(keys: np.ndarray, key: int) -> int:
+    """The position of ``key`` in the ascending ``keys``; KeyError when it is not there."""
+    row = int(np.searchsorted(keys, key))
+    if row == len(keys) or keys[row] != key:
+        raise KeyError(key)
+    return row
+
+
+class PackedMapping(Mapping[int, np.ndarray]):
+    """A read-only ``{int id: (n_i, *shape) array}`` (e.g. proposals per image id), packed:
+    ``keys`` ``(K,)`` int64 ascending and their arrays as :class:`PackedArrays`; a lookup is a
+    binary search and gives a fresh copy."""
+
+    def __init__(
+        self, mapping: Mapping[int, np.ndarray], dtype: np.dtype | type, shape: tuple[int, ...]
+    ) -> None:
+        self.keys_ = np.array(sorted(mapping), np.int64)
+        self.arrays = PackedArrays.from_list(
+            [mapping[k] for k in self.keys_.tolist()], dtype, shape
+        )
+
+    def __getitem__(self, key: int) -> np.ndarray:
+        return self.arrays[find_sorted(self.keys_, key)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.keys_.tolist())
+
+    def __len__(self) -> int:
+        return len(self.keys_)
+
+
+def pack_objects(objects: Sequence[Any]) -> PackedArrays:
+    """Picklable per-item objects (e.g. an image's polygons) as one uint8 buffer, each item
+    pickled (detectron2's way); read item ``i`` back with :func:`unpack_object`."""
+    return PackedArrays.from_list(
+        [np.frombuffer(pickle.dumps(o), np.uint8) for o in objects], np.uint8
+    )
+
+
+def unpack_object(packed: PackedArrays, i: int) -> Any:
+    """Item ``i`` of :func:`pack_objects` (only ever objects this process packed)."""
+    return pickle.loads(packed[i].tobytes())
+
+
 class ImageTable:
     """Per-image facts of a detection dataset, in ascending id order.
 
@@ -110,10 +155,7 @@ class ImageTable:
 
     def row(self, image_id: int) -> int:
         """The row of ``image_id``; KeyError when the table has no such image."""
-        row = int(np.searchsorted(self.ids, image_id))
-        if row == len(self.ids) or self.ids[row] != image_id:
-            raise KeyError(image_id)
-        return row
+        return find_sorted(self.ids, image_id)
 
     def path(self, row: int) -> Path:
         return self.folder / self.names[row]

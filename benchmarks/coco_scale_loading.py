@@ -5,9 +5,10 @@ Python object writes its reference count; so an index held as lists and dicts (a
 ``COCO`` object, a dict of per-image arrays) is copied into every worker as it iterates, while
 the packed index (``visionkit/data/packed.py``: flat numpy arrays) stays shared. This generates a
 train2017-sized instances file (118,287 images, about 860k boxes, 80 categories; no pixel files:
-the workers read every sample's record, what ``__getitem__`` reads before it decodes the image)
-and, for each layout, with and without ``gc.freeze()`` before the workers fork, measures in a
-fresh process: the dataset's start-up (constructing it from the JSON), then, with 4 workers
+the workers read every sample's record, what ``__getitem__`` reads before it decodes the image,
+with a full garbage collection every 2048 samples, as in a worker that allocates tensors)
+and, for each layout, with a plain DataLoader and with the toolkit's (``FrozenHeapLoader``:
+``gc.freeze()`` as the workers fork), measures in a fresh process: the dataset's start-up (constructing it from the JSON), then, with 4 workers
 iterating over all indices, each worker's unique memory (USS: Private_Clean + Private_Dirty of
 ``/proc/<pid>/smaps_rollup``) beyond its start, and the main process's RSS. One markdown table:
 
@@ -39,13 +40,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from visionkit.data.coco import CocoDetection, load_coco
 from visionkit.data.coco_checks import check_image_sizes
-from visionkit.data.packed import Record
+from visionkit.data.packed import FrozenHeapLoader, Record
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 
 TRAIN2017_IMAGES, TRAIN2017_BOXES = 118_287, 860_001
 # COCO's 80 category ids (1..90 with gaps)
 COCO_CAT_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 MIB = 2**20
+COLLECT_EVERY = 2048
 
 
 def generate(folder: Path, scale: float, seed: int = 0) -> Path:
@@ -113,15 +115,20 @@ class DictsLayout:
 
 
 class Records(Dataset):
-    """Sample ``i`` of a dataset up to its image decode: its record's number of boxes."""
+    """Sample ``i`` of a dataset up to its image decode: its record's number of boxes. Every
+    :data:`COLLECT_EVERY` samples a full garbage collection runs, as it does in a training
+    worker that allocates images and tensors (it writes the header of every tracked object)."""
 
     def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
+        self.dataset, self.seen = dataset, 0  # samples this process has read
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> int:
+        self.seen += 1
+        if self.seen % COLLECT_EVERY == 0:
+            gc.collect()
         return len(self.dataset.record(index).boxes)
 
 
@@ -157,11 +164,10 @@ def measure(ann_file: Path, layout: str, freeze: bool, workers: int) -> dict[str
     )
     startup = time.perf_counter() - start
     starts = tempfile.mkdtemp()
-    loader = DataLoader(Records(dataset), batch_size=64, num_workers=workers, collate_fn=total,
-                        worker_init_fn=functools.partial(note_start, starts),
-                        persistent_workers=True)  # fmt: skip
-    if freeze:
-        gc.freeze()
+    loader = (FrozenHeapLoader if freeze else DataLoader)(
+        Records(dataset), batch_size=64, num_workers=workers, collate_fn=total,
+        worker_init_fn=functools.partial(note_start, starts), persistent_workers=True,
+    )  # fmt: skip
     start = time.perf_counter()
     boxes = sum(loader)  # the workers stay alive (persistent) to be measured
     iterate = time.perf_counter() - start
@@ -197,8 +203,8 @@ def main() -> None:
             proc = subprocess.run(command, capture_output=True, text=True, check=True)
             r = json.loads(proc.stdout.splitlines()[-1])
             each = ", ".join(f"{g:.1f}" for g in r["growth"])
-            print(f"| {layout} | {freeze} | {r['images']} | {r['boxes']} | {r['startup']:.1f} | "
-                  f"{r['iterate']:.1f} | {r['main_rss']:.0f} | {each} |")  # fmt: skip
+            print(f"| {layout} | {freeze} | {r['images']} | {r['boxes']} | {r['startup']:.2f} | "
+                  f"{r['iterate']:.2f} | {r['main_rss']:.0f} | {each} |")  # fmt: skip
 
 
 if __name__ == "__main__":

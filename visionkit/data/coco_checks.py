@@ -76,7 +76,7 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
                 f"{what}: category_id {_get(a, 'category_id')} is not one of the categories"
             )
         box = a.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(is_finite_number(v) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(map(is_finite_number, box))):
             raise DataError(f"{what}: bbox {box!r} is not 4 finite numbers [x, y, w, h]")
         if box[2] < 0 or box[3] < 0:
             raise DataError(f"{what}: bbox {box!r} has a negative width or height")
@@ -125,6 +125,11 @@ def image_header(path: Path) -> tuple[int, int, int] | None:
         return None
 
 
+def image_headers(paths: Sequence[Path]) -> list[tuple[int, int, int] | None]:
+    """:func:`image_header` of each of ``paths``."""
+    return [image_header(p) for p in paths]
+
+
 def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
     """Compare every image's ``width``/``height`` with its file before any work starts.
 
@@ -144,8 +149,9 @@ def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: 
         DataError: images whose file has another size, counted, the first one named.
     """
     paths = [image_dir / im["file_name"] for im in images]
+    chunks = [paths[k : k + 512] for k in range(0, len(paths), 512)]  # not a future per file
     with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
-        headers = list(pool.map(image_header, paths))
+        headers = [h for chunk in pool.map(image_headers, chunks) for h in chunk]
     stored, wrong = set(), []
     for im, path, header in zip(images, paths, headers, strict=True):
         if header is None:

@@ -81,7 +81,7 @@ def test_skipping_gives_up_on_a_dataset_of_unreadable_files(tmp_path):
 def test_segmentation_label_maps_are_skipped_too(tmp_path):
     cfg = DatasetConfig(type="shapes", root=str(tmp_path), num_images=4, image_size=48)
     ds = build_dataset(cfg, AugmentConfig(), None, train=False, task="sem_seg")
-    label = ds.samples[0][1]
+    label = ds.label_path(0)
     label.write_bytes(b"not a png")
     loader = build_dataloader(ds, 4, 0, shuffle=False)
     assert passes(loader, 1) == [ds.ids[1:]]

@@ -127,7 +127,7 @@ def test_proposals_see_the_pixels_the_boxes_describe(tmp_path, width, height, or
     assert dataset.read(1).shape[:2] == (height, width)
     # the two readings are cached apart: a cache of the rotated view never serves the stored one
     keys = {cache_path(dataset, ProposalConfig(method="selective_search")).name}
-    dataset._stored ^= {1}
+    dataset._table.stored[0] ^= True  # image id 1
     keys.add(cache_path(dataset, ProposalConfig(method="selective_search")).name)
     assert len(keys) == 2
 

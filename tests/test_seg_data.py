@@ -53,7 +53,7 @@ def test_voc_png_boundaries_sbd_and_errors(tmp_path):
         scipy_io.savemat(sbd / "cls" / f"{name}.mat", {"GTcls": {"Segmentation": label % 255}})
     (sbd / "train.txt").write_text("a\nc\n")
     both = voc_segmentation(root, ["2012/train", "sbd/train"])
-    assert len(both) == 3 and both.samples[2][1].name == "c.mat"
+    assert len(both) == 3 and both.label_path(2).name == "c.mat"
     assert torch.equal(both[2][1]["sem_seg"], torch.from_numpy(label % 255).long())
     # errors: a label outside the classes, a missing split list, a missing root
     write_png(voc / "SegmentationClass" / "b.png", np.full((6, 8), 30, np.uint8))
@@ -111,7 +111,7 @@ def test_shapes_masks_through_build_dataset(tmp_path):
     ds = build_dataset(cfg, AugmentConfig(), None, train=False, task="sem_seg")
     assert ds.class_names == ["background", "circle", "square", "triangle", "star", "cross"]
     image, t = ds[0]
-    png = np.array(Image.open(ds.samples[0][1]))
+    png = np.array(Image.open(ds.label_path(0)))
     assert image.shape == (3, 64, 64) and torch.equal(t["sem_seg"], torch.from_numpy(png).long())
     assert set(t["sem_seg"].unique().tolist()) <= {0, 1, 2, 3, 4, 5, 255}
     train = build_dataset(cfg, AugmentConfig(), (32, 48), train=True, task="sem_seg")

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from visionkit.data.packed import FrozenHeapLoader
 from visionkit.data.transforms import seed_transforms
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.utils.warn import warn
@@ -118,9 +119,10 @@ class SkipReporter:
         return not target.pop(STAND_IN_KEY, False)
 
 
-class ReportingDataLoader(DataLoader):
+class ReportingDataLoader(FrozenHeapLoader):
     """A DataLoader whose :class:`SkipReporter` reports and removes what :class:`BadImageGuard`
-    put in targets; ``skipped`` is the reporter's (path -> message)."""
+    put in targets; ``skipped`` is the reporter's (path -> message). Its workers fork with the
+    parent's objects frozen (:class:`~visionkit.data.packed.FrozenHeapLoader`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -16,23 +16,35 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from visionkit.data.coco_checks import check_coco_dataset, check_image_sizes, read_sized_image
+from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError
-from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
+from visionkit.structures.boxes import clip_to_sizes, convert_boxes, valid_boxes_mask
 
 
-def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, COCO, set[int]]:
-    """``(ann_file, image_dir, COCO, stored)`` of a COCO split: the image folder checked to exist,
-    every image's size checked against its file (:func:`check_image_sizes`; ``stored``: the ids
-    read without their EXIF rotation)."""
+def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, dict, ImageTable]:
+    """``(ann_file, image_dir, data, table)`` of a COCO split: the image folder checked to exist,
+    the instances file read and checked (:func:`read_coco_json`), every image's size checked
+    against its file (:func:`check_image_sizes`) and the images packed into an
+    :class:`~visionkit.data.packed.ImageTable` (ascending ids)."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not image_dir.is_dir():
         raise DataError(f"COCO image folder not found: {image_dir}")
-    coco = load_coco(ann_file)
-    return ann_file, image_dir, coco, check_image_sizes(coco.imgs, image_dir, ann_file)
+    data = read_coco_json(ann_file)
+    stored = check_image_sizes(data["images"], image_dir, ann_file)
+    images = sorted(data["images"], key=lambda im: im["id"])
+    table = ImageTable(
+        np.array([im["id"] for im in images], np.int64),
+        [im["file_name"] for im in images],
+        np.array([(im["height"], im["width"]) for im in images], np.int32),
+        np.array([im["id"] in stored for im in images], bool),
+        image_dir,
+    )
+    return ann_file, image_dir, data, table
 
 
-def load_coco(ann_file: Path) -> COCO:
-    """Load and sanity-check an instances JSON; errors name the file."""
+def read_coco_json(ann_file: Path) -> dict[str, Any]:
+    """Load and sanity-check an instances JSON (:func:`check_coco_dataset`); errors name the
+    file."""
     if not ann_file.is_file():
         raise DataError(f"COCO annotation file not found: {ann_file}")
     try:
@@ -49,6 +61,12 @@ def load_coco(ann_file: Path) -> COCO:
     if not data["images"]:
         raise DataError(f"{ann_file}: holds no images")
     check_coco_dataset(data, ann_file)
+    return data
+
+
+def coco_index(data: dict[str, Any]) -> COCO:
+    """A pycocotools index over an instances dict (``images``, ``annotations``,
+    ``categories``)."""
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -56,18 +74,69 @@ def load_coco(ann_file: Path) -> COCO:
     return coco
 
 
-class CocoDetection(Dataset):
+def load_coco(ann_file: Path) -> COCO:
+    """The checked instances JSON at ``ann_file`` as a pycocotools index."""
+    return coco_index(read_coco_json(ann_file))
+
+
+class LazyGroundTruth:
+    """Mixin: ``coco``, the evaluation ground truth (a pycocotools index), built on first use by
+    ``_build_coco()`` in the process that asks for it (the evaluating one), never pickled (a
+    spawned loader worker does not receive it; a forked one does not touch it)."""
+
+    _coco: COCO | None = None
+
+    @property
+    def coco(self) -> COCO:
+        if self._coco is None:
+            self._coco = self._build_coco()
+        return self._coco
+
+    def _build_coco(self) -> COCO:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_coco"}
+
+
+def pack_coco_boxes(
+    annotations: list[dict[str, Any]], table: ImageTable, cat_ids: list[int]
+) -> tuple[PackedArrays, PackedArrays, int]:
+    """The training targets of every image of ``table``, in one vectorized pass: boxes
+    (``(n_i, 4)`` float32 xyxy pixels, clipped to the image) and labels (``(n_i,)`` int64 index
+    into ``cat_ids``), each image's in the file's order; crowd regions and boxes not wider and
+    taller than 1 px after clipping left out. Returns them and the number of degenerate boxes
+    dropped."""
+    n = len(annotations)
+    crowd = np.fromiter((bool(a["iscrowd"]) for a in annotations), bool, n)
+    anns = [a for a, c in zip(annotations, crowd, strict=True) if not c]
+    rows = np.searchsorted(table.ids, np.fromiter((a["image_id"] for a in anns), np.int64))
+    cats = np.fromiter((a["category_id"] for a in anns), np.int64)
+    labels = np.searchsorted(np.asarray(cat_ids, np.int64), cats)
+    xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+    boxes = convert_boxes(xywh, "xywh", "xyxy")
+    boxes = clip_to_sizes(boxes[:, None], torch.from_numpy(table.sizes[rows]))[:, 0]
+    keep = valid_boxes_mask(boxes, 1.0).numpy()
+    rows = rows[keep]
+    packed_boxes = PackedArrays.grouped(boxes.numpy()[keep], rows, len(table))
+    packed_labels = PackedArrays.grouped(labels[keep], rows, len(table))
+    return packed_boxes, packed_labels, int((~keep).sum())
+
+
+class CocoDetection(LazyGroundTruth, Dataset):
     """Images and boxes of a COCO-format dataset.
 
     Samples are ``(image, target)``: ``image`` float32 ``(3, H, W)`` RGB in [0, 1]; ``target`` has
     ``boxes`` float32 ``(N, 4)`` xyxy pixels, ``labels`` int64 ``(N,)`` in ``0..C-1``, ``image_id``
     (the file's id) and ``orig_size`` ``(H, W)``. Crowd regions are left out of the targets (they
-    stay in :attr:`coco` for evaluation); degenerate boxes are dropped with one warning.
+    stay in :attr:`coco` for evaluation); degenerate boxes are dropped with one warning. The
+    index the samples are read from is packed (``data/packed.py``): loader workers share it.
 
     Attributes:
-        coco: the ground truth, original pixels, the file's own category ids.
+        coco: the ground truth, original pixels, the file's own category ids (built from the
+            file on first use, :class:`LazyGroundTruth`).
         cat_ids: label -> category id (sorted ids, so possibly non-contiguous).
-        class_names: label -> category name. ids: image ids in dataset order.
+        class_names: label -> category name. ids: image ids in dataset order (ascending).
     """
 
     def __init__(
@@ -77,61 +146,61 @@ class CocoDetection(Dataset):
         transforms: Callable | None = None,
         filter_empty: bool = False,
     ) -> None:
-        self.ann_file, self.image_dir, self.coco, self._stored = open_coco(ann_file, image_dir)
+        self.ann_file, self.image_dir, data, self._table = open_coco(ann_file, image_dir)
         self.transforms = transforms
-        self.cat_ids = sorted(self.coco.getCatIds())
-        self.class_names = [self.coco.cats[c]["name"] for c in self.cat_ids]
-        label_of = {c: i for i, c in enumerate(self.cat_ids)}
-        self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        dropped = 0
-        for img_id in sorted(self.coco.imgs):
-            info = self.coco.imgs[img_id]
-            anns = [a for a in self.coco.imgToAnns.get(img_id, []) if not a.get("iscrowd", 0)]
-            boxes = convert_boxes(
-                np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4), "xywh", "xyxy"
-            )
-            boxes = clip_boxes(boxes, (info["height"], info["width"]))
-            keep = valid_boxes_mask(boxes, 1.0)
-            dropped += int((~keep).sum())
-            labels = np.array([label_of[a["category_id"]] for a in anns], np.int64)[keep.numpy()]
-            self._targets[img_id] = (boxes[keep].numpy(), labels)
+        cats = sorted(data["categories"], key=lambda c: c["id"])
+        self.cat_ids = [c["id"] for c in cats]
+        self.class_names = [c["name"] for c in cats]
+        self._boxes, self._labels, dropped = pack_coco_boxes(
+            data["annotations"], self._table, self.cat_ids
+        )
         if dropped:
             warnings.warn(
                 f"{self.ann_file}: dropped {dropped} degenerate boxes (width or height <= 1 px)",
                 stacklevel=2,
             )
-        self.ids = [
-            i for i in sorted(self.coco.imgs) if not filter_empty or len(self._targets[i][1])
-        ]
-        if not self.ids:
+        counts = self._labels.counts()
+        self._rows = np.flatnonzero(counts > 0) if filter_empty else np.arange(len(counts))
+        if not len(self._rows):
             raise DataError(f"{self.ann_file}: no images left (all without annotations?)")
+        self.ids: list[int] = self._table.ids[self._rows].tolist()
         # boxes the training targets hold (crowd regions and degenerate boxes left out)
-        self.num_objects = sum(len(self._targets[i][1]) for i in self.ids)
+        self.num_objects = int(counts[self._rows].sum())
+
+    def _build_coco(self) -> COCO:
+        return load_coco(self.ann_file)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._rows)
+
+    def record(self, index: int) -> Record:
+        """Sample ``index``'s :class:`~visionkit.data.packed.Record`, from the packed index."""
+        row = int(self._rows[index])
+        h, w = self._table.sizes[row]
+        return Record(int(self._table.ids[row]), self._table.path(row), (int(h), int(w)),
+                      self._boxes[row], self._labels[row])  # fmt: skip
 
     def image_path(self, index: int) -> Path:
-        return self.image_dir / self.coco.imgs[self.ids[index]]["file_name"]
+        return self._table.path(int(self._rows[index]))
 
     def orientation(self, index: int) -> bool:
         """Whether image ``index`` is read turned by its EXIF orientation (what a proposal search
         must do to see the pixels the boxes describe; see :func:`read_sized_image`)."""
-        return self.ids[index] not in self._stored
+        return not self._table.stored[self._rows[index]]
 
     def read(self, img_id: int) -> np.ndarray:
         """Image ``img_id`` as its annotations see it (:func:`read_sized_image`)."""
-        info = self.coco.imgs[img_id]
-        where = f"{self.ann_file}: image id {img_id}"
-        return read_sized_image(
-            self.image_dir / info["file_name"], info["height"], info["width"], where
-        )
+        row = self._table.row(img_id)
+        h, w = self._table.sizes[row]
+        return self._read(self._table.path(row), (int(h), int(w)), img_id)
+
+    def _read(self, path: Path, size: tuple[int, int], img_id: int) -> np.ndarray:
+        return read_sized_image(path, *size, f"{self.ann_file}: image id {img_id}")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        img_id = self.ids[index]
-        image = self.read(img_id)
-        boxes, labels = self._targets[img_id]
-        return to_sample(image, boxes, labels, img_id, self.transforms)
+        r = self.record(index)
+        image = self._read(r.path, r.size, r.image_id)
+        return to_sample(image, r.boxes, r.labels, r.image_id, self.transforms)
 
 
 def to_sample(

@@ -12,6 +12,7 @@ as COCOeval needs them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
                 f"{what}: category_id {_get(a, 'category_id')} is not one of the categories"
             )
         box = a.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(is_finite_number(v) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(map(is_finite_number, box))):
             raise DataError(f"{what}: bbox {box!r} is not 4 finite numbers [x, y, w, h]")
         if box[2] < 0 or box[3] < 0:
             raise DataError(f"{what}: bbox {box!r} has a negative width or height")
@@ -124,12 +125,20 @@ def image_header(path: Path) -> tuple[int, int, int] | None:
         return None
 
 
-def check_image_sizes(images: dict[int, dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
+def image_headers(paths: Sequence[Path]) -> list[tuple[int, int, int] | None]:
+    """:func:`image_header` of each of ``paths``."""
+    return [image_header(p) for p in paths]
+
+
+def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
     """Compare every image's ``width``/``height`` with its file before any work starts.
 
     The annotations may describe the pixels as stored or as displayed after the file's EXIF
     rotation (:func:`read_sized_image`'s rule: the stored pixels when their size matches).
     Unreadable files are left to the read.
+
+    Args:
+        images: the instances file's (checked) ``images`` records.
 
     Returns:
         The ids of images with an EXIF orientation whose annotations describe the stored pixels
@@ -139,21 +148,21 @@ def check_image_sizes(images: dict[int, dict[str, Any]], image_dir: Path, where:
     Raises:
         DataError: images whose file has another size, counted, the first one named.
     """
-    ids = list(images)
-    paths = [image_dir / images[i]["file_name"] for i in ids]
+    paths = [image_dir / im["file_name"] for im in images]
+    chunks = [paths[k : k + 512] for k in range(0, len(paths), 512)]  # not a future per file
     with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
-        headers = list(pool.map(image_header, paths))
+        headers = [h for chunk in pool.map(image_headers, chunks) for h in chunk]
     stored, wrong = set(), []
-    for image_id, path, header in zip(ids, paths, headers, strict=True):
+    for im, path, header in zip(images, paths, headers, strict=True):
         if header is None:
             continue
         width, height, tag = header
-        size = (images[image_id]["width"], images[image_id]["height"])
+        size = (im["width"], im["height"])
         if (width, height) == size:
             if tag != 1:
-                stored.add(image_id)
+                stored.add(im["id"])
         elif not (tag in (5, 6, 7, 8) and (height, width) == size):
-            wrong.append((image_id, path.name, width, height, size))
+            wrong.append((im["id"], path.name, width, height, size))
     if wrong:
         image_id, name, width, height, size = wrong[0]
         raise DataError(

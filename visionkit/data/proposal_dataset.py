@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from visionkit.config.schema import ProposalConfig
 from visionkit.data.coco import to_sample
+from visionkit.data.packed import PackedMapping
 from visionkit.data.proposal_cache import dataset_proposals
 from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
 
@@ -31,17 +32,24 @@ class ProposalDataset(Dataset):
     Args:
         dataset: has ``ids``, ``transforms``, ``coco``, ``cat_ids``, ``class_names`` and
             ``image_path(i)``; its samples (untransformed) are read through it.
-        proposals: ``image_id -> (N, 4)`` xyxy in original pixels, best first.
+        proposals: ``image_id -> (N, 4)`` xyxy in original pixels, best first; kept packed
+            (:attr:`proposals`, a :class:`~visionkit.data.packed.PackedMapping` that loader
+            workers share).
         max_proposals: keep the first ones per image (0 = all).
     """
 
     def __init__(
         self, dataset: Any, proposals: Mapping[int, np.ndarray], max_proposals: int = 0
     ) -> None:
-        self.dataset, self.proposals, self.max_proposals = dataset, proposals, max_proposals
+        self.dataset, self.max_proposals = dataset, max_proposals
+        self.proposals = PackedMapping(proposals, np.float32, (4,))
         self.transforms, dataset.transforms = dataset.transforms, None
-        self.ids, self.coco = dataset.ids, dataset.coco
-        self.cat_ids, self.class_names = dataset.cat_ids, dataset.class_names
+        self.ids, self.cat_ids, self.class_names = dataset.ids, dataset.cat_ids, dataset.class_names
+
+    @property
+    def coco(self) -> Any:
+        """The wrapped dataset's ground truth (built on first use)."""
+        return self.dataset.coco
 
     def __len__(self) -> int:
         return len(self.dataset)

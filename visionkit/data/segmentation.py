@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,8 +29,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco import open_coco, to_sample
+from visionkit.data.coco import LazyGroundTruth, load_coco, open_coco, to_sample
 from visionkit.data.coco_checks import check_segmentation, read_sized_image
+from visionkit.data.packed import PackedStrings, pack_objects, unpack_object
 from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
@@ -97,21 +98,26 @@ class SegmentationDataset(Dataset):
     ) -> None:
         if not samples:
             raise DataError("no images listed for this segmentation dataset")
-        self.samples = list(samples)
+        # packed (data/packed.py): loader workers share the paths instead of copying them
+        self._images = PackedStrings([str(image) for image, _ in samples])
+        self._labels = PackedStrings([str(label) for _, label in samples])
         self.class_names = list(class_names)
         self.cat_ids = list(range(len(self.class_names)))
-        self.ids = list(range(1, len(self.samples) + 1))
+        self.ids = list(range(1, len(samples) + 1))
         self.transforms = transforms
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self._images)
 
     def image_path(self, index: int) -> Path:
-        return self.samples[index][0]
+        return Path(self._images[index])
+
+    def label_path(self, index: int) -> Path:
+        return Path(self._labels[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        image_path, label_path = self.samples[index]
-        image = read_image(image_path)
+        label_path = self.label_path(index)
+        image = read_image(self.image_path(index))
         mask = (
             read_sbd_mat(label_path) if label_path.suffix == ".mat" else read_label_png(label_path)
         )
@@ -124,7 +130,7 @@ class SegmentationDataset(Dataset):
                 f"and {IGNORE_LABEL}"
             )
         return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
-                         self.ids[index], self.transforms, mask)  # fmt: skip
+                         index + 1, self.transforms, mask)  # fmt: skip
 
 
 def voc_segmentation(
@@ -156,31 +162,53 @@ def voc_segmentation(
     return SegmentationDataset(list(samples.values()), SEG_VOC_CLASSES, transforms)
 
 
-def coco_semantic_mask(
-    coco: COCO, anns: Sequence[dict[str, Any]], size: tuple[int, int], label_of: dict[int, int]
-) -> np.ndarray:
-    """``(H, W)`` uint8 label map of one image's annotations (polygons or RLE).
+def coco_semantic_mask(objects: Sequence[SegObject], size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` uint8 label map of one image's objects (polygons or RLE of an image of
+    ``size``).
 
-    Instance pixels take ``label_of[category_id]``; pixels covered by instances of two different
+    Instance pixels take their object's label; pixels covered by instances of two different
     classes and crowd regions are ``IGNORE_LABEL``; the rest is 0 (background).
     """
     mask = np.zeros(size, np.uint8)
-    if not anns:
+    if not objects:
         return mask
-    masks = mask_utils.decode([coco.annToRLE(a) for a in anns]).astype(bool)  # (H, W, N)
-    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns])
-    labels = np.array([label_of[a["category_id"]] for a in anns], np.uint8)
-    objects, obj_labels = masks[..., ~crowd], labels[~crowd]
-    high = np.where(objects, obj_labels, 0).max(-1, initial=0)
-    low = np.where(objects, obj_labels, IGNORE_LABEL).min(-1, initial=IGNORE_LABEL)
+    masks = mask_utils.decode([segmentation_rle(o.segmentation, size) for o in objects])
+    masks = masks.astype(bool)  # (H, W, N)
+    crowd = np.array([o.crowd for o in objects])
+    labels = np.array([o.label for o in objects], np.uint8)
+    objs, obj_labels = masks[..., ~crowd], labels[~crowd]
+    high = np.where(objs, obj_labels, 0).max(-1, initial=0)
+    low = np.where(objs, obj_labels, IGNORE_LABEL).min(-1, initial=IGNORE_LABEL)
     mask[:] = high
-    mask[objects.any(-1) & (high != low)] = IGNORE_LABEL
+    mask[objs.any(-1) & (high != low)] = IGNORE_LABEL
     mask[masks[..., crowd].any(-1)] = IGNORE_LABEL
     return mask
 
 
-class CocoSegmentation(Dataset):
-    """COCO instances turned into semantic label maps (see :func:`coco_semantic_mask`).
+def segmentation_rle(segmentation: list | dict, size: tuple[int, int]) -> dict[str, Any]:
+    """A COCO ``segmentation`` (polygons, an uncompressed or a compressed RLE) of an image of
+    ``size`` ``(H, W)`` as one compressed RLE (pycocotools' ``COCO.annToRLE``)."""
+    h, w = size
+    if isinstance(segmentation, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
+    if isinstance(segmentation["counts"], list):
+        return mask_utils.frPyObjects(segmentation, h, w)
+    return segmentation
+
+
+class SegObject(NamedTuple):
+    """One annotation a COCO label map is drawn from: its ``label`` (1..C-1), whether it is a
+    ``crowd`` region, and its COCO ``segmentation``."""
+
+    label: int
+    crowd: bool
+    segmentation: list | dict
+
+
+class CocoSegmentation(LazyGroundTruth, Dataset):
+    """COCO instances turned into semantic label maps (see :func:`coco_semantic_mask`). The
+    images and each image's objects are packed (``data/packed.py``): loader workers share them;
+    :attr:`coco` is built from the file on first use.
 
     Args:
         coco_to_voc: keep only VOC's 20 categories (torchvision's reference), in VOC order; other
@@ -196,37 +224,41 @@ class CocoSegmentation(Dataset):
         filter_empty: bool = False,
         coco_to_voc: bool = False,
     ) -> None:
-        self.ann_file, self.image_dir, self.coco, _ = open_coco(ann_file, image_dir)
-        check_segmentation(self.coco.dataset, self.ann_file)
+        self.ann_file, self.image_dir, data, self._table = open_coco(ann_file, image_dir)
+        check_segmentation(data, self.ann_file)
         self.transforms = transforms
-        kept = list(COCO_VOC_CAT_IDS) if coco_to_voc else sorted(self.coco.getCatIds())
-        names = VOC_CLASSES if coco_to_voc else [self.coco.cats[c]["name"] for c in kept]
-        self.class_names = ["background", *names]
+        names = {c["id"]: c["name"] for c in data["categories"]}
+        kept = list(COCO_VOC_CAT_IDS) if coco_to_voc else sorted(names)
+        self.class_names = ["background", *(VOC_CLASSES if coco_to_voc else map(names.get, kept))]
         self.cat_ids = [0, *kept]
-        self._label_of = {c: i + 1 for i, c in enumerate(kept)}
-        self.ids = [i for i in sorted(self.coco.imgs) if not filter_empty or self._has_objects(i)]
-        if not self.ids:
+        label_of = {c: i + 1 for i, c in enumerate(kept)}
+        objects: list[list[SegObject]] = [[] for _ in range(len(self._table))]
+        for a in data["annotations"]:
+            if a["category_id"] in label_of:
+                obj = SegObject(label_of[a["category_id"]], bool(a["iscrowd"]), a["segmentation"])
+                objects[self._table.row(a["image_id"])].append(obj)
+        self._objects = pack_objects(objects)
+        has = np.array([any(not o.crowd for o in objs) for objs in objects], bool)
+        self._rows = np.flatnonzero(has | (not filter_empty))
+        if not len(self._rows):
             raise DataError(f"{self.ann_file}: no images left (none with a kept category?)")
+        self.ids: list[int] = self._table.ids[self._rows].tolist()
 
-    def _anns(self, img_id: int) -> list[dict[str, Any]]:
-        return [
-            a for a in self.coco.imgToAnns.get(img_id, []) if a["category_id"] in self._label_of
-        ]
-
-    def _has_objects(self, img_id: int) -> bool:
-        return any(not a.get("iscrowd", 0) for a in self._anns(img_id))
+    def _build_coco(self) -> COCO:
+        return load_coco(self.ann_file)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._rows)
 
     def image_path(self, index: int) -> Path:
-        return self.image_dir / self.coco.imgs[self.ids[index]]["file_name"]
+        return self._table.path(int(self._rows[index]))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        img_id = self.ids[index]
-        info = self.coco.imgs[img_id]
+        row = int(self._rows[index])
+        img_id = int(self._table.ids[row])
+        h, w = self._table.sizes[row].tolist()
         where = f"{self.ann_file}: image id {img_id}"
-        image = read_sized_image(self.image_path(index), info["height"], info["width"], where)
-        mask = coco_semantic_mask(self.coco, self._anns(img_id), image.shape[:2], self._label_of)
+        image = read_sized_image(self._table.path(row), h, w, where)
+        mask = coco_semantic_mask(unpack_object(self._objects, row), image.shape[:2])
         return to_sample(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), img_id,
                          self.transforms, mask)  # fmt: skip

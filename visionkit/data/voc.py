@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,8 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco import to_sample
+from visionkit.data.coco import LazyGroundTruth, coco_index, to_sample
+from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
@@ -82,8 +81,9 @@ def parse_voc_xml(path: Path, class_names: Sequence[str]) -> dict[str, Any]:
     }
 
 
-class VOCDetection(Dataset):
-    """Pascal VOC boxes; samples and attributes as :class:`~visionkit.data.coco.CocoDetection`.
+class VOCDetection(LazyGroundTruth, Dataset):
+    """Pascal VOC boxes; samples and attributes as :class:`~visionkit.data.coco.CocoDetection`
+    (image ids are positions in the split lists, from 1; the index is packed the same way).
 
     Args:
         root: the VOCdevkit folder (holding ``VOC2007/``, ``VOC2012/``, ...).
@@ -109,9 +109,7 @@ class VOCDetection(Dataset):
         self.transforms, self.use_difficult = transforms, use_difficult
         self.class_names = list(class_names)
         self.cat_ids = list(range(1, len(self.class_names) + 1))
-        self.ids: list[int] = []
-        self._files: dict[int, Path] = {}
-        self._anns: dict[int, dict[str, Any]] = {}
+        files, anns = [], []
         for entry in splits:
             year, _, split = entry.partition("/")
             folder = self.root / f"VOC{year}"
@@ -121,57 +119,56 @@ class VOCDetection(Dataset):
                     f"VOC split list not found: {listing} (splits look like 2007/trainval)"
                 )
             for name in listing.read_text().split():
-                image_id = len(self.ids) + 1
-                self.ids.append(image_id)
-                self._files[image_id] = folder / "JPEGImages" / f"{name}.jpg"
-                self._anns[image_id] = parse_voc_xml(
-                    folder / "Annotations" / f"{name}.xml", self.class_names
-                )
-        if not self.ids:
+                files.append(str(Path(f"VOC{year}") / "JPEGImages" / f"{name}.jpg"))
+                anns.append(parse_voc_xml(folder / "Annotations" / f"{name}.xml", self.class_names))
+        if not files:
             raise DataError(f"no images listed in {self.root} for splits {list(splits)}")
-        self.coco = self._build_coco()
-        # boxes the training targets hold (difficult ones left out unless use_difficult)
-        self.num_objects = sum(int(self._kept(a).sum()) for a in self._anns.values())
-
-    def _kept(self, a: dict[str, Any]) -> np.ndarray:
-        """``(N,)`` bool: the objects of parsed annotation ``a`` that training targets keep (not
-        difficult unless ``use_difficult``; a box that clipping to the image left empty never)."""
-        kept = np.ones(len(a["labels"]), bool) if self.use_difficult else ~a["difficult"]
-        return kept & valid_boxes_mask(torch.from_numpy(a["boxes"])).numpy()
+        self.ids = list(range(1, len(files) + 1))
+        sizes = np.array([(a["height"], a["width"]) for a in anns], np.int32)
+        # read turned by their EXIF orientation, as a viewer shows them
+        self._table = ImageTable(self.ids, files, sizes, np.zeros(len(files), bool), self.root)
+        self._boxes = PackedArrays.from_list([a["boxes"] for a in anns], np.float32, (4,))
+        self._labels = PackedArrays.from_list([a["labels"] for a in anns], np.int64)
+        self._difficult = PackedArrays.from_list([a["difficult"] for a in anns], bool)
+        # the objects training targets keep: not difficult unless use_difficult; a box that
+        # clipping to the image left empty never
+        kept = valid_boxes_mask(torch.from_numpy(self._boxes.values)).numpy()
+        if not use_difficult:
+            kept &= ~self._difficult.values
+        self._kept = PackedArrays(kept, self._labels.counts())
+        self.num_objects = int(kept.sum())
 
     def _build_coco(self) -> COCO:
         images, anns = [], []
-        for image_id in self.ids:
-            a = self._anns[image_id]
-            images.append({"id": image_id, "file_name": self._files[image_id].name,
-                           "width": a["width"], "height": a["height"]})  # fmt: skip
-            xywh = convert_boxes(a["boxes"], "xyxy", "xywh").tolist()
-            for b, lb, d in zip(xywh, a["labels"].tolist(), a["difficult"].tolist(), strict=True):
+        for row, image_id in enumerate(self.ids):
+            h, w = self._table.sizes[row].tolist()
+            images.append({"id": image_id, "file_name": self._table.path(row).name,
+                           "width": w, "height": h})  # fmt: skip
+            xywh = convert_boxes(self._boxes[row], "xyxy", "xywh").tolist()
+            labels, difficult = self._labels[row].tolist(), self._difficult[row].tolist()
+            for b, lb, d in zip(xywh, labels, difficult, strict=True):
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": lb + 1,
                              "bbox": b, "area": b[2] * b[3], "iscrowd": int(d)})  # fmt: skip
-        coco = COCO()
-        coco.dataset = {
-            "images": images,
-            "annotations": anns,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)],
-        }
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-        return coco
+        categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)]
+        return coco_index({"images": images, "annotations": anns, "categories": categories})
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def record(self, index: int) -> Record:
+        """Sample ``index``'s :class:`~visionkit.data.packed.Record`, from the packed index."""
+        keep = self._kept[index]
+        h, w = self._table.sizes[index].tolist()
+        return Record(int(self._table.ids[index]), self._table.path(index), (h, w),
+                      self._boxes[index][keep], self._labels[index][keep])  # fmt: skip
+
     def image_path(self, index: int) -> Path:
-        return self._files[self.ids[index]]
+        return self._table.path(index)
 
     def orientation(self, index: int) -> bool:
         """True: images are read turned by their EXIF orientation (as a viewer shows them)."""
         return True
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        image_id = self.ids[index]
-        a = self._anns[image_id]
-        keep = self._kept(a)
-        image = read_image(self._files[image_id])
-        return to_sample(image, a["boxes"][keep], a["labels"][keep], image_id, self.transforms)
+        r = self.record(index)
+        return to_sample(read_image(r.path), r.boxes, r.labels, r.image_id, self.transforms)

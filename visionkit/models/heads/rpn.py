@@ -66,6 +66,7 @@ class RegionProposalNetwork(nn.Module):
         box_coder: deltas of anchors (weights 1, 1, 1, 1).
         pre_nms_top_n, post_nms_top_n: ``(train, test)`` pairs; pre: per image and level.
         nms_thresh: IoU of proposal NMS (0.7). min_size: px; smaller proposals are removed.
+        sigmoid_scores: NMS ranks by ``sigmoid(logit)`` (torchvision) instead of the logit.
         ignore_cross_boundary: training labels anchors crossing the image border -1.
         smooth_l1_beta: the box loss's beta (0 = L1). box_loss_weight: lambda.
     """
@@ -84,6 +85,7 @@ class RegionProposalNetwork(nn.Module):
         ignore_cross_boundary: bool = True,
         smooth_l1_beta: float = 1 / 9,
         box_loss_weight: float = 1.0,
+        sigmoid_scores: bool = False,
     ) -> None:
         super().__init__()
         self.head, self.anchor_generator = head, anchor_generator
@@ -92,6 +94,7 @@ class RegionProposalNetwork(nn.Module):
         self.nms_thresh, self.min_size = nms_thresh, min_size
         self.ignore_cross_boundary = ignore_cross_boundary
         self.beta, self.box_loss_weight = smooth_l1_beta, box_loss_weight
+        self.sigmoid_scores = sigmoid_scores
 
     def forward(
         self,
@@ -146,6 +149,8 @@ class RegionProposalNetwork(nn.Module):
             all_levels.append(torch.full((k,), level, device=lg.device))
         boxes = clip_to_sizes(torch.cat(all_boxes, 1), image_sizes)
         scores, levels = torch.cat(all_scores, 1), torch.cat(all_levels)
+        if self.sigmoid_scores:
+            scores = scores.sigmoid()
         wh = boxes[..., 2:] - boxes[..., :2]
         keep_mask = (wh > self.min_size).all(-1)
         proposals = []

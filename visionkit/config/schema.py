@@ -192,6 +192,9 @@ class FCNConfig:
     # 0: fc6 is padded ("same")
     input_pad: int = 0
     learn_final_upsample: bool = False  # paper: the last upsampling stays bilinear
+    # true: the last upsampling resizes the scores bilinearly to the input's size, with no
+    # alignment crop (torchvision's FCN); false: by the stride, cropped as the geometry says
+    final_resize: bool = False
 
 
 @dataclass

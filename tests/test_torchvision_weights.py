@@ -53,23 +53,28 @@ def randomize_norms(model: torch.nn.Module, g: torch.Generator) -> None:
                 m.running_var.copy_(torch.rand(n, generator=g) * 2 + 1)
 
 
-def faster_rcnn_pair(overrides: list[str]) -> tuple[FasterRCNN, torch.nn.Module]:
+def torchvision_faster_rcnn() -> FasterRCNN:
     """torchvision's fasterrcnn_resnet50_fpn as its COCO weights build it (frozen BN of eps 0,
-    3 trainable layers), random; and visionkit's model of the config with its converted weights."""
+    3 trainable layers), random, its class scores peaked so that detections pass 0.05."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     trunk = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
     tv = FasterRCNN(_resnet_fpn_extractor(trunk, 3), num_classes=91)
     overwrite_eps(tv, 0.0)
     randomize_norms(tv, g)
-    with torch.no_grad():  # peaked class scores: detections above the 0.05 threshold
+    with torch.no_grad():
         tv.roi_heads.box_predictor.cls_score.weight.normal_(0, 1.0, generator=g)
         tv.roi_heads.box_predictor.bbox_pred.weight.normal_(0, 0.05, generator=g)
+    return tv
+
+
+def faster_rcnn_pair(overrides: list[str]) -> tuple[FasterRCNN, torch.nn.Module]:
+    """:func:`torchvision_faster_rcnn` at the config's sizes, and visionkit's model of the config
+    with its converted weights."""
+    tv = torchvision_faster_rcnn()
     cfg = load_config("configs/faster_rcnn_r50_fpn_coco.yaml", overrides)
-    tv.transform.min_size, tv.transform.max_size = (
-        (cfg.model.resize.min_size,),
-        cfg.model.resize.max_size,
-    )
+    tv.transform.min_size = (cfg.model.resize.min_size,)
+    tv.transform.max_size = cfg.model.resize.max_size
     vk = build_model(cfg.model)
     vk.load_state_dict(convert_state_dict("fasterrcnn_resnet50_fpn", tv.state_dict()))
     return tv, vk

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(cfg.model)
         ckpt = load_checkpoint(args.weights)
         load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
+        evaluator = build_evaluator(task, dataset, args.metric, ckpt.get("cat_ids"))
         model = place_model(model, device, cfg.train.channels_last)
         loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
         metrics = evaluate(

@@ -118,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = visionkit.load(args.weights, config=cfg)
         evaluation = evaluate_model(
-            model.model, model.device, cfg, dataset, args.metric, show_progress(args.no_progress)
+            model.model,
+            model.device,
+            cfg,
+            dataset,
+            args.metric,
+            show_progress(args.no_progress),
+            model.cat_ids,
         )
     metrics, results, skipped = evaluation.metrics, evaluation.results, evaluation.skipped
     print(format_table(metrics))

@@ -19,6 +19,11 @@ class BackboneConfig:
     out_features: list[str] = field(default_factory=list)  # levels to return; [] = the deepest
     # 8 or 16: ResNet's last strides become dilations (torchvision's replace_stride_with_dilation)
     output_stride: int = 32
+    # True: every BatchNorm becomes torchvision's FrozenBatchNorm2d (fixed statistics and affine,
+    # buffers only: no gradient, no update in training), as in torchvision's detection backbones
+    frozen_bn: bool = False
+    # the frozen BatchNorms' eps (torchvision's COCO fasterrcnn_resnet50_fpn weights: 0.0)
+    frozen_bn_eps: float = 1e-5
 
 
 @dataclass
@@ -46,6 +51,9 @@ class ResizeConfig:
     min_size: int = 600  # px (paper: 600)
     max_size: int = 1000  # px (paper: 1000)
     size_divisibility: int = 32  # the padded batch's sides are multiples of this
+    # shorter_side's resized sides: "round" (side * scale rounded) or "floor" (torchvision's
+    # GeneralizedRCNNTransform: floor(side * scale) in double precision)
+    rounding: Literal["round", "floor"] = "round"
 
 
 @dataclass
@@ -58,6 +66,9 @@ class FPNConfig:
     extra_pool: bool = True  # P6 = P5 subsampled by 2, for the RPN only (paper)
     canonical_size: float = 224.0  # px; an RoI of this size is pooled from P_{canonical_level}
     canonical_level: int = 4
+    # where the level rule's epsilon goes: "in_log" floor(k0 + log2(s / 224 + 1e-6));
+    # "after_log" floor(k0 + log2(s / 224) + 1e-6) (torchvision's LevelMapper)
+    level_eps: Literal["in_log", "after_log"] = "in_log"
 
 
 @dataclass
@@ -66,6 +77,10 @@ class AnchorConfig:
     # (paper: one level, 128^2, 256^2, 512^2 at stride 16).
     sizes: list[list[float]] = field(default_factory=lambda: [[128.0, 256.0, 512.0]])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # h / w
+    # "centered": exact sizes, cell (i, j) centred at ((j + 0.5) s, (i + 0.5) s); "torchvision":
+    # torchvision's AnchorGenerator: sizes rounded to whole pixels, centred at (j s, i s), with s
+    # per level = padded batch side // feature map side (P6 of an odd P5: not 64)
+    layout: Literal["centered", "torchvision"] = "centered"
 
 
 @dataclass
@@ -83,6 +98,9 @@ class RPNConfig:
     post_nms_top_n_test: int = 300  # paper: 300 proposals at test time
     nms_thresh: float = 0.7
     min_size: float = 0.0  # px in the network input; smaller proposals are removed (0: empty)
+    # rank proposals for NMS by sigmoid(objectness) (torchvision) instead of the logits: the
+    # same order but where float32 sigmoids saturate to equal values (ties)
+    sigmoid_scores: bool = False
     smooth_l1_beta: float = 0.1111  # 1/9 (py-faster-rcnn sigma 3); 0 = L1
     box_loss_weight: float = 1.0  # lambda, with both terms averaged over the sampled anchors
 
@@ -95,6 +113,9 @@ class RoIHeadConfig:
     pooler: Literal["roi_pool", "roi_align", "spp"] = "roi_pool"
     pool_size: int = 7  # k of the k x k RoI output (res5 head: 14, halved by res5's stride)
     sampling_ratio: int = 0  # roi_align sampling points per bin side (0 = adaptive)
+    # roi_align: box corners shifted by half a pixel (Detectron2's ROIAlignV2); false: no shift
+    # (torchvision's MultiScaleRoIAlign)
+    aligned: bool = True
     spp_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 6])  # spp bins per side
     fc_dim: int = 4096  # width of each FC layer (paper, VGG-16: 4096)
     dropout: float = 0.5  # after each FC layer, as in VGG-16 (0 = none)
@@ -171,6 +192,9 @@ class FCNConfig:
     # 0: fc6 is padded ("same")
     input_pad: int = 0
     learn_final_upsample: bool = False  # paper: the last upsampling stays bilinear
+    # true: the last upsampling resizes the scores bilinearly to the input's size, with no
+    # alignment crop (torchvision's FCN); false: by the stride, cropped as the geometry says
+    final_resize: bool = False
 
 
 @dataclass

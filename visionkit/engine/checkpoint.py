@@ -7,6 +7,13 @@ class names and the RNG states (NumPy's as a tensor). :func:`load_checkpoint` re
 (pickled objects of other classes: an old visionkit checkpoint with NumPy RNG state, or a
 malicious one) is refused with one line naming ``tools/convert_checkpoint.py``, which a user
 runs deliberately on a file they trust.
+
+Wherever weights are given (``--weights``, ``--init-from``), ``torchvision:NAME`` names
+torchvision's COCO weights of ``NAME`` (``fasterrcnn_resnet50_fpn``, ``fcn_resnet50``,
+``fcn_resnet101``), read from ``<torch.hub.get_dir()>/checkpoints/`` under torchvision's file
+name (downloaded there when the network allows), and ``torchvision:NAME=PATH`` the same from a
+local file; either becomes a checkpoint of the visionkit model that
+``models/torchvision_weights.py`` maps it to.
 """
 
 from __future__ import annotations
@@ -23,6 +30,13 @@ import numpy as np
 import torch
 
 from visionkit.errors import CheckpointError
+from visionkit.models.torchvision_weights import (
+    PREFIX,
+    class_metadata,
+    convert_state_dict,
+    torchvision_model,
+    weights_url,
+)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -49,12 +63,14 @@ CONVERT_HINT = "python tools/convert_checkpoint.py"
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (or a bare state_dict) with
-    ``weights_only=True``.
+    ``weights_only=True``; ``torchvision:NAME[=PATH]``: :func:`torchvision_checkpoint`.
 
     Raises:
         CheckpointError: missing, unreadable, not a dict, or holding pickled objects beyond
             tensors and plain data (refused without running anything).
     """
+    if str(path).startswith(PREFIX):
+        return torchvision_checkpoint(str(path), map_location)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -73,6 +89,45 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} holds a {type(ckpt).__name__}, not a checkpoint or a state_dict"
         )
     return ckpt
+
+
+def torchvision_checkpoint(spec: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torchvision:NAME`` (the file in ``<torch.hub.get_dir()>/checkpoints/``, downloaded
+    there if absent and the network allows) or ``torchvision:NAME=PATH`` -> a checkpoint of the
+    visionkit model: ``model`` (the converted state dict), ``model_name``, ``class_names``,
+    ``cat_ids`` and ``config.model.num_classes``.
+
+    Raises:
+        CheckpointError: an unknown NAME; no file and no download (one line naming the file and
+            the folder to put it in); an unreadable file or one of another model.
+    """
+    name, _, path = spec.removeprefix(PREFIX).partition("=")
+    entry = torchvision_model(name)
+    if path:
+        state = load_checkpoint(path, map_location)
+    else:
+        url, filename = weights_url(name)
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        if (folder / filename).is_file():
+            state = load_checkpoint(folder / filename, map_location)
+        else:
+            try:
+                state = torch.hub.load_state_dict_from_url(
+                    url, str(folder), map_location, progress=False, weights_only=True
+                )
+            except Exception:
+                raise CheckpointError(
+                    f"torchvision weights {filename} are not in {folder} and could not be "
+                    f"downloaded: put the file there (from {url}), or give {PREFIX}{name}=PATH"
+                ) from None
+    names, cat_ids = class_metadata(name)
+    return {
+        "model": convert_state_dict(name, state),
+        "model_name": entry.model_name,
+        "class_names": names,
+        "cat_ids": cat_ids,
+        "config": {"model": {"num_classes": len(names)}},
+    }
 
 
 def rng_state() -> dict[str, Any]:

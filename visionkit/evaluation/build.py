@@ -58,27 +58,29 @@ class Evaluators:
 
 
 def build_evaluator(
-    task: str, dataset: Dataset, metric: str = "coco"
+    task: str, dataset: Dataset, metric: str = "coco", model_cat_ids: Sequence[int] | None = None
 ) -> CocoEvaluator | VocEvaluator | Evaluators | SemSegEvaluator:
     """``"sem_seg"``: a confusion matrix over ``dataset.class_names``. ``"detection"``, against
     ``dataset.coco`` with its ``cat_ids``, by ``metric``: ``"coco"`` COCO box AP (section
     ``bbox``), ``"voc07"`` / ``"voc"`` Pascal VOC AP at IoU 0.5 (11-point / area, sections of the
     same names), ``"all"`` the three. Every box evaluator also holds its predictions as COCO
-    ``results`` and takes saved ones through ``add_results``."""
+    ``results`` and takes saved ones through ``add_results``. ``model_cat_ids`` (label -> the
+    category id a checkpoint stored, e.g. torchvision's 90 COCO slots) replace the dataset's
+    when they hold every one of the dataset's ids: the model's labels keep their own ids."""
     if task == "sem_seg":
         return SemSegEvaluator(dataset.class_names)
+    cat_ids = list(dataset.cat_ids)
+    if model_cat_ids is not None and set(cat_ids) <= {int(c) for c in model_cat_ids}:
+        cat_ids = [int(c) for c in model_cat_ids]
     if metric not in DETECTION_METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of {DETECTION_METRICS}")
     if metric == "coco":
-        return CocoEvaluator(dataset.coco, dataset.cat_ids)
+        return CocoEvaluator(dataset.coco, cat_ids)
     if metric == "all":
         return Evaluators(
-            [
-                CocoEvaluator(dataset.coco, dataset.cat_ids),
-                VocEvaluator(dataset.coco, dataset.cat_ids, VOC_METRICS),
-            ]
+            [CocoEvaluator(dataset.coco, cat_ids), VocEvaluator(dataset.coco, cat_ids, VOC_METRICS)]
         )
-    return VocEvaluator(dataset.coco, dataset.cat_ids, (metric,))
+    return VocEvaluator(dataset.coco, cat_ids, (metric,))
 
 
 def check_best_metric(best_metric: str, task: str) -> None:

@@ -180,7 +180,7 @@ class VisionModel:
         if overrides:
             cfg = apply_overrides(cfg, overrides, "config")
         evaluation = evaluate_model(
-            self.model, self.device, cfg, val_dataset(cfg), metric, progress
+            self.model, self.device, cfg, val_dataset(cfg), metric, progress, self.cat_ids
         )
         return evaluation.metrics
 

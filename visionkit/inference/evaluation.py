@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,14 @@ def evaluate_model(
     dataset: Dataset,
     metric: str = "coco",
     progress: bool = False,
+    model_cat_ids: Sequence[int] | None = None,
 ) -> Evaluation:
     """``model`` (already on ``device``) over ``dataset`` (:func:`val_dataset`), batched by
     ``cfg.eval.batch_size`` with ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``,
-    ``voc07``, ``voc`` or ``all`` (box metrics; segmentation models take ``coco``)."""
+    ``voc07``, ``voc`` or ``all`` (box metrics; segmentation models take ``coco``);
+    ``model_cat_ids``: label -> category id of the checkpoint (``build_evaluator``)."""
     task = model_task(cfg.model.name)
-    evaluator = build_evaluator(task, dataset, metric)
+    evaluator = build_evaluator(task, dataset, metric, model_cat_ids)
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
     metrics = evaluate(model, loader, evaluator, device, progress=progress)
     skipped = len(loader.skipped)

@@ -9,6 +9,8 @@
 Regions are xyxy boxes in input pixels; ``1 / stride`` maps them onto a map. With several maps
 (a feature pyramid) each region is pooled from one level, chosen by its size (FPN, eq. 1):
 ``k = floor(k0 + log2(sqrt(w h) / 224))``, clamped to the available levels, ``k0 = 4``.
+torchvision's ``MultiScaleRoIAlign`` is ``roi_align`` with ``aligned=False`` and
+``level_eps="after_log"``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class RoIPooler(nn.Module):
         spp_levels: the pyramid's bins per side (``spp``).
         canonical_size, canonical_level: a ``canonical_size``-px RoI goes to the level of stride
             ``2 ** canonical_level`` (FPN: 224 and 4).
+        aligned: RoIAlign's half-pixel shift of the box corners (``roi_align``'s ``aligned``).
+        level_eps: the level rule's epsilon 1e-6 ``in_log`` (``log2(s / 224 + eps)``) or
+            ``after_log`` (``log2(s / 224) + eps``, torchvision's ``LevelMapper``).
     """
 
     def __init__(
@@ -46,6 +51,8 @@ class RoIPooler(nn.Module):
         spp_levels: Sequence[int] = (1, 2, 3, 6),
         canonical_size: float = 224.0,
         canonical_level: int = 4,
+        aligned: bool = True,
+        level_eps: str = "in_log",
     ) -> None:
         super().__init__()
         if kind not in POOLER_KINDS:
@@ -54,6 +61,9 @@ class RoIPooler(nn.Module):
         self.strides, self.sampling_ratio = [int(s) for s in strides], int(sampling_ratio)
         self.spp_levels = [int(v) for v in spp_levels]
         self.canonical_size, self.canonical_level = float(canonical_size), int(canonical_level)
+        if level_eps not in ("in_log", "after_log"):
+            raise ValueError(f"unknown level_eps {level_eps!r}; expected in_log or after_log")
+        self.aligned, self.level_eps = aligned, level_eps
         self.min_level = int(math.log2(self.strides[0]))
         if len(self.strides) > 1 and self.strides != [
             2 ** (self.min_level + i) for i in range(len(self.strides))
@@ -70,7 +80,10 @@ class RoIPooler(nn.Module):
         """``(K, 5)`` rois -> ``(K,)`` int64 index into the levels (FPN's eq. 1)."""
         x1, y1, x2, y2 = rois[:, 1:].unbind(1)
         size = ((x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)).sqrt()
-        k = torch.floor(self.canonical_level + torch.log2(size / self.canonical_size + 1e-6))
+        if self.level_eps == "after_log":
+            k = torch.floor(self.canonical_level + torch.log2(size / self.canonical_size) + 1e-6)
+        else:
+            k = torch.floor(self.canonical_level + torch.log2(size / self.canonical_size + 1e-6))
         k = torch.nan_to_num(
             k, nan=float(self.min_level)
         )  # a NaN box (a diverged model): any level
@@ -79,7 +92,9 @@ class RoIPooler(nn.Module):
     def _pool(self, features: Tensor, rois: Tensor, stride: int) -> Tensor:
         scale = 1.0 / stride
         if self.kind == "roi_align":
-            return roi_align(features, rois, self.output_size, scale, self.sampling_ratio, True)
+            return roi_align(
+                features, rois, self.output_size, scale, self.sampling_ratio, self.aligned
+            )
         if self.kind == "roi_pool":
             return roi_pool(features, rois, self.output_size, scale)
         pooled = [roi_pool(features, rois, v, scale) for v in self.spp_levels]

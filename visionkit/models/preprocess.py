@@ -13,6 +13,7 @@ torchvision's ``GeneralizedRCNNTransform.postprocess`` does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,6 +127,9 @@ class Preprocessor(nn.Module):
         min_size, max_size: pixels, for ``shorter_side``.
         size_divisor: the batch's sides are multiples of it (the deepest stride of a fully
             convolutional model; 1: no padding beyond the largest image).
+        rounding: ``shorter_side``'s resized sides: ``round`` (``side * scale`` rounded) or
+            ``floor`` (torchvision's ``GeneralizedRCNNTransform``: ``floor(side * scale)`` with
+            ``scale = min(min_size / shorter, max_size / longer)`` in double precision).
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class Preprocessor(nn.Module):
         min_size: int = 600,
         max_size: int = 1000,
         size_divisor: int = 1,
+        rounding: str = "round",
     ) -> None:
         super().__init__()
         if resize not in RESIZE_MODES:
@@ -147,6 +152,9 @@ class Preprocessor(nn.Module):
         self.input_size = (int(input_size[0]), int(input_size[1])) if input_size else None
         self.min_size, self.max_size = int(min_size), int(max_size)
         self.size_divisor = max(int(size_divisor), 1)
+        if rounding not in ("round", "floor"):
+            raise ValueError(f"unknown rounding {rounding!r}; expected 'round' or 'floor'")
+        self.rounding = rounding
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), False)
 
@@ -157,6 +165,12 @@ class Preprocessor(nn.Module):
             return sizes.new_tensor(self.input_size).expand_as(sizes).clone()
         if self.resize == "none":
             return sizes.clone()
+        if self.rounding == "floor":
+            new = []
+            for hw in sizes.tolist():
+                k = min(self.min_size / min(hw), self.max_size / max(hw))
+                new.append([math.floor(v * k) for v in hw])
+            return sizes.new_tensor(new).clamp(min=1)
         scale = torch.minimum(
             self.min_size / sizes.min(1).values, self.max_size / sizes.max(1).values
         )
@@ -214,4 +228,5 @@ def build_preprocessor(cfg: ModelConfig, resize: str, size_divisor: int = 1) -> 
         cfg.resize.min_size,
         cfg.resize.max_size,
         size_divisor,
+        cfg.resize.rounding,
     )

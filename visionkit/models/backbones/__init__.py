@@ -12,7 +12,7 @@ import torch
 from visionkit.config.schema import BackboneConfig
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones import small_nets, torchvision_nets, xception
-from visionkit.models.backbones.base import Backbone
+from visionkit.models.backbones.base import Backbone, freeze_batchnorms
 
 # name -> (factory taking an optional torchvision state_dict, torchvision weights name or None)
 BACKBONES: dict[str, tuple[Callable[..., Backbone], str | None]] = {
@@ -46,8 +46,8 @@ def _read_weights(path: str) -> dict[str, Any]:
 
 
 def build_backbone(cfg: BackboneConfig) -> Backbone:
-    """Build ``cfg.name``, load its weights, dilate it (``output_stride``), choose its returned
-    levels, freeze its first stages.
+    """Build ``cfg.name``, load its weights, freeze its BatchNorms (``frozen_bn``), dilate it
+    (``output_stride``), choose its returned levels, freeze its first stages.
 
     ``pretrained: true`` downloads torchvision's ImageNet weights (where torchvision has them);
     a path loads a torchvision-model state_dict or this backbone's own.
@@ -83,6 +83,8 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
             raise CheckpointError(
                 f"{cfg.pretrained} does not match backbone '{cfg.name}'"
             ) from None
+    if cfg.frozen_bn:
+        freeze_batchnorms(backbone, cfg.frozen_bn_eps)
     if cfg.output_stride != 32:
         torchvision_nets.dilate_resnet(backbone, cfg.output_stride)
     backbone.set_out_features(cfg.out_features)

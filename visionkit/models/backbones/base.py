@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from visionkit.errors import ConfigError
 
@@ -94,6 +96,22 @@ class Backbone(nn.Module):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         return self
+
+
+def freeze_batchnorms(module: nn.Module, eps: float = 1e-5) -> None:
+    """Replace every ``BatchNorm2d`` under ``module`` by torchvision's ``FrozenBatchNorm2d``
+    with its statistics and affine (buffers ``weight``, ``bias``, ``running_mean``,
+    ``running_var``; ``y = (x - mean) * weight / sqrt(var + eps) + bias``), as torchvision's
+    detection backbones are built."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps)
+            with torch.no_grad():
+                for key in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(frozen, key).copy_(getattr(child, key))
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorms(child, eps)
 
 
 def conv_bn_act(

@@ -47,7 +47,8 @@ def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
             f"model.anchors.sizes has {len(cfg.anchors.sizes)} lists for {len(strides)} feature "
             "levels (one feature level without model.fpn)"
         )
-    anchors = AnchorGenerator(cfg.anchors.sizes, cfg.anchors.aspect_ratios, strides)
+    a = cfg.anchors
+    anchors = AnchorGenerator(a.sizes, a.aspect_ratios, strides, a.layout)
     if len(set(anchors.num_anchors)) != 1:
         raise ConfigError("model.anchors.sizes needs as many sizes on every level")
     r = cfg.rpn
@@ -61,6 +62,7 @@ def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
         post_nms_top_n=(r.post_nms_top_n_train, r.post_nms_top_n_test),
         nms_thresh=r.nms_thresh,
         min_size=r.min_size,
+        sigmoid_scores=r.sigmoid_scores,
         ignore_cross_boundary=r.ignore_cross_boundary,
         smooth_l1_beta=r.smooth_l1_beta,
         box_loss_weight=r.box_loss_weight,

@@ -219,7 +219,7 @@ def build_roi_heads(
     rh = cfg.roi_head
     pooler = RoIPooler(
         rh.pooler, rh.pool_size, strides, rh.sampling_ratio, rh.spp_levels,
-        cfg.fpn.canonical_size, cfg.fpn.canonical_level,
+        cfg.fpn.canonical_size, cfg.fpn.canonical_level, rh.aligned, cfg.fpn.level_eps,
     )  # fmt: skip
     return RoIHeads(
         pooler,

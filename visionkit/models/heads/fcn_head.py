@@ -98,6 +98,9 @@ class FCNHead(nn.Module):
         valid_fc6: fc6 without padding (the paper, with ``input_pad``); else padded by 3.
         learn_final_upsample: the paper keeps the last upsampling bilinear (here
             :class:`BilinearUpsample`); earlier ones are learned transposed convolutions.
+        resize_to_input: the last upsampling resizes the scores bilinearly to the input's size
+            (``F.interpolate``, no alignment crop: torchvision's FCN) instead of upsampling by
+            the stride and cropping where the geometry says.
     """
 
     def __init__(
@@ -109,8 +112,12 @@ class FCNHead(nn.Module):
         dropout: float = 0.5,
         valid_fc6: bool = False,
         learn_final_upsample: bool = False,
+        resize_to_input: bool = False,
     ) -> None:
         super().__init__()
+        if resize_to_input and learn_final_upsample:
+            raise ConfigError("model.fcn.final_resize needs learn_final_upsample false")
+        self.resize_to_input = resize_to_input
         deep, cin, stride, offset = levels[-1]
         self.deep = deep
         if kind == "fc":
@@ -172,4 +179,6 @@ class FCNHead(nn.Module):
         ):
             x, skip = _overlap(up(x), score(features[name]), shift)
             x = x + skip
+        if self.resize_to_input:
+            return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
         return crop_or_pad(self.upsamplers[-1](x), self.final_start, size)

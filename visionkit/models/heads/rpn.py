@@ -76,6 +76,7 @@ class RegionProposalNetwork(nn.Module):
         box_coder: deltas of anchors (weights 1, 1, 1, 1).
         pre_nms_top_n, post_nms_top_n: ``(train, test)`` pairs; pre: per image and level.
         nms_thresh: IoU of proposal NMS (0.7). min_size: px; smaller proposals are removed.
+        sigmoid_scores: NMS ranks by ``sigmoid(logit)`` (torchvision) instead of the logit.
         ignore_cross_boundary: training labels anchors crossing the image border -1.
         smooth_l1_beta: the box loss's beta (0 = L1). box_loss_weight: lambda.
     """
@@ -94,6 +95,7 @@ class RegionProposalNetwork(nn.Module):
         ignore_cross_boundary: bool = True,
         smooth_l1_beta: float = 1 / 9,
         box_loss_weight: float = 1.0,
+        sigmoid_scores: bool = False,
     ) -> None:
         super().__init__()
         self.head, self.anchor_generator = head, anchor_generator
@@ -102,6 +104,7 @@ class RegionProposalNetwork(nn.Module):
         self.nms_thresh, self.min_size = nms_thresh, min_size
         self.ignore_cross_boundary = ignore_cross_boundary
         self.beta, self.box_loss_weight = smooth_l1_beta, box_loss_weight
+        self.sigmoid_scores = sigmoid_scores
 
     def _outputs(
         self, features: Sequence[Tensor]
@@ -172,6 +175,8 @@ class RegionProposalNetwork(nn.Module):
             all_levels.append(torch.full_like(idx, level))
         boxes = clip_to_sizes(torch.cat(all_boxes, 1), image_sizes).reshape(-1, 4)
         scores, levels = torch.cat(all_scores, 1), torch.cat(all_levels, 1)
+        if self.sigmoid_scores:
+            scores = scores.sigmoid()
         image = torch.arange(n, device=boxes.device)[:, None].expand_as(levels).reshape(-1)
         keep = ((boxes[:, 2:] - boxes[:, :2]) > self.min_size).all(-1).nonzero().squeeze(1)
         b, s, img = boxes[keep], scores.reshape(-1)[keep], image[keep]

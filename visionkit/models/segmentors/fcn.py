@@ -179,6 +179,7 @@ def fcn_on_backbone(backbone: Backbone, cfg: ModelConfig) -> FCN:
         dropout=f.dropout,
         valid_fc6=f.input_pad > 0,
         learn_final_upsample=f.learn_final_upsample,
+        resize_to_input=f.final_resize,
     )
     vgg_fc = f.head == "fc" and f.head_channels == 4096 and cfg.backbone.name.startswith("vgg")
     if vgg_fc and cfg.backbone.pretrained:

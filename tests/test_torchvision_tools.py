@@ -10,6 +10,7 @@ import torch
 from test_tools_e2e import ROOT, run_tool
 from test_torchvision_weights import torchvision_faster_rcnn
 
+import visionkit
 from visionkit.data import ensure_shapes
 from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.errors import CheckpointError
@@ -71,6 +72,15 @@ def test_eval_and_infer_with_torchvision_weights(hub_weights, tmp_path):
     run_tool("infer.py", "--config", CONFIG, "--weights", spec, "--source", str(images),
              "--output", str(out_dir), "--score-thresh", "0.05", *SMALL)  # fmt: skip
     assert any(out_dir.iterdir())
+    # the Python API and the ONNX export take the same spec
+    model = visionkit.load(spec, config=CONFIG, overrides=SMALL, score_thresh=0.05)
+    assert model.cat_ids == list(range(1, 91)) and model.class_names[0] == "person"
+    onnx_path = tmp_path / "frcnn.onnx"
+    run_tool("export.py", "--config", CONFIG, "--weights", spec, "--output", str(onnx_path),
+             *SMALL)  # fmt: skip
+    exported = visionkit.load(onnx_path, score_thresh=0.05)
+    assert exported.cat_ids == model.cat_ids
+    assert len(exported.predict(str(images))) == 4
     # another file as torchvision:NAME=PATH: the same conversion
     local = load_checkpoint(f"{spec}={hub_weights}")
     assert local["model_name"] == "faster_rcnn" and local["cat_ids"] == list(range(1, 91))

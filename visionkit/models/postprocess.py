@@ -12,24 +12,30 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import nms
+from torchvision.ops import batched_nms, nms
 
 from visionkit.structures.box_coder import BoxCoder
 from visionkit.structures.boxes import MIN_BOX_SIZE, clip_to_sizes
 
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:
-    """NMS within each group (``torchvision.ops.batched_nms``' coordinate trick).
+    """NMS within each group.
+
+    Eagerly ``torchvision.ops.batched_nms`` (on the CPU above 1,000 boxes a loop over groups:
+    the coordinate trick's large offsets cost float32 precision in the IoUs, and torchvision's
+    detectors, which visionkit reproduces, take the loop). Traced for ONNX, the coordinate trick
+    (one NMS, no loop): the offset between groups comes from the largest coordinate; a zero is
+    appended so that it is defined (and the graph runs) when there are no boxes.
 
     Args:
         boxes: ``(K, 4)`` float xyxy, non-negative. scores: ``(K,)``.
         groups: ``(K,)`` int64: boxes of different groups never suppress each other.
 
     Returns:
-        ``(D,)`` int64 indices of the kept boxes, by decreasing score. The offset between groups
-        comes from the largest coordinate; a zero is appended so that it is defined (and the
-        graph runs) when there are no boxes.
+        ``(D,)`` int64 indices of the kept boxes, by decreasing score.
     """
+    if not torch.jit.is_tracing():
+        return batched_nms(boxes, scores, groups, iou_thresh)
     top = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max() + 1
     return nms(boxes + (groups.to(boxes.dtype) * top)[:, None], scores, iou_thresh)
 

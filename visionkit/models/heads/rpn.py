@@ -161,8 +161,11 @@ class RegionProposalNetwork(nn.Module):
     ) -> Tensor:
         """Per level ``(N, L_l)`` logits, ``(N, L_l, 4)`` deltas, ``(L_l, 4)`` anchors -> the
         batch's proposals: ``(R, 5)`` float ``(image index, x1, y1, x2, y2)`` in input pixels,
-        sorted by objectness over the batch (top-N per image and level, decoded, clipped to
-        each image, small ones removed, NMS per image and level, top-N per image)."""
+        sorted by objectness (top-N per image and level, decoded, clipped to each image, small
+        ones removed, NMS per image and level, top-N per image). Eagerly image after image, each
+        image's rois sorted by objectness as torchvision orders them (equal scores keep
+        torchvision's order, which seeded RoI sampling depends on); traced for ONNX, one NMS
+        over the batch, sorted by objectness over the batch."""
         pre_n, post_n = self.pre_nms_top_n[not train], self.post_nms_top_n[not train]
         n = image_sizes.shape[0]
         all_boxes, all_scores, all_levels = [], [], []
@@ -179,10 +182,18 @@ class RegionProposalNetwork(nn.Module):
             scores = scores.sigmoid()
         image = torch.arange(n, device=boxes.device)[:, None].expand_as(levels).reshape(-1)
         keep = ((boxes[:, 2:] - boxes[:, :2]) > self.min_size).all(-1).nonzero().squeeze(1)
-        b, s, img = boxes[keep], scores.reshape(-1)[keep], image[keep]
-        top = grouped_nms(b, s, img * len(anchors) + levels.reshape(-1)[keep], self.nms_thresh)
+        b, s, img, lv = boxes[keep], scores.reshape(-1)[keep], image[keep], levels.reshape(-1)[keep]
+        if not torch.jit.is_tracing():  # image by image, as torchvision: the same order on ties
+            return torch.cat([self._image_rois(b[img == i], s[img == i], lv[img == i], i, post_n)
+                              for i in range(n)])  # fmt: skip
+        top = grouped_nms(b, s, img * len(anchors) + lv, self.nms_thresh)
         top = top[top_per_image(img[top], n, post_n)]
         return torch.cat([img[top, None].to(b.dtype), b[top]], 1)
+
+    def _image_rois(self, boxes: Tensor, scores: Tensor, levels: Tensor, i: int, k: int) -> Tensor:
+        """One image's ``(K, 5)`` rois: NMS per level, the ``k`` best by score."""
+        top = grouped_nms(boxes, scores, levels, self.nms_thresh)[:k]
+        return torch.cat([boxes.new_full((len(top), 1), i), boxes[top]], 1)
 
     def label_anchors(
         self, anchors: Tensor, image_sizes: Tensor, gt_boxes: Sequence[Tensor]

@@ -108,7 +108,7 @@ def test_eval_reproduces_training_numbers_and_pycocotools(trained, tmp_path):
     gt = COCO(str(ann))
     preds = json.loads(preds_path.read_text())
     assert preds, "the tiny model should make some predictions"
-    direct = coco_box_metrics(gt, preds, gt.getImgIds())
+    direct = coco_box_metrics(gt, preds, gt.getImgIds(), "pycocotools")
     for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"):
         assert metrics[k] == pytest.approx(direct[k], nan_ok=True)
     # and scoring the saved JSON through eval.py --predictions gives the same numbers

@@ -12,9 +12,11 @@ from visionkit.errors import ConfigError
 from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli, show_progress
 from visionkit.utils.warn import warnings_part
 
-# visionkit.evaluation's DETECTION_METRICS and VOC_METRICS, repeated so that --help needs no torch
+# visionkit.evaluation's DETECTION_METRICS, VOC_METRICS and COCO_BACKENDS, repeated so that --help
+# needs no torch
 METRICS = ("coco", "voc07", "voc", "all")
 VOC_METRICS = ("voc07", "voc")
+COCO_BACKENDS = ("faster-coco-eval", "pycocotools")
 EXAMPLES = """\
 Compute box AP on data.val: --metric coco (the 12 COCOeval numbers, in percent, and per-class AP),
 voc07 / voc (Pascal VOC per-class AP and mAP at IoU 0.5, 11-point / area under the curve;
@@ -45,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=METRICS,
         default="coco",
         help="box metric: COCOeval, VOC2007 11-point AP, VOC2010+ area AP, or all three",
+    )
+    p.add_argument(
+        "--coco-backend",
+        choices=COCO_BACKENDS,
+        help="COCOeval's implementation (overrides eval.coco_backend; default faster-coco-eval: "
+        "pycocotools' numbers, faster)",
     )
     p.add_argument(
         "--out", help="write the metrics as JSON here ({'bbox': {'AP': ..}, 'voc07': {'mAP': ..}})"
@@ -96,6 +104,7 @@ def summary(metrics: dict[str, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
+    overrides += [f"eval.coco_backend={args.coco_backend}"] if args.coco_backend else []
     cfg = load_config(args.config, overrides)
     check_output_file(args.out, "--out")
     check_output_file(args.save_predictions, "--save-predictions")
@@ -114,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
     dataset = val_dataset(cfg)
     if args.predictions:
-        evaluation = evaluate_predictions(Path(args.predictions), dataset, args.metric)
+        evaluation = evaluate_predictions(
+            Path(args.predictions), dataset, args.metric, cfg.eval.coco_backend
+        )
     else:
         model = visionkit.load(args.weights, config=cfg)
         evaluation = evaluate_model(

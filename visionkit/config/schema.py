@@ -321,6 +321,10 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     batch_size: int = 8
+    # COCOeval's implementation (visionkit/evaluation/coco_backends.py): faster-coco-eval (C++,
+    # pycocotools' numbers, several times faster; pycocotools if it is not installed) or
+    # pycocotools (the reference); tools/eval.py --coco-backend sets it
+    coco_backend: Literal["faster-coco-eval", "pycocotools"] = "faster-coco-eval"
 
 
 @dataclass

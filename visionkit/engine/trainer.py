@@ -284,7 +284,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Evaluate on the validation set (distributed: each rank its shard, scored on rank 0)."""
-        evaluator = build_evaluator(self.task, self.val_set)
+        evaluator = build_evaluator(
+            self.task, self.val_set, coco_backend=self.cfg.eval.coco_backend
+        )
         if self.dist.enabled:
             evaluator = GatheredEvaluator(evaluator)
         return evaluate(self.model, self.val_loader, evaluator, self.device, self.progress)

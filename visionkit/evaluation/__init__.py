@@ -1,9 +1,13 @@
-"""Evaluators: COCO box AP through pycocotools; Pascal VOC AP; semantic segmentation IoU."""
+"""Evaluators: COCO box AP through COCOeval (faster-coco-eval or pycocotools); Pascal VOC AP;
+semantic segmentation IoU."""
 
 from visionkit.evaluation.build import DETECTION_METRICS, Evaluator, Evaluators, build_evaluator
+from visionkit.evaluation.coco_backends import COCO_BACKENDS, DEFAULT_COCO_BACKEND
 from visionkit.evaluation.coco_eval import (
     CocoEvaluator,
     coco_box_metrics,
+    coco_mask_metrics,
+    coco_metrics,
     from_coco_results,
     to_coco_results,
 )
@@ -22,6 +26,8 @@ from visionkit.evaluation.voc_eval import (
 )
 
 __all__ = [
+    "COCO_BACKENDS",
+    "DEFAULT_COCO_BACKEND",
     "DETECTION_METRICS",
     "CocoEvaluator",
     "Evaluator",
@@ -31,6 +37,8 @@ __all__ = [
     "boundary_band",
     "build_evaluator",
     "coco_box_metrics",
+    "coco_mask_metrics",
+    "coco_metrics",
     "confusion_matrix",
     "from_coco_results",
     "precision_recall",

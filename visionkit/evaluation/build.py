@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from visionkit.errors import ConfigError
+from visionkit.evaluation.coco_backends import DEFAULT_COCO_BACKEND
 from visionkit.evaluation.coco_eval import STAT_NAMES, CocoEvaluator
 from visionkit.evaluation.sem_seg import SemSegEvaluator
 from visionkit.evaluation.voc_eval import VOC_METRICS, VocEvaluator
@@ -58,7 +59,11 @@ class Evaluators:
 
 
 def build_evaluator(
-    task: str, dataset: Dataset, metric: str = "coco", model_cat_ids: Sequence[int] | None = None
+    task: str,
+    dataset: Dataset,
+    metric: str = "coco",
+    model_cat_ids: Sequence[int] | None = None,
+    coco_backend: str = DEFAULT_COCO_BACKEND,
 ) -> CocoEvaluator | VocEvaluator | Evaluators | SemSegEvaluator:
     """``"sem_seg"``: a confusion matrix over ``dataset.class_names``. ``"detection"``, against
     ``dataset.coco`` with its ``cat_ids``, by ``metric``: ``"coco"`` COCO box AP (section
@@ -66,7 +71,9 @@ def build_evaluator(
     same names), ``"all"`` the three. Every box evaluator also holds its predictions as COCO
     ``results`` and takes saved ones through ``add_results``. ``model_cat_ids`` (label -> the
     category id a checkpoint stored, e.g. torchvision's 90 COCO slots) replace the dataset's
-    when they hold every one of the dataset's ids: the model's labels keep their own ids."""
+    when they hold every one of the dataset's ids: the model's labels keep their own ids.
+    ``coco_backend``: COCOeval's implementation for the ``bbox`` section (``eval.coco_backend``:
+    :data:`~visionkit.evaluation.coco_backends.COCO_BACKENDS`)."""
     if task == "sem_seg":
         return SemSegEvaluator(dataset.class_names)
     cat_ids = list(dataset.cat_ids)
@@ -75,11 +82,10 @@ def build_evaluator(
     if metric not in DETECTION_METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of {DETECTION_METRICS}")
     if metric == "coco":
-        return CocoEvaluator(dataset.coco, cat_ids)
+        return CocoEvaluator(dataset.coco, cat_ids, coco_backend)
     if metric == "all":
-        return Evaluators(
-            [CocoEvaluator(dataset.coco, cat_ids), VocEvaluator(dataset.coco, cat_ids, VOC_METRICS)]
-        )
+        coco = CocoEvaluator(dataset.coco, cat_ids, coco_backend)
+        return Evaluators([coco, VocEvaluator(dataset.coco, cat_ids, VOC_METRICS)])
     return VocEvaluator(dataset.coco, cat_ids, (metric,))
 
 

@@ -1,9 +1,8 @@
-"""COCO-style box evaluation through pycocotools' COCOeval."""
+"""COCO-style evaluation (COCOeval through :mod:`~visionkit.evaluation.coco_backends`): results
+to and from predictions, their checks, the 12 numbers and per-class AP."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,11 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from visionkit.data.coco_checks import is_finite_number, is_int
 from visionkit.errors import DataError
+from visionkit.evaluation.coco_backends import (
+    DEFAULT_COCO_BACKEND,
+    check_coco_backend,
+    run_cocoeval,
+)
 from visionkit.structures.boxes import convert_boxes
 from visionkit.utils.comm import gather_in_order, is_distributed
 
@@ -121,10 +124,16 @@ def from_coco_results(
     ]
 
 
-def coco_box_metrics(
-    coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int] | None = None
+def coco_metrics(
+    coco_gt: COCO,
+    results: list[dict[str, Any]],
+    image_ids: Sequence[int] | None = None,
+    iou_type: str = "bbox",
+    backend: str = DEFAULT_COCO_BACKEND,
 ) -> dict[str, float]:
-    """Run COCOeval on ``results`` (COCO results dicts) against ``coco_gt``.
+    """COCOeval (``backend``: :data:`~visionkit.evaluation.coco_backends.COCO_BACKENDS`) of
+    ``results`` (COCO results dicts) against ``coco_gt`` with ``iou_type`` ``"bbox"`` or
+    ``"segm"``, over ``image_ids`` (default: every image).
 
     Returns the 12 standard numbers in percent (``AP``, ``AP50``, ... ``ARl``; NaN where a range
     holds no ground truth) and ``AP-<class name>`` per category.
@@ -133,19 +142,10 @@ def coco_box_metrics(
         stats = np.zeros(12)
         per_class = dict.fromkeys(coco_gt.getCatIds(), 0.0)
     else:
-        with contextlib.redirect_stdout(io.StringIO()):
-            dt = coco_gt.loadRes(results)
-            ev = COCOeval(coco_gt, dt, iouType="bbox")
-            if image_ids is not None:
-                ev.params.imgIds = sorted(int(i) for i in image_ids)
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        stats = ev.stats
-        precision = ev.eval["precision"]  # (iou, recall, class, area, maxdets)
+        stats, precision, cat_ids = run_cocoeval(coco_gt, results, image_ids, iou_type, backend)
         per_class = {}
-        for k, cat in enumerate(ev.params.catIds):
-            p = precision[:, :, k, 0, -1]
+        for k, cat in enumerate(cat_ids):
+            p = precision[:, :, k, 0, -1]  # (iou, recall, class, area, maxdets)
             per_class[cat] = float(p[p > -1].mean()) if (p > -1).any() else math.nan
     out = {
         name: float(v) * 100 if v >= 0 else math.nan
@@ -157,17 +157,45 @@ def coco_box_metrics(
     return out
 
 
+def coco_box_metrics(
+    coco_gt: COCO,
+    results: list[dict[str, Any]],
+    image_ids: Sequence[int] | None = None,
+    backend: str = DEFAULT_COCO_BACKEND,
+) -> dict[str, float]:
+    """:func:`coco_metrics` of box results (``bbox`` xywh)."""
+    return coco_metrics(coco_gt, results, image_ids, "bbox", backend)
+
+
+def coco_mask_metrics(
+    coco_gt: COCO,
+    results: list[dict[str, Any]],
+    image_ids: Sequence[int] | None = None,
+    backend: str = DEFAULT_COCO_BACKEND,
+) -> dict[str, float]:
+    """:func:`coco_metrics` of mask results (``segmentation`` a compressed RLE) against the
+    ground truth's segmentations (polygons or RLE). visionkit has no instance segmentation model
+    yet, so no tool calls this; ``tests/test_coco_backends.py`` holds its backends equal."""
+    return coco_metrics(coco_gt, results, image_ids, "segm", backend)
+
+
 class CocoEvaluator:
     """Accumulates predictions over a dataset and computes COCO box metrics.
 
     Args:
         coco_gt: the dataset's ground truth (original pixels, its own category ids).
         cat_ids: label ``0..C-1`` -> the dataset's category id.
+        backend: COCOeval's implementation, one of
+            :data:`~visionkit.evaluation.coco_backends.COCO_BACKENDS`.
     """
 
-    def __init__(self, coco_gt: COCO, cat_ids: Sequence[int]) -> None:
+    def __init__(
+        self, coco_gt: COCO, cat_ids: Sequence[int], backend: str = DEFAULT_COCO_BACKEND
+    ) -> None:
+        check_coco_backend(backend)
         self.coco_gt = coco_gt
         self.cat_ids = list(cat_ids)
+        self.backend = backend
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
 
@@ -199,4 +227,4 @@ class CocoEvaluator:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"bbox": {...}}`` as detectron2 lays it out, numbers in percent."""
-        return {"bbox": coco_box_metrics(self.coco_gt, self.results, self.image_ids)}
+        return {"bbox": coco_box_metrics(self.coco_gt, self.results, self.image_ids, self.backend)}

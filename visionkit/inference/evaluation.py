@@ -18,6 +18,7 @@ from visionkit.data import build_dataloader, build_dataset
 from visionkit.engine.evaluation_loop import evaluate
 from visionkit.errors import DataError
 from visionkit.evaluation import build_evaluator
+from visionkit.evaluation.coco_backends import DEFAULT_COCO_BACKEND
 from visionkit.evaluation.coco_eval import check_coco_results
 from visionkit.models import model_task
 
@@ -61,9 +62,10 @@ def evaluate_model(
     """``model`` (already on ``device``) over ``dataset`` (:func:`val_dataset`), batched by
     ``cfg.eval.batch_size`` with ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``,
     ``voc07``, ``voc`` or ``all`` (box metrics; segmentation models take ``coco``);
-    ``model_cat_ids``: label -> category id of the checkpoint (``build_evaluator``)."""
+    ``model_cat_ids``: label -> category id of the checkpoint (``build_evaluator``); COCOeval by
+    ``cfg.eval.coco_backend``."""
     task = model_task(cfg.model.name)
-    evaluator = build_evaluator(task, dataset, metric, model_cat_ids)
+    evaluator = build_evaluator(task, dataset, metric, model_cat_ids, cfg.eval.coco_backend)
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
     metrics = evaluate(model, loader, evaluator, device, progress=progress)
     skipped = len(loader.skipped)
@@ -71,14 +73,17 @@ def evaluate_model(
     return Evaluation(metrics, results, len(dataset) - skipped, skipped)
 
 
-def evaluate_predictions(path: Path, dataset: Dataset, metric: str = "coco") -> Evaluation:
+def evaluate_predictions(
+    path: Path, dataset: Dataset, metric: str = "coco", coco_backend: str = DEFAULT_COCO_BACKEND
+) -> Evaluation:
     """A COCO box results JSON (``[{"image_id", "category_id", "bbox": xywh, "score"}]``, the
-    dataset's ids) scored on ``dataset``; malformed records are a one-line ``DataError``."""
+    dataset's ids) scored on ``dataset`` (COCOeval by ``coco_backend``); malformed records are a
+    one-line ``DataError``."""
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"cannot read predictions {path}: {type(e).__name__}") from None
     check_coco_results(results, dataset.ids, dataset.cat_ids, str(path))
-    evaluator = build_evaluator("detection", dataset, metric)
+    evaluator = build_evaluator("detection", dataset, metric, coco_backend=coco_backend)
     evaluator.add_results(results, dataset.ids)
     return Evaluation(evaluator.evaluate(), results, len(dataset), 0)

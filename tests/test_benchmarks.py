@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from script_loader import load_script
 
 from visionkit.errors import ConfigError
@@ -133,3 +134,18 @@ def test_stream_memory_samples_and_growth(capsys):
     assert out[1] == "| frames | RSS MiB | since warm-up MiB |" and len(out) == 8
     assert out[-1].startswith("RSS growth after warm-up (frames 20 to 60): ")
     assert abs(samples[-1][1] - samples[1][1]) < 10  # flat, as the full run shows at 2,000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the early exit of CPU machines")
+def test_device_check_exits_at_once_without_cuda(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "device_check.py"), "--output",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == ""
+    assert proc.stdout.splitlines() == [
+        "device_check: no CUDA device here (torch.cuda.is_available() is False); nothing "
+        "checked (--device cpu --tiny runs the same checks on the CPU)"
+    ]
+    assert not (tmp_path / "out").exists()

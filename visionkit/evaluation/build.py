@@ -76,11 +76,11 @@ def build_evaluator(
     :data:`~visionkit.evaluation.coco_backends.COCO_BACKENDS`)."""
     if task == "sem_seg":
         return SemSegEvaluator(dataset.class_names)
+    if metric not in DETECTION_METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of {DETECTION_METRICS}")
     cat_ids = list(dataset.cat_ids)
     if model_cat_ids is not None and set(cat_ids) <= {int(c) for c in model_cat_ids}:
         cat_ids = [int(c) for c in model_cat_ids]
-    if metric not in DETECTION_METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; expected one of {DETECTION_METRICS}")
     if metric == "coco":
         return CocoEvaluator(dataset.coco, cat_ids, coco_backend)
     if metric == "all":

@@ -112,6 +112,7 @@ def class_specific_detections(
         dropped.
     """
     image_index = rois[:, 0].long()
+    # float32: exp() of the size deltas and pixel coordinates beyond bfloat16's precision
     boxes = box_coder.decode_boxes(deltas.float(), rois[:, 1:].float())  # (R, C, 4)
     boxes = clip_to_sizes(boxes, image_sizes[image_index])  # each region's own image
     return select_detections(

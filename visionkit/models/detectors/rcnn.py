@@ -136,6 +136,7 @@ class RCNN(nn.Module):
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2
         half = (boxes[:, 2:] - boxes[:, :2]) / 2 * (s / (s - 2 * p))
         rois = torch.cat([image_index[:, None].float(), centre - half, centre + half], 1)
+        # float32: the warp samples pixels at sub-pixel box corners (roi_align needs one dtype)
         return roi_align(batch.float(), rois, (s, s), 1.0, 2, aligned=True)
 
     def embed(self, crops: Tensor) -> tuple[Tensor, Tensor]:
@@ -196,6 +197,7 @@ class RCNN(nn.Module):
         boxes = torch.cat(windows)[idx]
         pool5, fc7 = self.embed(self.warp(batch.tensor, torch.cat(index)[idx], boxes))
         cls, num = cls[idx], max(idx.numel(), 1)
+        # the losses in float32 under autocast, as the RoI heads'
         cls_loss = F.cross_entropy(self.cls_score(fc7).float(), cls, reduction="sum") / num
         reg = torch.nonzero(iou[idx] >= self.box_iou_thresh).squeeze(1)
         deltas = self.bbox_pred(pool5).float().view(-1, self.num_classes, 4)[reg, cls[reg]]

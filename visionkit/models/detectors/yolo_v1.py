@@ -70,6 +70,7 @@ class YOLOv1(nn.Module):
         """Raw outputs -> box terms ``(N,S,S,B,4)``, confidences ``(N,S,S,B)``, class probs."""
         n = raw.shape[0]
         box = raw[..., : self.B * 5].reshape(n, self.S, self.S, self.B, 5).sigmoid()
+        # float32 under autocast: the sum-squared loss and the decoded boxes need the mantissa
         cls = raw[..., self.B * 5 :].float().softmax(-1)
         return box[..., :4].float(), box[..., 4].float(), cls
 

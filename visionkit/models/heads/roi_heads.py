@@ -127,6 +127,7 @@ class RoIHeads(nn.Module):
         rois, classes, targets = self.sample(proposals, gt_boxes, gt_labels)
         logits, deltas = self(features, boxes_to_rois(rois))
         num = max(classes.numel(), 1)
+        # losses and box decoding in float32 under autocast (sums, exp of the size deltas)
         cls_loss = F.cross_entropy(logits.float(), classes, reduction="sum") / num
         fg = torch.nonzero(classes < self.num_classes).squeeze(1)
         pred = deltas.float().view(-1, self.num_classes, 4)[fg, classes[fg]]
@@ -149,7 +150,7 @@ class RoIHeads(nn.Module):
             ``(D,)`` int64 in ``0..C-1``, ``image_index`` ``(D,)`` int64; sorted by score, after
             the score threshold and per-class NMS, at most ``max_detections`` per image.
         """
-        probs = logits.float().softmax(-1)[:, : self.num_classes]
+        probs = logits.float().softmax(-1)[:, : self.num_classes]  # float32 scores out
         return class_specific_detections(
             probs,
             deltas,

@@ -170,6 +170,7 @@ class RegionProposalNetwork(nn.Module):
         n = image_sizes.shape[0]
         all_boxes, all_scores, all_levels = [], [], []
         for level, (lg, dt, anc) in enumerate(zip(logits, deltas, anchors, strict=True)):
+            # float32: bfloat16's 8-bit mantissa ties most objectness scores and box offsets
             scores, idx = lg.float().topk(_at_most(pre_n, lg, 1), dim=1)
             sel = dt.float().gather(1, idx[..., None].expand(-1, -1, 4))
             boxes = self.box_coder.decode(sel.reshape(-1, 4), anc[idx.reshape(-1)])

@@ -39,7 +39,7 @@ def solve_linear_svms(
     Returns:
         ``(K, D)`` float32 weights and ``(K,)`` biases.
     """
-    x, y = x.float(), y.float()
+    x, y = x.float(), y.float()  # float32: LBFGS line searches on a full-batch loss
     k, d = y.shape[1], x.shape[1]
     w0, b0 = init if init is not None else (x.new_zeros(k, d), x.new_zeros(k))
     w = w0.detach().clone().float().requires_grad_(True)

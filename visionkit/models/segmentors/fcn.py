@@ -71,6 +71,7 @@ class FCN(nn.Module):
         batch = self.preprocess(images)
         logits = self(batch.tensor)
         target = batch.masks_to_input([t["sem_seg"] for t in targets])
+        # float32 under autocast: a log-softmax summed over every pixel overflows float16
         ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_LABEL, reduction="sum")
         return {"loss_fcn_ce": ce / (target != IGNORE_LABEL).sum().clamp(min=1)}
 
@@ -85,7 +86,7 @@ class FCN(nn.Module):
         ``return_logits`` also ``logits`` ``(C, H_i, W_i)`` float32.
         """
         batch = self.preprocess(images)
-        logits = self(batch.tensor).float()
+        logits = self(batch.tensor).float()  # float32 out of the model, whatever autocast ran
         results = batch.postprocess([{"logits": logits[i : i + 1]} for i in range(len(logits))])
         if not return_logits:
             for r in results:

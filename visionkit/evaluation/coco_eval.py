@@ -122,12 +122,17 @@ def from_coco_results(
 
 
 def coco_box_metrics(
-    coco_gt: COCO, results: list[dict[str, Any]], image_ids: Sequence[int] | None = None
+    coco_gt: COCO,
+    results: list[dict[str, Any]],
+    image_ids: Sequence[int] | None = None,
+    accumulated: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run COCOeval on ``results`` (COCO results dicts) against ``coco_gt``.
 
     Returns the 12 standard numbers in percent (``AP``, ``AP50``, ... ``ARl``; NaN where a range
-    holds no ground truth) and ``AP-<class name>`` per category.
+    holds no ground truth) and ``AP-<class name>`` per category. ``accumulated``, when given,
+    receives COCOeval's own ``precision`` array ``(T, R, K, A, M)`` and its ``cat_ids`` (the K
+    axis) for the precision-recall plots; it stays empty when there are no results.
     """
     if not results:
         stats = np.zeros(12)
@@ -143,6 +148,8 @@ def coco_box_metrics(
             ev.summarize()
         stats = ev.stats
         precision = ev.eval["precision"]  # (iou, recall, class, area, maxdets)
+        if accumulated is not None:
+            accumulated.update(precision=precision, cat_ids=list(ev.params.catIds))
         per_class = {}
         for k, cat in enumerate(ev.params.catIds):
             p = precision[:, :, k, 0, -1]
@@ -170,6 +177,8 @@ class CocoEvaluator:
         self.cat_ids = list(cat_ids)
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
+        # COCOeval's precision array and its category ids, after evaluate() (coco_box_metrics)
+        self.accumulated: dict[str, Any] = {}
 
     def process(self, targets: Sequence[dict], predictions: Sequence[dict[str, Tensor]]) -> None:
         """Add one batch: ``targets`` give ``image_id``; predictions are in original pixels."""
@@ -199,4 +208,6 @@ class CocoEvaluator:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"bbox": {...}}`` as detectron2 lays it out, numbers in percent."""
-        return {"bbox": coco_box_metrics(self.coco_gt, self.results, self.image_ids)}
+        self.accumulated = {}
+        metrics = coco_box_metrics(self.coco_gt, self.results, self.image_ids, self.accumulated)
+        return {"bbox": metrics}

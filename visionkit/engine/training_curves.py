@@ -28,6 +28,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` (a run folder or the file); a torn last line (a run
     killed mid-write) is skipped, any other unreadable line is a DataError naming it."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist: give a run folder or its metrics.jsonl")
     if path.is_dir():
         path = path / "metrics.jsonl"
     try:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from visionkit.config import load_config
 from visionkit.errors import ConfigError
-from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli, show_progress
+from visionkit.utils.cli import (
+    HelpFormatter,
+    check_output_file,
+    check_output_folder,
+    run_cli,
+    show_progress,
+)
 from visionkit.utils.warn import warnings_part
 
 # visionkit.evaluation's DETECTION_METRICS, VOC_METRICS and COCO_BACKENDS, repeated so that --help
@@ -33,6 +39,8 @@ examples:
   python tools/eval.py --config configs/yolo_v1_shapes.yaml --predictions predictions.json \\
       --metric all --out metrics.json
   python tools/eval.py --config configs/fcn8s_shapes.yaml --weights runs/fcn8s_shapes/best.pth
+  python tools/eval.py --config configs/yolo_v1_shapes.yaml --weights W --plots plots/
+      # PNGs: pr_curves.png, confusion_matrix.png (+ .csv); fcn: pixel_confusion.png
 """
 
 
@@ -58,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", help="write the metrics as JSON here ({'bbox': {'AP': ..}, 'voc07': {'mAP': ..}})"
     )
     p.add_argument("--save-predictions", help="write the COCO results JSON here")
+    p.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write plots here: precision-recall curves (COCO metric) and the detection "
+        "confusion matrix (IoU 0.5, score >= 0.25; PNG and CSV), or the pixel confusion matrix",
+    )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
     p.add_argument(
         "--no-progress",
@@ -108,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     check_output_file(args.out, "--out")
     check_output_file(args.save_predictions, "--save-predictions")
+    if args.plots:
+        check_output_folder(args.plots, "--plots")
 
     import visionkit
     from visionkit.inference.evaluation import evaluate_model, evaluate_predictions, val_dataset
@@ -145,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_predictions:
         Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_predictions).write_text(json.dumps(results))
+    if args.plots:
+        from visionkit.evaluation.plots import write_evaluation_plots
+
+        files = write_evaluation_plots(evaluation.evaluator, args.plots)
+        print(f"plots: {', '.join(str(f) for f in files)}")
     images = f"{len(dataset) - skipped} images"
     if skipped:
         images += f" ({skipped} unreadable skipped)"

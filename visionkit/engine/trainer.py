@@ -47,6 +47,7 @@ from visionkit.engine.logger import MetricsLogger
 from visionkit.engine.optim import build_optimizer, build_scheduler, lr_factor, scaled_lr
 from visionkit.engine.resume import resume_changes
 from visionkit.engine.signals import StopOnSignal, TrainingInterrupted
+from visionkit.engine.training_curves import write_run_plots
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.build import check_best_metric
@@ -69,7 +70,8 @@ class Trainer:
 
     Writes ``config.yaml`` (the resolved config), ``last.pth`` each epoch (and when stopped by a
     signal), ``best.pth`` when the metric ``cfg.train.best_metric`` improves, ``metrics.jsonl``
-    and ``tensorboard/`` events; under torchrun only rank 0 writes.
+    and ``tensorboard/`` events, and at the end of training ``plots/`` (the last evaluation's and
+    the training curves: ``engine/training_curves.py``); under torchrun only rank 0 writes.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class Trainer:
         self.amp_dtype, amp_line = mixed_precision(tc.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.start_batch, self.best = 0, 0, -math.inf
+        self.evaluator: Any = None  # the last evaluation's, for the end-of-training plots
         self.stop = StopOnSignal()
         if self.ckpt is not None:
             self._resume()
@@ -284,11 +287,10 @@ class Trainer:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Evaluate on the validation set (distributed: each rank its shard, scored on rank 0)."""
-        evaluator = build_evaluator(
+        self.evaluator = build_evaluator(
             self.task, self.val_set, coco_backend=self.cfg.eval.coco_backend
         )
-        if self.dist.enabled:
-            evaluator = GatheredEvaluator(evaluator)
+        evaluator = GatheredEvaluator(self.evaluator) if self.dist.enabled else self.evaluator
         return evaluate(self.model, self.val_loader, evaluator, self.device, self.progress)
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
@@ -382,6 +384,8 @@ class Trainer:
                 + (f"; unreadable images skipped: {skipped}" if skipped else "")
                 + warnings_part()
             )
+            if self.dist.is_main:
+                self._write(f"plots: {write_run_plots(self.out, self.evaluator)}")
         finally:
             if self.logger is not None:
                 self.logger.close()

@@ -130,19 +130,24 @@ def coco_metrics(
     image_ids: Sequence[int] | None = None,
     iou_type: str = "bbox",
     backend: str = DEFAULT_COCO_BACKEND,
+    accumulated: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """COCOeval (``backend``: :data:`~visionkit.evaluation.coco_backends.COCO_BACKENDS`) of
     ``results`` (COCO results dicts) against ``coco_gt`` with ``iou_type`` ``"bbox"`` or
     ``"segm"``, over ``image_ids`` (default: every image).
 
     Returns the 12 standard numbers in percent (``AP``, ``AP50``, ... ``ARl``; NaN where a range
-    holds no ground truth) and ``AP-<class name>`` per category.
+    holds no ground truth) and ``AP-<class name>`` per category. ``accumulated``, when given,
+    receives COCOeval's own ``precision`` array ``(T, R, K, A, M)`` and its ``cat_ids`` (the K
+    axis) for the precision-recall plots; it stays empty when there are no results.
     """
     if not results:
         stats = np.zeros(12)
         per_class = dict.fromkeys(coco_gt.getCatIds(), 0.0)
     else:
         stats, precision, cat_ids = run_cocoeval(coco_gt, results, image_ids, iou_type, backend)
+        if accumulated is not None:
+            accumulated.update(precision=precision, cat_ids=cat_ids)
         per_class = {}
         for k, cat in enumerate(cat_ids):
             p = precision[:, :, k, 0, -1]  # (iou, recall, class, area, maxdets)
@@ -162,9 +167,10 @@ def coco_box_metrics(
     results: list[dict[str, Any]],
     image_ids: Sequence[int] | None = None,
     backend: str = DEFAULT_COCO_BACKEND,
+    accumulated: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """:func:`coco_metrics` of box results (``bbox`` xywh)."""
-    return coco_metrics(coco_gt, results, image_ids, "bbox", backend)
+    return coco_metrics(coco_gt, results, image_ids, "bbox", backend, accumulated)
 
 
 def coco_mask_metrics(
@@ -198,6 +204,8 @@ class CocoEvaluator:
         self.backend = backend
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
+        # COCOeval's precision array and its category ids, after evaluate() (coco_box_metrics)
+        self.accumulated: dict[str, Any] = {}
 
     def process(self, targets: Sequence[dict], predictions: Sequence[dict[str, Tensor]]) -> None:
         """Add one batch: ``targets`` give ``image_id``; predictions are in original pixels."""
@@ -227,4 +235,8 @@ class CocoEvaluator:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """``{"bbox": {...}}`` as detectron2 lays it out, numbers in percent."""
-        return {"bbox": coco_box_metrics(self.coco_gt, self.results, self.image_ids, self.backend)}
+        self.accumulated = {}
+        metrics = coco_box_metrics(
+            self.coco_gt, self.results, self.image_ids, self.backend, self.accumulated
+        )
+        return {"bbox": metrics}

@@ -255,6 +255,11 @@ class VocEvaluator:
         self.process([{"image_id": i} for i in image_ids], preds)
 
     @property
+    def image_ids(self) -> list[int]:
+        """The images processed so far, in order."""
+        return list(self.predictions)
+
+    @property
     def results(self) -> list[dict[str, Any]]:
         """The predictions so far as COCO results (``bbox`` xywh, the dataset's category ids)."""
         return [r for i, p in self.predictions.items() for r in to_coco_results(i, p, self.cat_ids)]

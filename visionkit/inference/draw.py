@@ -37,6 +37,38 @@ def _text_color(color: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
 
+def draw_labelled_boxes(
+    image: np.ndarray,
+    boxes: Tensor | np.ndarray,
+    texts: Sequence[str],
+    box_colors: Sequence[tuple[int, int, int]],
+) -> np.ndarray:
+    """Boxes with a text tag each (above the box, else inside it), drawn in order (the last on
+    top).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        boxes: ``(N, 4)`` float xyxy in the image's pixels.
+        texts: ``N`` tags.
+        box_colors: ``N`` RGB colours.
+    """
+    out = np.ascontiguousarray(image).copy()
+    h, w = out.shape[:2]
+    thickness = max(1, round(min(h, w) / 400))
+    scale = float(np.clip(min(h, w) / 900, 0.3, 1.2))
+    for box, text, color in zip(np.asarray(boxes).tolist(), texts, box_colors, strict=True):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        color = tuple(int(c) for c in color)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+        top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # above the box, else inside
+        cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), color, cv2.FILLED)
+        cv2.putText(
+            out, text, (x1 + 1, top + th + 1), FONT, scale, _text_color(color), 1, cv2.LINE_AA
+        )
+    return out
+
+
 def draw_detections(
     image: np.ndarray,
     boxes: Tensor,
@@ -55,23 +87,10 @@ def draw_detections(
         class_names: label -> name.
         colors: ``(C, 3)`` uint8 RGB (:func:`class_colors`).
     """
-    out = np.ascontiguousarray(image).copy()
-    h, w = out.shape[:2]
-    thickness = max(1, round(min(h, w) / 400))
-    scale = float(np.clip(min(h, w) / 900, 0.3, 1.2))
-    for i in scores.argsort().tolist():
-        x1, y1, x2, y2 = (int(round(v)) for v in boxes[i].tolist())
-        label = int(labels[i])
-        color = tuple(int(c) for c in colors[label])
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        text = f"{class_names[label]} {float(scores[i]):.2f}"
-        (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
-        top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # above the box, else inside
-        cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), color, cv2.FILLED)
-        cv2.putText(
-            out, text, (x1 + 1, top + th + 1), FONT, scale, _text_color(color), 1, cv2.LINE_AA
-        )
-    return out
+    order = scores.argsort()
+    labels, scores = labels[order].tolist(), scores[order].tolist()
+    texts = [f"{class_names[lb]} {s:.2f}" for s, lb in zip(scores, labels, strict=True)]
+    return draw_labelled_boxes(image, boxes[order], texts, colors[labels])
 
 
 def overlay_segmentation(

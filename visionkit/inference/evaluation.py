@@ -33,12 +33,15 @@ class Evaluation:
         results: the model's COCO box results (detection models; ``[]`` otherwise).
         images: images evaluated.
         skipped: unreadable images left out (``data.on_bad_image: skip``).
+        evaluator: the evaluator after scoring (its state draws the plots:
+            :func:`visionkit.evaluation.plots.write_evaluation_plots`).
     """
 
     metrics: dict[str, dict[str, float]]
     results: list[dict[str, Any]]
     images: int
     skipped: int
+    evaluator: Any = None
 
 
 def val_dataset(cfg: Config) -> Dataset:
@@ -70,7 +73,7 @@ def evaluate_model(
     metrics = evaluate(model, loader, evaluator, device, progress=progress)
     skipped = len(loader.skipped)
     results = evaluator.results if task == "detection" else []
-    return Evaluation(metrics, results, len(dataset) - skipped, skipped)
+    return Evaluation(metrics, results, len(dataset) - skipped, skipped, evaluator)
 
 
 def evaluate_predictions(
@@ -86,4 +89,4 @@ def evaluate_predictions(
     check_coco_results(results, dataset.ids, dataset.cat_ids, str(path))
     evaluator = build_evaluator("detection", dataset, metric, coco_backend=coco_backend)
     evaluator.add_results(results, dataset.ids)
-    return Evaluation(evaluator.evaluate(), results, len(dataset), 0)
+    return Evaluation(evaluator.evaluate(), results, len(dataset), 0, evaluator)

@@ -1,0 +1,177 @@
+"""Evaluation plots, training curves and tools/plot_logs.py, end to end on tiny generated data."""
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_fcn_e2e import tiny_fcn_overrides
+from test_tools_e2e import ROOT, run_tool, tiny_overrides
+from test_voc_eval import noisy_predictions
+
+from visionkit.data import ensure_shapes
+from visionkit.data.coco import CocoDetection, coco_index
+from visionkit.engine.training_curves import curves, read_metrics
+from visionkit.evaluation import build_evaluator
+from visionkit.evaluation.confusion import coco_confusion, image_confusion
+
+YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+FCN = str(ROOT / "configs" / "fcn8s_shapes.yaml")
+SHAPES = ["circle", "square", "triangle", "star", "cross"]
+
+
+def assert_picture(path: Path, width: int, height: int) -> None:
+    """A PNG of that pixel size that is not blank: many colours, a fair share not white."""
+    assert path.is_file(), path
+    image = cv2.imread(str(path))
+    assert image.shape[:2] == (height, width)
+    colours = np.unique(image.reshape(-1, 3), axis=0)
+    assert len(colours) > 50
+    assert (image < 250).any(-1).mean() > 0.03
+
+
+def boxes(*rows):
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+
+
+def test_image_confusion_hand_checked():
+    # objects: class 0 at A, class 1 at B, class 2 at C; detections: class 0 on A (IoU 0.9, the
+    # match), class 2 on B (a mix-up), class 0 on A again (IoU 0.8: A is taken, a false alarm),
+    # class 1 far away (a false alarm); nothing on C (missed)
+    a, b, c = (0, 0, 10, 10), (20, 20, 30, 30), (40, 0, 50, 10)
+    m = image_confusion(
+        boxes(a, b, c),
+        np.array([0, 1, 2]),
+        boxes((0, 0, 10, 9), (21, 20, 30, 30), (2, 0, 10, 10), (60, 60, 70, 70)),
+        np.array([0, 2, 0, 1]),
+        num_classes=3,
+    )
+    expected = np.array([
+        [1, 0, 0, 0],  # class 0: found as 0
+        [0, 0, 1, 0],  # class 1: found as 2
+        [0, 0, 0, 1],  # class 2: missed
+        [1, 1, 0, 0],  # false alarms: the second class-0 box on A, the far class-1 box
+    ])  # fmt: skip
+    np.testing.assert_array_equal(m, expected)
+
+
+def test_coco_confusion_crowd_score_threshold_and_unknown_categories():
+    data = {
+        "images": [{"id": 4, "width": 100, "height": 100}, {"id": 9, "width": 100, "height": 100}],
+        "categories": [{"id": 7, "name": "a"}, {"id": 3, "name": "b"}],  # labels: 3 -> 0, 7 -> 1
+        "annotations": [
+            {"id": 1, "image_id": 4, "category_id": 7, "bbox": [0, 0, 10, 10], "iscrowd": 0,
+             "area": 100},
+            {"id": 2, "image_id": 4, "category_id": 3, "bbox": [50, 50, 40, 40], "iscrowd": 1,
+             "area": 1600},
+            {"id": 3, "image_id": 9, "category_id": 3, "bbox": [5, 5, 20, 20], "iscrowd": 0,
+             "area": 400},
+        ],
+    }  # fmt: skip
+    results = [
+        {"image_id": 4, "category_id": 7, "bbox": [0, 0, 10, 10], "score": 0.9},  # a as a
+        {"image_id": 4, "category_id": 7, "bbox": [55, 55, 10, 10], "score": 0.9},  # in the crowd
+        {"image_id": 4, "category_id": 3, "bbox": [0, 0, 10, 10], "score": 0.1},  # below 0.25
+        {"image_id": 9, "category_id": 99, "bbox": [5, 5, 20, 20], "score": 0.9},  # unknown id
+        {"image_id": 9, "category_id": 7, "bbox": [60, 0, 10, 10], "score": 0.3},  # false alarm
+    ]
+    m = coco_confusion(coco_index(data), results, [4, 9])
+    np.testing.assert_array_equal(m, [[0, 0, 1], [0, 1, 0], [0, 1, 0]])
+
+
+def test_pr_curves_come_from_cocoeval_precision(tmp_path):
+    ann = ensure_shapes(tmp_path / "cache", "val", num_images=8, image_size=96)["ann_file"]
+    dataset = CocoDetection(ann, ann.parent.parent / "JPEGImages")
+    evaluator = build_evaluator("detection", dataset, "coco")
+    evaluator.add_results(noisy_predictions(ann), dataset.ids)
+    metrics = evaluator.evaluate()["bbox"]
+    precision = evaluator.accumulated["precision"]
+    assert precision.shape == (10, 101, 5, 4, 3)
+    assert evaluator.accumulated["cat_ids"] == dataset.cat_ids
+    for k, name in enumerate(SHAPES):  # the curves' areas are COCOeval's per-class AP
+        p = precision[:, :, k, 0, -1]
+        assert 100 * p.mean() == pytest.approx(metrics[f"AP-{name}"])
+
+
+def test_eval_tool_writes_detection_plots(tmp_path):
+    cache = tmp_path / "cache"
+    ann = ensure_shapes(cache, "val", num_images=8, image_size=96)["ann_file"]
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps(noisy_predictions(ann)))
+    plots = tmp_path / "plots"
+    proc = run_tool(
+        "eval.py", "--config", YOLO, "--predictions", str(preds), "--metric", "all",
+        "--plots", str(plots), f"data.val.root={cache}", "data.val.num_images=8",
+        "data.val.image_size=96",
+    )  # fmt: skip
+    assert f"plots: {plots / 'pr_curves.png'}" in proc.stdout
+    assert_picture(plots / "pr_curves.png", 1200, 550)
+    assert_picture(plots / "confusion_matrix.png", 690, 570)
+    rows = list(csv.reader((plots / "confusion_matrix.csv").open()))
+    assert rows[0][1:] == [*SHAPES, "background"]
+    table = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    # every object found by its shifted copy; its second copy (score 0.4 >= 0.25) a false alarm
+    gt = json.loads(ann.read_text())["annotations"]
+    per_class = np.bincount([a["category_id"] - 1 for a in gt], minlength=5)
+    np.testing.assert_array_equal(np.diag(table)[:5], per_class)
+    np.testing.assert_array_equal(table[5, :5], per_class)
+    assert table.sum() == 2 * len(gt)
+
+
+def test_training_curves_against_epochs():
+    records = [
+        {"train/loss": 2.0, "lr": 0.1, "iter": 0},
+        {"train/loss": 1.0, "lr": 0.05, "iter": 4},
+        {"bbox/AP": 10.0, "bbox/AP-circle": 5.0, "bbox/APs": float("nan"), "epoch": 1, "iter": 8},
+    ]
+    c, xlabel = curves(records)
+    assert xlabel == "epoch"
+    assert c == {"train/loss": [(0.0, 2.0), (0.5, 1.0)], "lr": [(0.0, 0.1), (0.5, 0.05)],
+                 "bbox/AP": [(1.0, 10.0)]}  # fmt: skip
+    assert curves(records[:2])[1] == "iteration"
+
+
+@pytest.mark.slow
+def test_training_writes_run_plots_and_plot_logs_overlays_runs(tmp_path):
+    yolo, fcn = tmp_path / "yolo", tmp_path / "fcn"
+    proc = run_tool("train.py", "--config", YOLO, "--output-dir", str(yolo), "--no-progress",
+                    *tiny_overrides(tmp_path / "cache"))  # fmt: skip
+    assert f"plots: {yolo / 'plots'}" in proc.stdout + proc.stderr
+    assert_picture(yolo / "plots" / "pr_curves.png", 1200, 550)
+    assert_picture(yolo / "plots" / "confusion_matrix.png", 690, 570)
+    assert (yolo / "plots" / "confusion_matrix.csv").is_file()
+    keys = len(curves(read_metrics(yolo))[0])
+    assert keys > 6  # four loss terms and their total, lr, the COCO numbers
+    rows = -(-keys // 4)
+    assert_picture(yolo / "plots" / "training_curves.png", 1600, 300 * rows)
+
+    overrides = tiny_fcn_overrides(tmp_path / "cache")
+    run_tool("train.py", "--config", FCN, "--output-dir", str(fcn), "--no-progress", *overrides)
+    assert_picture(fcn / "plots" / "pixel_confusion.png", 690, 570)
+    assert (fcn / "plots" / "training_curves.png").is_file()
+    plots = tmp_path / "eval_plots"
+    proc = run_tool("eval.py", "--config", FCN, "--weights", str(fcn / "last.pth"), "--plots",
+                    str(plots), "--no-progress", *overrides)  # fmt: skip
+    assert_picture(plots / "pixel_confusion.png", 690, 570)
+
+    chart = tmp_path / "both.png"
+    run_tool("plot_logs.py", str(yolo), str(fcn), "--output", str(chart))
+    both = len(curves(read_metrics(yolo))[0].keys() | curves(read_metrics(fcn))[0].keys())
+    assert_picture(chart, 1600, 300 * -(-both // 4))
+
+
+def test_plot_logs_errors_are_one_line(tmp_path):
+    proc = run_tool("plot_logs.py", str(tmp_path / "nowhere"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere'} does not exist: give a run folder or its metrics.jsonl"
+    ]
+    (tmp_path / "run").mkdir()
+    proc = run_tool("plot_logs.py", str(tmp_path / "run"), check=False)
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot read {tmp_path / 'run' / 'metrics.jsonl'}: No such file or directory"
+    ]
+    assert "examples:" in run_tool("plot_logs.py", "--help").stdout

@@ -1,0 +1,88 @@
+"""Look at a dataset before training on it: its ground truth drawn on the images, and counts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from visionkit.config import load_config
+from visionkit.utils.cli import HelpFormatter, check_output_folder, run_cli
+
+EXAMPLES = """\
+Draws the ground truth of the first --num images of a config's split (boxes tagged with their
+class, crowd regions / VOC difficult objects in grey; label maps for segmentation models, ignored
+pixels white) as the model sees them: as read, or after the training augmentation (--augment).
+Writes <index>_id<image id>.jpg per image and contact_sheet.png into --output, and prints a
+summary: images, objects per class, images without objects, boxes dropped as degenerate or
+outside the image, image sizes, box sizes (COCO small / medium / large).
+
+examples:
+  python tools/browse_dataset.py --config configs/yolo_v1_shapes.yaml --output browse/
+  python tools/browse_dataset.py --config configs/yolo_v1_shapes.yaml --augment --num 32 \\
+      --output browse_aug/
+  python tools/browse_dataset.py --config configs/faster_rcnn_r50_fpn_coco.yaml --split val \\
+      --output browse_coco/ data.val.root=data/coco/val2017
+  python tools/browse_dataset.py --config configs/fcn8s_shapes.yaml --output browse_seg/
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="browse_dataset.py", description=EXAMPLES, formatter_class=HelpFormatter
+    )
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--split", choices=("train", "val"), default="train", help="data.train or .val")
+    p.add_argument("--augment", action="store_true", help="draw after the training augmentation")
+    p.add_argument("--num", type=int, default=16, help="images drawn (the first N)")
+    p.add_argument("--seed", type=int, default=0, help="the augmentation's seed (--augment)")
+    p.add_argument("--output", required=True, help="folder for the drawings and contact sheet")
+    p.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. data.val.root=...")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    from visionkit.errors import ConfigError
+
+    if args.num < 1:
+        raise ConfigError(f"--num must be >= 1, got {args.num}")
+    check_output_folder(args.output, "--output")
+    from visionkit.analysis.browse import (
+        contact_sheet,
+        draw_detection_sample,
+        draw_segmentation_sample,
+        write_image,
+    )
+    from visionkit.analysis.dataset_summary import (
+        detection_summary,
+        format_summary,
+        segmentation_summary,
+    )
+    from visionkit.data import build_dataset
+    from visionkit.models import model_task
+
+    task = model_task(cfg.model.name)
+    split = cfg.data.train if args.split == "train" else cfg.data.val
+    size = tuple(cfg.model.input_size)
+
+    def dataset(train: bool):
+        return build_dataset(split, cfg.data.augment, size, train, task, cfg.data.on_bad_image)
+
+    plain = dataset(False)
+    shown = dataset(True) if args.augment else plain
+    draw = draw_segmentation_sample if task == "sem_seg" else draw_detection_sample
+    out, drawn = Path(args.output), []
+    for index in range(min(args.num, len(shown))):
+        image, image_id = draw(shown, index, args.seed + index)
+        write_image(out / f"{index:04d}_id{image_id}.jpg", image)
+        drawn.append(image)
+    sheet = write_image(out / "contact_sheet.png", contact_sheet(drawn))
+    summary = segmentation_summary(plain) if task == "sem_seg" else detection_summary(plain)
+    print(format_summary(summary))
+    print(f"drawn: {len(drawn)} images in {out}; contact sheet {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

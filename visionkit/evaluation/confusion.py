@@ -1,0 +1,112 @@
+"""The detection confusion matrix: which class each ground-truth object was detected as.
+
+Rows are ground truth, columns predictions (as :func:`visionkit.evaluation.sem_seg.
+confusion_matrix`), classes ``0..C-1`` then ``background`` at index ``C``: ``m[i, j]`` counts
+objects of class ``i`` matched by a detection of class ``j``; ``m[i, C]`` objects of class ``i``
+no detection matched (missed); ``m[C, j]`` detections of class ``j`` that matched no object
+(false alarms). ``m[C, C]`` is always 0.
+
+Per image, detections scoring at least ``score_thresh`` are matched to objects whatever their
+classes (so that a class mix-up shows off the diagonal), by IoU >= ``iou_thresh``: the candidate
+pairs sorted by IoU, each detection keeps its best object, then each object its best remaining
+detection (one-to-one). An unmatched detection covering a crowd region (VOC: a difficult object)
+with at least ``iou_thresh`` of its own area is neither a false alarm nor counted (COCOeval's rule
+for crowds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torchvision.ops import box_area, box_iou
+
+from visionkit.structures.boxes import convert_boxes
+
+
+def _covered(dets: torch.Tensor, crowds: torch.Tensor, thresh: float) -> np.ndarray:
+    """``(D,)`` bool: some crowd box covers at least ``thresh`` of the detection's area."""
+    if not len(crowds) or not len(dets):
+        return np.zeros(len(dets), bool)
+    lt = torch.maximum(dets[:, None, :2], crowds[None, :, :2])
+    rb = torch.minimum(dets[:, None, 2:], crowds[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    ioa = inter / box_area(dets).clamp(min=1e-9)[:, None]
+    return (ioa >= thresh).any(1).numpy()
+
+
+def image_confusion(
+    gt_boxes: torch.Tensor,
+    gt_labels: np.ndarray,
+    det_boxes: torch.Tensor,
+    det_labels: np.ndarray,
+    num_classes: int,
+    crowd_boxes: torch.Tensor | None = None,
+    iou_thresh: float = 0.5,
+) -> np.ndarray:
+    """One image's ``(C + 1, C + 1)`` int64 confusion matrix (module docstring); boxes xyxy,
+    detections already thresholded by score."""
+    c = num_classes
+    m = np.zeros((c + 1, c + 1), np.int64)
+    iou = box_iou(det_boxes, gt_boxes).numpy() if len(det_boxes) and len(gt_boxes) else None
+    d = g = np.zeros(0, np.int64)
+    if iou is not None:
+        d, g = np.nonzero(iou >= iou_thresh)
+        for axis in (0, 1):  # each detection its best object, then each object its best one
+            order = np.argsort(-iou[d, g], kind="stable")
+            d, g = d[order], g[order]
+            _, first = np.unique(d if axis == 0 else g, return_index=True)
+            d, g = d[first], g[first]
+    np.add.at(m, (gt_labels[g], det_labels[d]), 1)
+    missed = np.ones(len(gt_labels), bool)
+    missed[g] = False
+    np.add.at(m, (gt_labels[missed], c), 1)
+    alarm = np.ones(len(det_labels), bool)
+    alarm[d] = False
+    if crowd_boxes is not None:
+        alarm &= ~_covered(det_boxes, crowd_boxes, iou_thresh)
+    np.add.at(m, (c, det_labels[alarm]), 1)
+    return m
+
+
+def coco_confusion(
+    coco_gt: COCO,
+    results: Sequence[dict[str, Any]],
+    image_ids: Sequence[int],
+    score_thresh: float = 0.25,
+    iou_thresh: float = 0.5,
+) -> np.ndarray:
+    """The confusion matrix of COCO box results over ``image_ids``, classes in the order of
+    ``coco_gt``'s sorted category ids; results of a category ``coco_gt`` does not have are left
+    out (COCOeval ignores them too)."""
+    cat_ids = sorted(coco_gt.getCatIds())
+    label_of = {c: i for i, c in enumerate(cat_ids)}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        if r["score"] >= score_thresh and r["category_id"] in label_of:
+            by_image.setdefault(int(r["image_id"]), []).append(r)
+    m = np.zeros((len(cat_ids) + 1,) * 2, np.int64)
+    for image_id in image_ids:
+        anns = coco_gt.imgToAnns.get(int(image_id), [])
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
+        gt = _xyxy([a["bbox"] for a in anns])
+        gt_labels = np.array([label_of[a["category_id"]] for a in anns], np.int64)
+        dets = by_image.get(int(image_id), [])
+        det_labels = np.array([label_of[r["category_id"]] for r in dets], np.int64)
+        m += image_confusion(
+            gt[torch.from_numpy(~crowd)],
+            gt_labels[~crowd],
+            _xyxy([r["bbox"] for r in dets]),
+            det_labels,
+            len(cat_ids),
+            gt[torch.from_numpy(crowd)],
+            iou_thresh,
+        )
+    return m
+
+
+def _xyxy(xywh: list[list[float]]) -> torch.Tensor:
+    return convert_boxes(np.array(xywh, np.float32).reshape(-1, 4), "xywh", "xyxy")

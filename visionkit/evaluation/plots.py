@@ -1,0 +1,147 @@
+"""Figures of an evaluation, as PNGs through matplotlib's Agg backend (no window): precision-recall
+curves from COCOeval's own precision array, the detection confusion matrix (PNG and CSV,
+:mod:`visionkit.evaluation.confusion`) and the normalized pixel confusion matrix of segmentation.
+
+:func:`write_evaluation_plots` writes those an evaluator can give into a folder; ``tools/eval.py
+--plots`` and the trainer (at the end of training, into ``<run>/plots/``) call it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visionkit.evaluation.build import Evaluators
+from visionkit.evaluation.coco_eval import CocoEvaluator
+from visionkit.evaluation.confusion import coco_confusion
+from visionkit.evaluation.sem_seg import SemSegEvaluator
+
+RECALL_LEVELS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs: the R axis of its precision
+SCORE_THRESH = 0.25  # the detection confusion matrix's score threshold (a typical display one)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, never a window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    pyplot().close(fig)
+    return path
+
+
+def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
+    """Precision against recall per class, at IoU 0.5 (left) and averaged over IoU 0.5:0.95
+    (right), from COCOeval's ``precision`` ``(T, R, K, A, M)`` (all areas, the largest maxDets);
+    the mean over the classes with ground truth in black. A class without ground truth (all -1)
+    is left out; its legend entry gives each curve's area (AP)."""
+    plt = pyplot()
+    p = precision[:, :, :, 0, -1]  # (T, R, K)
+    present = (p > -1).all(axis=(0, 1))
+    curves = {"IoU 0.5": p[0], "IoU 0.5:0.95 (mean)": p.mean(0)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), dpi=100)
+    many = present.sum() > 20
+    for ax, (title, curve) in zip(axes, curves.items(), strict=True):
+        for k in np.flatnonzero(present):
+            label = None if many else f"{class_names[k]} {100 * curve[:, k].mean():.1f}"
+            ax.plot(RECALL_LEVELS, curve[:, k], lw=0.8 if many else 1.5, label=label)
+        if present.any():
+            mean = curve[:, present].mean(1)
+            ax.plot(RECALL_LEVELS, mean, color="black", lw=3,
+                    label=f"all classes {100 * mean.mean():.1f}")  # fmt: skip
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+        ax.set_title(f"precision-recall, {title} (legend: AP)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray,
+    names: Sequence[str],
+    path: str | Path,
+    title: str,
+    xlabel: str = "predicted",
+    ylabel: str = "ground truth",
+) -> Path:
+    """A confusion matrix (rows ground truth) coloured by each row's share (what became of a
+    ground-truth class), each cell annotated with its count (small matrices: <= 30 classes)."""
+    plt = pyplot()
+    counts = np.asarray(matrix, np.float64)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    n = len(names)
+    side = float(np.clip(0.45 * n + 3, 5, 20))
+    fig, ax = plt.subplots(figsize=(side + 1.2, side), dpi=100)
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row")
+    ax.set_xticks(range(n), names, rotation=90 if n > 8 else 45, ha="right" if n <= 8 else "center")
+    ax.set_yticks(range(n), names)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if n <= 30:
+        whole = np.all(counts == np.round(counts))
+        for i, j in zip(*np.nonzero(counts), strict=True):
+            text = f"{int(counts[i, j])}" if whole else f"{counts[i, j]:.2f}"
+            color = "white" if shares[i, j] > 0.5 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
+    """The matrix as CSV: a header of prediction names, one row per ground-truth name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ground truth \\ predicted", *names])
+        for name, row in zip(names, np.asarray(matrix).tolist(), strict=True):
+            writer.writerow([name, *row])
+    return path
+
+
+def write_evaluation_plots(
+    evaluator: Any, folder: str | Path, score_thresh: float = SCORE_THRESH
+) -> list[Path]:
+    """The plots of an evaluator after its ``evaluate()``, written into ``folder``; returns the
+    files. Segmentation (:class:`SemSegEvaluator`): ``pixel_confusion.png`` (rows normalized).
+    Detection: ``pr_curves.png`` (a COCO evaluator with results) and ``confusion_matrix.png``
+    and ``.csv`` (IoU 0.5, ``score_thresh``; any box evaluator)."""
+    folder = Path(folder)
+    if isinstance(evaluator, SemSegEvaluator):
+        if evaluator.conf is None:
+            return []
+        conf = evaluator.conf.double().cpu().numpy()
+        conf /= np.maximum(conf.sum(1, keepdims=True), 1)
+        title = "pixel confusion matrix (rows normalized)"
+        return [plot_confusion_matrix(conf, evaluator.class_names, folder / "pixel_confusion.png",
+                                      title)]  # fmt: skip
+    boxes = evaluator.evaluators if isinstance(evaluator, Evaluators) else [evaluator]
+    coco_gt = boxes[0].coco_gt
+    cat_ids = sorted(coco_gt.getCatIds())
+    names = [coco_gt.cats[c]["name"] for c in cat_ids]
+    written = []
+    for ev in boxes:
+        if isinstance(ev, CocoEvaluator) and "precision" in ev.accumulated:
+            k = [ev.accumulated["cat_ids"].index(c) for c in cat_ids]
+            precision = ev.accumulated["precision"][:, :, k]
+            written.append(plot_pr_curves(precision, names, folder / "pr_curves.png"))
+    matrix = coco_confusion(coco_gt, boxes[0].results, boxes[0].image_ids, score_thresh)
+    labels = [*names, "background"]
+    title = f"detection confusion matrix (IoU 0.5, score >= {score_thresh:g})"
+    written.append(plot_confusion_matrix(matrix, labels, folder / "confusion_matrix.png", title))
+    written.append(write_confusion_csv(matrix, labels, folder / "confusion_matrix.csv"))
+    return written

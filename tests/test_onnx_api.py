@@ -97,3 +97,13 @@ def test_infer_on_the_onnx_file_writes_the_checkpoints_predictions(run, weights,
         (out / "scored.json").write_text(json.dumps(results))
         scores[name] = evaluate_predictions(out / "scored.json", dataset).metrics["bbox"]
     assert all(abs(scores["pth"][k] - scores["onnx"][k]) <= 0.1 for k in ("AP", "AP50")), scores
+
+
+def test_onnx_file_evaluates_to_the_checkpoints_numbers(run, weights):  # noqa: F811
+    overrides = run[2]
+    pth, onnx_file = (visionkit.load(w, overrides=overrides) for w in weights)
+    assert onnx_file.config.model.name == "yolo_v1"
+    ours, theirs = pth.evaluate()["bbox"], onnx_file.evaluate()["bbox"]
+    assert ours["AR100"] > 0  # something is detected, so the comparison means something
+    for key in ("AP", "AP50", "AP75", "AR100"):
+        assert abs(ours[key] - theirs[key]) <= 0.1, (key, ours[key], theirs[key])

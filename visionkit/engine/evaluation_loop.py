@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,7 +14,7 @@ from visionkit.evaluation.build import Evaluator
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Any,
     loader: DataLoader,
     evaluator: Evaluator,
     device: torch.device,
@@ -24,10 +25,13 @@ def evaluate(
     batches, loading and scoring excluded) per image, in milliseconds.
 
     The inputs the model declares in ``predict_extras`` besides the images (Fast R-CNN's and
-    SPPNet's precomputed ``proposals``) are taken from the targets that carry them.
+    SPPNet's precomputed ``proposals``) are taken from the targets that carry them. ``model``
+    may also be anything with that ``predict`` (an ONNX file's ``OnnxPredictor``).
     """
-    was_training = model.training
-    model.eval()
+    module = model if isinstance(model, nn.Module) else None
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     seconds, count = 0.0, 0
     with torch.inference_mode():
         for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
@@ -44,7 +48,8 @@ def evaluate(
             seconds += time.perf_counter() - start
             count += len(images)
             evaluator.process(targets, predictions)
-    model.train(was_training)
+    if module is not None:
+        module.train(was_training)
     return evaluator.evaluate() | {"speed": {"ms_per_image": 1000 * seconds / max(count, 1)}}
 
 

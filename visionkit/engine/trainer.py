@@ -378,14 +378,14 @@ class Trainer:
                     self._write(f"{line} ({time.time() - t0:.0f}s)")
             minutes = (time.time() - start) / 60
             skipped = len(self.train_loader.skipped.keys() | self.val_loader.skipped.keys())
+            if self.dist.is_main:  # before the summary, which stays the last line
+                self._write(f"plots: {write_run_plots(self.out, self.evaluator)}")
             self._write(
                 f"done: {cfg.epochs} epochs in {minutes:.1f} min; best {cfg.best_metric} "
                 f"{self.best:.2f}; outputs in {self.out}"
                 + (f"; unreadable images skipped: {skipped}" if skipped else "")
                 + warnings_part()
             )
-            if self.dist.is_main:
-                self._write(f"plots: {write_run_plots(self.out, self.evaluator)}")
         finally:
             if self.logger is not None:
                 self.logger.close()

@@ -100,6 +100,12 @@ class OnnxPredictor:
         ss = self.config.model.selective_search
         self.proposals = GivenProposals(ss.mode, ss.max_proposals)
 
+    @property
+    def predict_extras(self) -> tuple[str, ...]:
+        """What :meth:`predict` takes besides the images (``proposals`` for Fast R-CNN, SPPNet
+        and R-CNN), as a model declares it: the evaluation loop passes the dataset's."""
+        return ("proposals",) if "proposals" in self.meta["inputs"] else ()
+
     def inputs(
         self, images: Sequence[Tensor], proposals: Sequence[Tensor] | None = None
     ) -> tuple[ImageBatch, dict[str, np.ndarray]]:

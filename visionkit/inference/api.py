@@ -40,8 +40,8 @@ class VisionModel:
     Attributes:
         predictor: the batched predictor (``visionkit.inference.Predictor``, or the ONNX
             runtime's ``OnnxPredictor``) that ``predict`` runs.
-        config: the resolved :class:`~visionkit.config.Config` (None for an ONNX file loaded
-            without ``config=``).
+        config: the resolved :class:`~visionkit.config.Config` (an ONNX file's: the one it
+            holds, unless ``config=`` gave another).
     """
 
     def __init__(self, predictor: Any, config: Config | None) -> None:
@@ -162,16 +162,19 @@ class VisionModel:
             overrides: dotted overrides of the config evaluated (``data.val.num_images=50``).
             progress: draw a progress bar.
 
+        An ONNX file is evaluated through onnxruntime (its graph's own score threshold, as the
+        checkpoint's model), on the same data and with the same evaluator.
+
         Returns:
             ``{"bbox": {"AP": .., "AP50": .., ...}, "speed": {"ms_per_image": ..}}`` for
             detection with ``coco`` (``voc07``/``voc`` sections ``{"AP-<class>": .., "mAP": ..}``),
             ``{"sem_seg": {"mIoU": .., ...}, "speed": ..}`` for segmentation; in percent.
         """
-        if not isinstance(self.model, nn.Module) or self.config is None:
-            raise ConfigError(
-                "evaluate runs PyTorch models; load the checkpoint, not the ONNX file"
-            )
         cfg = self.config
+        model = self.model
+        if not isinstance(model, nn.Module):  # an ONNX file: its graph's own score threshold
+            model = copy.copy(self.predictor)
+            model.score_thresh = 0.0
         if isinstance(data, DatasetConfig):
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=data))
         elif data is not None:
@@ -180,7 +183,7 @@ class VisionModel:
         if overrides:
             cfg = apply_overrides(cfg, overrides, "config")
         evaluation = evaluate_model(
-            self.model, self.device, cfg, val_dataset(cfg), metric, progress, self.cat_ids
+            model, self.device, cfg, val_dataset(cfg), metric, progress, self.cat_ids
         )
         return evaluation.metrics
 
@@ -278,8 +281,10 @@ def load(
     if path.suffix.lower() == ".onnx":
         from visionkit.export.runtime import OnnxPredictor
 
-        cfg = None if config is None else _resolve_config(config, overrides, None, {}, path)
-        return VisionModel(OnnxPredictor(str(path), score_thresh, _onnx_providers(device)), cfg)
+        predictor = OnnxPredictor(str(path), score_thresh, _onnx_providers(device))
+        cfg = predictor.config if config is None else config
+        cfg = _resolve_config(cfg, overrides, None, {}, path)
+        return VisionModel(predictor, cfg)
     weights, run_yaml = _run_files(path)
     ckpt = load_checkpoint(weights)
     cfg = _resolve_config(config, overrides, run_yaml, ckpt, weights)

@@ -28,12 +28,15 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from visionkit.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = sorted(p.name for p in (ROOT / "configs").glob("*_shapes.yaml"))
@@ -80,8 +83,8 @@ def losses(run: Path) -> list[float]:
 
 def read_training(proc: subprocess.CompletedProcess, run: Path) -> str:
     values = losses(run)
-    if not values or not all(math.isfinite(v) for v in values):
-        raise CheckFailed(f"non-finite or no logged loss: {values[:8]}")
+    if len(values) < 4 or not all(math.isfinite(v) for v in values):
+        raise CheckFailed(f"non-finite or fewer than 4 logged losses: {values[:8]}")
     k = max(1, len(values) // 5)
     first, last = sum(values[:k]) / k, sum(values[-k:]) / k
     if not last < first:
@@ -108,27 +111,30 @@ def read_eval_pair(proc: subprocess.CompletedProcess, out: Path) -> str:
 
 
 def read_pytest(proc: subprocess.CompletedProcess, out: Path) -> str:
-    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "no output"
+    """pytest's count line (``12 passed, 4 skipped in 30 s``)."""
+    counts = [ln for ln in proc.stdout.splitlines() if re.search(r"\d+ (passed|skipped)", ln)]
+    return counts[-1].strip(" =") if counts else "no count line"
 
 
 def checks(args: argparse.Namespace) -> list[Check]:
     py, out, dev = sys.executable, args.output, args.device
     amp = ["train.amp=bf16", "train.channels_last=true", f"train.device={dev}"]
-    batches = max(1, args.images // 8)  # shapes batches per epoch at the quick configs' 8
-    epochs = max(1, math.ceil(args.steps / batches))
+    log = f"train.log_every={1 if args.tiny else 5}"
     listed = []
     listed.append(Check(
         "cuda-tests", "tests/test_cuda.py",
-        [py, "-m", "pytest", "-m", "cuda", str(ROOT / "tests"), "-q", "-p", "no:cacheprovider",
+        [py, "-m", "pytest", "-m", "cuda", str(ROOT / "tests"), "-p", "no:cacheprovider",
          "-rs"], 300, read_pytest,
     ))  # fmt: skip
     for config in args.configs:
         run = out / f"train_{Path(config).stem}"
+        batch = load_config(ROOT / "configs" / config).data.batch_size
+        epochs = max(1, math.ceil(args.steps / max(1, args.images // batch)))
         listed.append(Check(
             f"train {Path(config).stem}", f"tools/train.py, visionkit/engine/trainer.py ({config})",
             [py, str(ROOT / "tools/train.py"), "--config", str(ROOT / "configs" / config),
              "--output-dir", str(run), "--no-progress", *data_overrides(args, config), *amp,
-             f"train.epochs={epochs}", "train.eval_every=0", "train.log_every=5"],
+             f"train.epochs={epochs}", "train.eval_every=0", log],
             args.per_check, lambda proc, _o, run=run: read_training(proc, run),
         ))  # fmt: skip
     bench = ["--device", dev, "--amp", "--channels-last", "--steps", str(args.bench_steps)]
@@ -137,7 +143,7 @@ def checks(args: argparse.Namespace) -> list[Check]:
     listed.append(Check(
         "compile", "benchmarks/throughput.py --compile (torch.compile of backbone and FPN)",
         [py, str(ROOT / "benchmarks/throughput.py"), *bench, "--compile", "--workers", "0",
-         *yolo_fcn, *small], args.per_check,
+         *yolo_fcn, *small], 2 * args.per_check,  # compiling takes a minute or two
         lambda proc, o: read_table(proc, o / "compile.md"),
     ))  # fmt: skip
     listed.append(Check(
@@ -171,7 +177,7 @@ def checks(args: argparse.Namespace) -> list[Check]:
         [py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
          str(ROOT / "tools/train.py"), "--config", str(ROOT / "configs/yolo_v1_shapes.yaml"),
          "--output-dir", str(out / "torchrun"), "--no-progress", *small, *amp[:2],
-         f"train.dist_backend={backend}", "train.epochs=1", "train.log_every=5"],
+         f"train.dist_backend={backend}", f"train.epochs={4 if args.tiny else 2}", log],
         args.per_check,
         lambda proc, o: read_training(proc, o / "torchrun"),
     ))  # fmt: skip

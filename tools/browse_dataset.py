@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         contact_sheet,
         draw_detection_sample,
         draw_segmentation_sample,
-        write_image,
     )
     from visionkit.analysis.dataset_summary import (
         detection_summary,
@@ -60,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         segmentation_summary,
     )
     from visionkit.data import build_dataset
+    from visionkit.inference.writers import write_image
     from visionkit.models import model_task
 
     task = model_task(cfg.model.name)
@@ -69,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     def dataset(train: bool):
         return build_dataset(split, cfg.data.augment, size, train, task, cfg.data.on_bad_image)
 
-    plain = dataset(False)
-    shown = dataset(True) if args.augment else plain
+    shown = dataset(args.augment)
+    # the summary counts the annotations; only label maps are read through the transform
+    plain = dataset(False) if args.augment and task == "sem_seg" else shown
     draw = draw_segmentation_sample if task == "sem_seg" else draw_detection_sample
     out, drawn = Path(args.output), []
     for index in range(min(args.num, len(shown))):
         image, image_id = draw(shown, index, args.seed + index)
         write_image(out / f"{index:04d}_id{image_id}.jpg", image)
         drawn.append(image)
-    sheet = write_image(out / "contact_sheet.png", contact_sheet(drawn))
+    sheet = out / "contact_sheet.png"
+    write_image(sheet, contact_sheet(drawn))
     summary = segmentation_summary(plain) if task == "sem_seg" else detection_summary(plain)
     print(format_summary(summary))
     print(f"drawn: {len(drawn)} images in {out}; contact sheet {sheet}")

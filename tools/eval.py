@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
         files = write_evaluation_plots(evaluation.evaluator, args.plots)
         print(f"plots: {', '.join(str(f) for f in files)}")
-    images = f"{len(dataset) - skipped} images"
+    images = f"{evaluation.images} images"
     if skipped:
         images += f" ({skipped} unreadable skipped)"
     if "speed" in metrics:

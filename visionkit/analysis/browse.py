@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,13 +51,13 @@ def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[
         label_of = {int(cat): i for i, cat in enumerate(reader.cat_ids)}
         crowd = boxes.numpy()[keep]
         crowd_labels = np.array([label_of[a["category_id"]] + c for a in anns], np.int64)[keep]
-    seed_transforms(reader, seed)
+    seed_transforms(dataset, seed)  # the wrappers' transforms (a ProposalDataset takes them over)
     tensor, target = to_sample(
         image,
         np.concatenate([r.boxes, crowd]),
         np.concatenate([r.labels, crowd_labels]),
         r.image_id,
-        reader.transforms,
+        dataset.transforms,
     )
     labels = target["labels"].tolist()
     colors = class_colors(c)
@@ -105,11 +104,3 @@ def contact_sheet(images: Sequence[np.ndarray], cell: int = 192, gap: int = 4) -
         x = gap + (k % cols) * (cell + gap) + (cell - tw) // 2
         sheet[y : y + th, x : x + tw] = thumb
     return sheet
-
-
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write an RGB uint8 image (PNG or JPEG by the suffix), folders created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,11 @@ def check_coco_backend(backend: str) -> None:
         raise ConfigError(f"unknown COCO backend {backend!r}; expected one of {COCO_BACKENDS}")
 
 
+# pycocotools index -> faster-coco-eval's index of the same ground truth (an evaluation each
+# epoch reuses it; it goes with the dataset)
+_FAST_INDEX: weakref.WeakKeyDictionary[COCO, Any] = weakref.WeakKeyDictionary()
+
+
 def run_cocoeval(
     coco_gt: COCO,
     results: list[dict[str, Any]],
@@ -72,7 +78,9 @@ def run_cocoeval(
             ev.accumulate()
             ev.summarize()
         return np.asarray(ev.stats), ev.eval["precision"], list(ev.params.catIds)
-    gt = module.COCO(coco_gt.dataset)  # its own index over the same dicts (silent by default)
+    gt = _FAST_INDEX.get(coco_gt)  # its own index over the same dicts, built once per dataset
+    if gt is None:
+        gt = _FAST_INDEX[coco_gt] = module.COCO(coco_gt.dataset)
     ev = module.COCOeval_faster(gt, gt.loadRes(results), iouType=iou_type)
     if image_ids is not None:
         ev.params.imgIds = sorted(int(i) for i in image_ids)

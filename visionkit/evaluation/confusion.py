@@ -24,6 +24,7 @@ import torch
 from pycocotools.coco import COCO
 from torchvision.ops import box_area, box_iou
 
+from visionkit.evaluation.voc_eval import voc_ground_truth
 from visionkit.structures.boxes import convert_boxes
 
 
@@ -89,22 +90,14 @@ def coco_confusion(
         if r["score"] >= score_thresh and r["category_id"] in label_of:
             by_image.setdefault(int(r["image_id"]), []).append(r)
     m = np.zeros((len(cat_ids) + 1,) * 2, np.int64)
-    for image_id in image_ids:
-        anns = coco_gt.imgToAnns.get(int(image_id), [])
-        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
-        gt = _xyxy([a["bbox"] for a in anns])
-        gt_labels = np.array([label_of[a["category_id"]] for a in anns], np.int64)
-        dets = by_image.get(int(image_id), [])
+    for image_id, g in voc_ground_truth(coco_gt, cat_ids, image_ids).items():
+        gt, crowd = g["boxes"].float(), g["difficult"]  # iscrowd
+        dets = by_image.get(image_id, [])
         det_labels = np.array([label_of[r["category_id"]] for r in dets], np.int64)
         m += image_confusion(
-            gt[torch.from_numpy(~crowd)],
-            gt_labels[~crowd],
-            _xyxy([r["bbox"] for r in dets]),
-            det_labels,
-            len(cat_ids),
-            gt[torch.from_numpy(crowd)],
-            iou_thresh,
-        )
+            gt[~crowd], g["labels"][~crowd].numpy(), _xyxy([r["bbox"] for r in dets]),
+            det_labels, len(cat_ids), gt[crowd], iou_thresh,
+        )  # fmt: skip
     return m
 
 

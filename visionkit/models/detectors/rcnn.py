@@ -34,6 +34,7 @@ from visionkit.models.heads.box_heads import TwoFCHead
 from visionkit.models.heads.roi_heads import box_predictor
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BalancedSampler
+from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.postprocess import class_specific_detections, split_by_image
 from visionkit.models.preprocess import Preprocessor
 from visionkit.models.proposers import GivenProposals
@@ -246,13 +247,8 @@ class RCNN(nn.Module):
         """
         given = self.proposals(images, proposals)
         batch = self.preprocess(images)
-        rois = [
-            torch.cat([boxes.new_full((len(boxes), 1), i), boxes], 1)
-            for i, boxes in enumerate(batch.clip_to_input(given))
-        ]
-        outs = [self(batch.tensor, r) for r in rois]  # one image at a time, in chunks
-        out = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
-        detections = self.detections(out, batch.image_sizes)
+        rois = boxes_to_rois(batch.clip_to_input(given))  # forward goes in chunks of regions
+        detections = self.detections(self(batch.tensor, rois), batch.image_sizes)
         return batch.postprocess(split_by_image(detections, len(batch)))
 
     def detections(self, out: dict[str, Tensor], image_sizes: Tensor) -> dict[str, Tensor]:

@@ -8,13 +8,13 @@ resolved config) and ``metrics.jsonl`` (one JSON object per record; evaluations 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from visionkit.config import load_config
+from visionkit.engine.training_curves import read_metrics
 from visionkit.errors import ConfigError, DataError
 
 # The metric compared when none is asked for, per task (models/__init__.py:TASKS).
@@ -38,19 +38,9 @@ class RunSummary:
 
 def best_value(path: Path, key: str) -> tuple[float, int | None]:
     """The highest finite ``key`` in a metrics.jsonl file, and its record's ``epoch``."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {type(e).__name__}") from None
     found: list[tuple[float, int | None]] = []
     keys: set[str] = set()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{path}:{i} is not a JSON object") from None
+    for record in read_metrics(path):
         keys.update(k for k in record if "/" in k and not k.startswith("train/"))
         value = record.get(key)
         if isinstance(value, (int, float)) and math.isfinite(value):

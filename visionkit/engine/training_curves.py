@@ -38,6 +38,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
     records = []
     for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

@@ -1,28 +1,52 @@
-"""Config values outside their range are one line naming key and file, before any work."""
+"""Config values outside their range are one line naming key, value, range and file, before any
+work. The range tests are generated from the schema: every numeric field, at and beyond each
+bound."""
 
+import dataclasses
+import json
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_tools_e2e import run_tool
 
 from visionkit.config import load_config
+from visionkit.config.schema import Config, num
+from visionkit.config.validate import check_declared_ranges, numeric_fields
 from visionkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+FIELDS = list(numeric_fields())
+DEFAULTS = Config()
 
 CASES = [
-    ("train.lr=-1", "'train.lr' must be above 0, got -1.0"),
+    ("train.lr=-1", "'train.lr' must be in (0, 10], got -1.0"),
     ("train.lr=.nan", "'train.lr' must be a finite number"),
-    ("train.epochs=0", "'train.epochs' must be at least 1, got 0"),
-    ("data.batch_size=0", "'data.batch_size' must be at least 1, got 0"),
-    ("data.num_workers=-1", "'data.num_workers' must be at least 0, got -1"),
-    ("model.input_size=[0,0]", "'model.input_size' must be [] or [height, width]"),
+    ("train.epochs=0", "'train.epochs' must be in [1, 1000000], got 0"),
+    ("data.batch_size=0", "'data.batch_size' must be in [1, 4096], got 0"),
+    ("data.num_workers=-1", "'data.num_workers' must be in [0, 256], got -1"),
+    ("model.input_size=[0,0]", "'model.input_size[0]' must be in [1, 16384], got 0"),
     ("model.input_size=[192]", "'model.input_size' must be [] or [height, width]"),
-    ("model.yolo.grid_size=0", "'model.yolo.grid_size' must be at least 1, got 0"),
-    ("model.yolo.boxes_per_cell=0", "'model.yolo.boxes_per_cell' must be at least 1"),
+    ("model.yolo.grid_size=0", "'model.yolo.grid_size' must be in [1, 128], got 0"),
+    ("model.yolo.boxes_per_cell=0", "'model.yolo.boxes_per_cell' must be in [1, 32]"),
     ("train.device=tpu", "'train.device' must be auto, cpu, cuda or cuda:N, got 'tpu'"),
-    ("eval.batch_size=0", "'eval.batch_size' must be at least 1"),
+    ("train.device=cuda:x", "'train.device' must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    ("train.device=", "'train.device' must be auto, cpu, cuda or cuda:N, got ''"),
+    ("eval.batch_size=0", "'eval.batch_size' must be in [1, 4096]"),
+    # the issue's cases
+    ("eval.batch_size=100000000000000000000", "'eval.batch_size' must be in [1, 4096], got 10"),
+    ("eval.batch_size=1e20", "'eval.batch_size' must be int, got '1e20'"),
+    ("data.augment.hflip=1.5", "'data.augment.hflip' must be in [0, 1], got 1.5"),
+    ("data.augment.exposure=0", "'data.augment.exposure' must be in [1, 10], got 0.0"),
+    ("data.augment.hue=0.6", "'data.augment.hue' must be in [0, 0.5], got 0.6"),
+    ("model.input_size=[-5,64]", "'model.input_size[0]' must be in [1, 16384], got -5"),
+    ("model.anchors.sizes=[[32.0,-1.0]]", "'model.anchors.sizes[0][1]' must be in (0, 16384]"),
+    ("model.rpn.pos_iou_thresh=1.5", "'model.rpn.pos_iou_thresh' must be in [0, 1], got 1.5"),
+    ("data.augment.scale_range=[2.0,0.5]", "'data.augment.scale_range' must be [] or [lo, hi]"),
+    ("data.val.image_size=20", "'data.val.image_size' must be 0 (the default) or at least 35"),
 ]
 
 
@@ -30,16 +54,132 @@ CASES = [
 def test_out_of_range_values_name_key_and_source(override, message):
     with pytest.raises(ConfigError) as e:
         load_config(YOLO, [override])
-    assert str(e.value) == f"command line: {message}" or str(e.value).startswith(
-        f"command line: {message}"
-    )
+    assert str(e.value).startswith(f"command line: {message}")
+    assert "\n" not in str(e.value)
 
 
 def test_a_bad_value_in_a_file_names_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(f"base: {YOLO}\ntrain:\n  lr: 0\n")
-    with pytest.raises(ConfigError, match=rf"^{path}: 'train.lr' must be above 0, got 0.0$"):
+    with pytest.raises(ConfigError, match=rf"^{path}: 'train.lr' must be in \(0, 10\], got 0.0$"):
         load_config(path)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    load_config(path)
+
+
+def test_every_numeric_field_declares_its_range():
+    assert FIELDS and all(rng is not None for _, _, rng in FIELDS)
+    assert {"eval.batch_size", "data.augment.hflip", "model.anchors.sizes"} <= {
+        key for key, _, _ in FIELDS
+    }
+    check_declared_ranges()
+
+
+def test_a_numeric_field_without_a_range_is_refused():
+    @dataclasses.dataclass
+    class Inner:
+        ok: int = num(1, 0, 2)
+        size: float = 1.0
+
+    @dataclasses.dataclass
+    class Outer:
+        inner: Inner = dataclasses.field(default_factory=Inner)
+        sides: list[int] = dataclasses.field(default_factory=list)
+        name: str = ""
+        flag: bool = False
+
+    with pytest.raises(TypeError, match=r"without a range \(schema.num\): inner.size, sides$"):
+        check_declared_ranges(Outer)
+
+
+def _get(key: str) -> object:
+    value = DEFAULTS
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _filled(default: object, v: float) -> object:
+    """The field's default with every number replaced by ``v`` (an empty list: two of them)."""
+    if isinstance(default, list):
+        return [_filled(d, v) for d in default] if default else [v, v]
+    return v
+
+
+def _override(key: str, tp: type, v: float) -> str:
+    return f"{key}={json.dumps(_filled(_get(key), v))}"
+
+
+def _is_int(tp: type) -> bool:
+    return tp is int or tp == list[int]
+
+
+def _inside(key, tp, rng):
+    """Values at each closed bound, and just inside each open one."""
+    for bound, side, toward in ((rng.lo, "lo", math.inf), (rng.hi, "hi", -math.inf)):
+        if rng.open != side:
+            yield key, tp, bound
+        elif not _is_int(tp):
+            yield key, tp, math.nextafter(bound, toward)
+
+
+def _beyond(key, tp, rng):
+    """Values just beyond each bound: the open bound itself, the next int or float outward."""
+    for bound, side, away in ((rng.lo, "lo", -math.inf), (rng.hi, "hi", math.inf)):
+        if rng.open == side:
+            yield key, tp, bound
+        elif _is_int(tp):
+            yield key, tp, int(bound) + (1 if away > 0 else -1)
+        else:
+            yield key, tp, math.nextafter(bound, away)
+
+
+INSIDE = [case for f in FIELDS for case in _inside(*f)]
+BEYOND = [case for f in FIELDS for case in _beyond(*f)]
+
+
+@pytest.mark.parametrize(("key", "tp", "value"), INSIDE, ids=[f"{k}={v!r}" for k, _, v in INSIDE])
+def test_each_bound_loads(key, tp, value):
+    cfg = load_config(None, [_override(key, tp, value)])
+    assert _get_from(cfg, key) == _filled(_get(key), value)
+
+
+@pytest.mark.parametrize(("key", "tp", "value"), BEYOND, ids=[f"{k}={v!r}" for k, _, v in BEYOND])
+def test_just_beyond_each_bound_is_refused_naming_key_value_and_range(key, tp, value):
+    rng = dict((k, r) for k, _, r in FIELDS)[key]
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [_override(key, tp, value)])
+    message = str(e.value)
+    assert message.startswith(f"command line: '{key}")
+    assert f"must be in {rng}, got {value!r}" in message or f"got {float(value)!r}" in message
+
+
+def _get_from(cfg: Config, key: str) -> object:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@settings(max_examples=60, deadline=None)
+@given(field=st.sampled_from(FIELDS), data=st.data())
+def test_any_value_loads_exactly_when_inside_its_range(field, data):
+    key, tp, rng = field
+    span = max(abs(rng.lo), abs(rng.hi)) * 4 + 2
+    value = (
+        data.draw(st.integers(int(-span), int(span)))
+        if _is_int(tp)
+        else data.draw(st.floats(-span, span, allow_nan=False))
+    )
+    inside = value in rng and not (key.endswith(".image_size") and 0 < value < 35)
+    try:
+        load_config(None, [_override(key, tp, value)])
+    except ConfigError as e:
+        assert not inside and f"'{key}" in str(e)
+    else:
+        assert inside
 
 
 def test_yaml_exponent_without_a_dot_is_a_float():
@@ -52,7 +192,7 @@ def test_train_refuses_a_bad_value_in_one_line(tmp_path):
                     "data.batch_size=0", check=False)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (
-        "error: command line: 'data.batch_size' must be at least 1, got 0"
+        "error: command line: 'data.batch_size' must be in [1, 4096], got 0"
     )
     assert not (tmp_path / "r").exists()
 

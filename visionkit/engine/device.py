@@ -5,18 +5,31 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from visionkit.config.validate import check_device
 from visionkit.errors import ConfigError, VisionkitError
 
 
 def select_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as named.
+
+    Raises:
+        ConfigError: any other name (``tpu``, ``cuda:x``, ``""``).
+        VisionkitError: CUDA named but not available, or ``cuda:N`` beyond its devices.
+    """
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VisionkitError(
             f"device '{name}' requested but CUDA is not available; use --device cpu"
         )
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise VisionkitError(
+            f"device '{name}' requested but there are {torch.cuda.device_count()} CUDA "
+            "devices (cuda:0 to cuda:N-1)"
+        )
+    return device
 
 
 def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:

@@ -5,17 +5,25 @@ bound."""
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_model_contract import TINY
 from test_tools_e2e import run_tool
 
-from visionkit.config import load_config
+import visionkit
+from visionkit.config import config_to_dict, load_config
 from visionkit.config.schema import Config, num
 from visionkit.config.validate import check_declared_ranges, numeric_fields
+from visionkit.engine.device import select_device
 from visionkit.errors import ConfigError
+from visionkit.models import MODELS, build_model
+from visionkit.models.backbones.geometry import min_input_side, runs_at
 
 ROOT = Path(__file__).resolve().parents[1]
 YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
@@ -212,3 +220,101 @@ def test_best_metric_must_be_one_the_evaluation_gives(metric, task, ok):
     else:
         with pytest.raises(ConfigError, match="is not a number the"):
             check_best_metric(metric, task)
+
+
+# ---- the model's minimum input size, derived from its strides ----
+def _tiny(name: str, side: int) -> list[str]:
+    """test_model_contract's tiny config of ``name`` with every size its network sees at
+    ``side`` px."""
+    sizes = {
+        "yolo_v1": [f"model.input_size=[{side},{side}]"],
+        "fcn": [f"model.input_size=[{side},{side}]"],
+        "rcnn": [f"model.rcnn.warp_size={side}", "model.rcnn.context_pad=0"],
+    }.get(name, [f"model.resize.min_size={side}", f"model.resize.max_size={side}"])
+    return [f"model.name={name}", *TINY[name], *sizes]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_model_runs_at_its_minimum_input_size_and_refuses_below(name):
+    # every tiny model is on LeNet, whose deepest level is at stride 8 behind 2x2 max-pools
+    model = build_model(load_config(None, _tiny(name, 8)).model).eval()
+    assert max(model.backbone.out_strides.values()) == 8
+    with torch.no_grad():
+        model.predict([torch.rand(3, 8, 8)])
+        model.backbone(torch.rand(1, 3, 8, 8))  # the network itself, at the minimum
+    key = {"yolo_v1": "model.input_size", "fcn": "model.input_size"}.get(
+        name, "model.rcnn.warp_size" if name == "rcnn" else "model.resize.min_size"
+    )
+    value = "[7, 7]" if key == "model.input_size" else "7"
+    with pytest.raises(ConfigError) as e:
+        build_model(load_config(None, _tiny(name, 7)).model)
+    assert str(e.value) == (
+        f"'{key}' must be at least 8 px for this {name} (its deepest level used has stride 8), "
+        f"got {value}"
+    )
+
+
+def test_a_fixed_two_stage_size_is_checked_too():
+    overrides = [*_tiny("faster_rcnn", 64), "model.resize.mode=fixed", "model.input_size=[64,4]"]
+    with pytest.raises(
+        ConfigError, match=r"^'model.input_size' must be at least 8 px .* \[64, 4\]"
+    ):
+        build_model(load_config(None, overrides).model)
+
+
+def test_valid_convolutions_raise_the_minimum_above_the_stride():
+    # AlexNet: a valid 11x11/4 conv and three valid 3x3/2 pools: 63 px for one pixel at pool5
+    overrides = ["model.name=rcnn", "model.input_size=[]", "model.backbone.name=alexnet",
+                 "model.rcnn.context_pad=0", "model.rcnn.fc_dim=8"]  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        build_model(load_config(None, [*overrides, "model.rcnn.warp_size=62"]).model)
+    assert str(e.value) == (
+        "'model.rcnn.warp_size' must be at least 63 px for this rcnn (its deepest level used has "
+        "stride 32, and its valid convolutions or pools need more), got 62"
+    )
+    model = build_model(load_config(None, [*overrides, "model.rcnn.warp_size=63"]).model)
+    with torch.no_grad():
+        out = model.backbone(torch.rand(1, 3, 63, 63))
+    assert out["pool5"].shape[-2:] == (1, 1)
+    with pytest.raises(RuntimeError):  # what the check prevents
+        model.backbone(torch.rand(1, 3, 62, 62))
+
+
+def test_minimum_side_search_does_not_touch_the_model():
+    model = build_model(load_config(None, _tiny("yolo_v1", 64)).model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert min_input_side(model, 8, 16384) == 8 and not runs_at(model, 7)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# ---- devices ----
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "", "cpu:0", "cuda:1000", "CPU"])
+def test_an_unknown_device_is_one_line(name):
+    with pytest.raises(ConfigError) as e:
+        select_device(name)
+    assert str(e.value) == f"device must be auto, cpu, cuda or cuda:N, got {name!r}"
+    with pytest.raises(ConfigError, match=r"^command line: 'train.device' must be auto, cpu"):
+        load_config(YOLO, [f"train.device={name}"])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    cfg = load_config(None, _tiny("yolo_v1", 64))
+    path = tmp_path_factory.mktemp("device") / "m.pth"
+    torch.save({"model": build_model(cfg.model).state_dict(), "config": config_to_dict(cfg),
+                "class_names": ["a", "b", "c"], "cat_ids": [1, 2, 3]}, path)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", ""])
+def test_the_api_refuses_an_unknown_device_in_one_line(checkpoint, name):
+    with pytest.raises(ConfigError, match="'train.device' must be auto, cpu, cuda or cuda:N"):
+        visionkit.load(checkpoint, device=name)
+    model = visionkit.load(checkpoint, device="cpu")
+    message = f"^device must be auto, cpu, cuda or cuda:N, got {re.escape(repr(name))}$"
+    with pytest.raises(ConfigError, match=message):
+        model.to(name)
+    with pytest.raises(ConfigError, match=message):
+        model.predict(np.zeros((64, 64, 3), np.uint8), device=name)
+    assert str(model.device) == "cpu"

@@ -21,7 +21,7 @@ from visionkit.config import config_to_dict, load_config
 from visionkit.config.schema import Config, num
 from visionkit.config.validate import check_declared_ranges, numeric_fields
 from visionkit.engine.device import select_device
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, VisionkitError
 from visionkit.models import MODELS, build_model
 from visionkit.models.backbones.geometry import min_input_side, runs_at
 
@@ -296,6 +296,21 @@ def test_an_unknown_device_is_one_line(name):
     assert str(e.value) == f"device must be auto, cpu, cuda or cuda:N, got {name!r}"
     with pytest.raises(ConfigError, match=r"^command line: 'train.device' must be auto, cpu"):
         load_config(YOLO, [f"train.device={name}"])
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "cuda:1", "cuda:999"])
+def test_a_cuda_device_that_is_not_there_is_one_line(monkeypatch, name):
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(VisionkitError, match=f"^device '{name}' requested but CUDA is not "):
+            select_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    if name in ("cuda", "cuda:0"):
+        assert select_device(name) == torch.device(name)
+    else:  # torch.device("cuda:999") would be cuda:-25
+        with pytest.raises(VisionkitError, match=r"there are 1 CUDA devices \(cuda:0 to cuda:0\)$"):
+            select_device(name)
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,20 @@ def select_device(name: str) -> torch.device:
     check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
         raise VisionkitError(
             f"device '{name}' requested but CUDA is not available; use --device cpu"
         )
-    device = torch.device(name)
-    if device.index is not None and device.index >= torch.cuda.device_count():
+    # checked on the name: torch.device wraps an index beyond int8 (cuda:999 is cuda:-25)
+    count = torch.cuda.device_count()
+    if int(name.partition(":")[2] or 0) >= count:
         raise VisionkitError(
-            f"device '{name}' requested but there are {torch.cuda.device_count()} CUDA "
-            "devices (cuda:0 to cuda:N-1)"
+            f"device '{name}' requested but there are {count} CUDA devices (cuda:0 to "
+            f"cuda:{count - 1})"
         )
-    return device
+    return torch.device(name)
 
 
 def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:

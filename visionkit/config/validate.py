@@ -36,6 +36,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "[] or [lo, hi] with lo <= hi",
     ),
     "data.augment.crop_size": (lambda v: len(v) in (0, 2), "[] or [height, width]"),
+    "model.backbone.output_stride": (lambda v: v in (8, 16, 32), "8, 16 or 32"),
     **{
         f"data.{split}.image_size": (
             lambda v: v == 0 or v >= SHAPES_MIN_SIZE,

@@ -13,6 +13,7 @@ from script_loader import load_script
 from visionkit.analysis.visualize import feature_maps, filter_grid
 from visionkit.config import load_config
 from visionkit.engine.checkpoint import save_checkpoint
+from visionkit.errors import ConfigError
 from visionkit.io.image import read_image_tensor
 from visionkit.models import build_model
 from visionkit.utils.cli import run_cli
@@ -121,3 +122,49 @@ def test_help_shows_examples_and_list_layers_names_levels(capsys):
     tool.main(["--config", CONFIG, *TINY, "--list-layers"])
     out = capsys.readouterr().out
     assert "c3           backbone.stages.c3" in out and "head.convs" in out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--filter-size", "0"), ("--filter-size", "4097"), ("--map-size", "100000"),
+     ("--max-channels", "0"), ("--max-channels", "1000000")],
+)  # fmt: skip
+def test_numeric_arguments_are_bounded_in_one_line(tmp_path, image, capsys, flag, value):
+    tool = load_script("tools/visualize.py")
+    argv = ["--config", CONFIG, *TINY, "--output", str(tmp_path), "--image", str(image)]
+    with pytest.raises(SystemExit) as e:
+        run_cli(tool.main, [*argv, flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {flag} must be in [1, 4096], got {value}"]
+    assert not (tmp_path / "filters.png").exists()
+
+
+def test_a_grid_too_large_is_refused_before_allocating(monkeypatch):
+    from visionkit.analysis import visualize as vis
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("allocated")
+
+    monkeypatch.setattr(vis.np, "full", no_allocation)
+    monkeypatch.setattr(vis.np, "repeat", no_allocation)
+    # 1024 filters of 3x3 enlarged to 4095 px: a 32 x 32 grid of 4095-px tiles (48 GiB)
+    with pytest.raises(ConfigError, match=r"^a grid of 1024 tiles of 4095x4095 px would be .* GiB"):
+        vis.filter_grid(torch.zeros(1024, 3, 3, 3), 4096)
+    with pytest.raises(ConfigError, match=r"a tile size must be in \[1, 4096\] px, got 100000$"):
+        vis.filter_grid(torch.zeros(8, 3, 3, 3), 100_000)
+    with pytest.raises(ConfigError, match="^a grid of 4096 tiles of 1024x1024 px"):
+        vis.feature_grid(torch.zeros(4096, 1, 1), 4096, 1024)
+    with pytest.raises(ConfigError, match=r"max_channels must be in \[1, 4096\], got 0"):
+        vis.feature_grid(torch.zeros(4, 8, 8), 0)
+
+
+def test_grid_bound_is_exact_and_a_grid_within_it_is_drawn():
+    from visionkit.analysis.visualize import MAX_GRID_PIXELS, feature_grid, grid_shape
+
+    assert grid_shape(64, 1022, 1022) == (8185, 8185)  # 8 x 8 tiles: 8185^2 <= 8192^2 px
+    assert 8185 * 8185 <= MAX_GRID_PIXELS < 8193 * 8193
+    with pytest.raises(ConfigError, match="would be 8193x8193 px"):
+        grid_shape(64, 1023, 1023)
+    grid = feature_grid(torch.rand(16, 4, 4), 16, 512)  # 4 x 4 tiles enlarged x128 to 512 px
+    assert grid.shape == (4 * 513 + 1, 4 * 513 + 1, 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from visionkit.config import load_config
+from visionkit.errors import ConfigError
 from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
@@ -54,8 +55,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--output is required (or --list-layers)")
     if args.layers and not args.image:
         p.error("--layers needs --image")
-    if min(args.max_channels, args.filter_size, args.map_size) < 1:
-        p.error("--max-channels, --filter-size and --map-size must be positive")
     return args
 
 
@@ -69,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
     from visionkit.io.image import read_image_tensor
     from visionkit.models import build_model
+
+    for flag, value, most in (
+        ("--max-channels", args.max_channels, vis.MAX_CHANNELS),
+        ("--filter-size", args.filter_size, vis.MAX_TILE),
+        ("--map-size", args.map_size, vis.MAX_TILE),
+    ):
+        if not 1 <= value <= most:
+            raise ConfigError(f"{flag} must be in [1, {most}], got {value}")
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).eval()

@@ -23,21 +23,42 @@ from visionkit.models.detectors.rcnn import RCNN
 from visionkit.models.detectors.two_stage import TwoStageDetector
 
 SEPARATOR = 255  # the grid lines' grey level
+MAX_TILE = 4096  # px: the largest a filter or feature map is enlarged to
+MAX_CHANNELS = 4096  # feature-map channels drawn per layer
+MAX_GRID_PIXELS = 8192 * 8192  # a grid is at most this many pixels (192 MiB of BGR)
 # modules with no feature map of their own: containers never called, a backbone's dict of levels
 NO_MAP = (nn.ModuleDict, nn.ModuleList, Backbone)
+
+
+def grid_shape(n: int, h: int, w: int, columns: int | None = None) -> tuple[int, int]:
+    """``(height, width)`` px of the grid of ``n`` tiles of ``h x w`` px: ``columns`` (default
+    ``ceil(sqrt(n))``) per row, 1-px separators.
+
+    Raises:
+        ConfigError: a grid above :data:`MAX_GRID_PIXELS`, before anything is allocated.
+    """
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    gh, gw = rows * (h + 1) + 1, cols * (w + 1) + 1
+    if gh * gw > MAX_GRID_PIXELS:
+        raise ConfigError(
+            f"a grid of {n} tiles of {h}x{w} px would be {gh}x{gw} px ({gh * gw * 3 / 2**30:.1f} "
+            f"GiB); at most {MAX_GRID_PIXELS} px: draw fewer channels or smaller tiles"
+        )
+    return gh, gw
 
 
 def tile_grid(tiles: Sequence[np.ndarray], columns: int | None = None) -> np.ndarray:
     """Lay ``(h, w, 3)`` uint8 tiles of one size out in rows with 1-px separators.
 
     ``columns`` defaults to ``ceil(sqrt(len(tiles)))``; the grid is
-    ``(rows * (h + 1) + 1, columns * (w + 1) + 1, 3)``; empty cells stay white.
+    ``(rows * (h + 1) + 1, columns * (w + 1) + 1, 3)`` (:func:`grid_shape`, which bounds it);
+    empty cells stay white.
     """
     n = len(tiles)
     cols = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
     h, w = tiles[0].shape[:2]
-    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, 3), SEPARATOR, np.uint8)
+    grid = np.full((*grid_shape(n, h, w, cols), 3), SEPARATOR, np.uint8)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         grid[1 + r * (h + 1) : (r + 1) * (h + 1), 1 + c * (w + 1) : (c + 1) * (w + 1)] = tile
@@ -50,10 +71,23 @@ def _normalize(x: Tensor, dims: tuple[int, ...]) -> Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def _upscale(tile: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour upscaling by the integer factor that brings the longer side to
-    ``size`` px at most (at least 1: tiles larger than ``size`` keep their pixels)."""
-    factor = max(1, size // max(tile.shape[:2]))
+def _factor(h: int, w: int, size: int) -> int:
+    """The integer factor that brings the longer of ``h, w`` to ``size`` px at most (at least
+    1: tiles larger than ``size`` keep their pixels); ``size`` in ``[1, MAX_TILE]``."""
+    if not 1 <= size <= MAX_TILE:
+        raise ConfigError(f"a tile size must be in [1, {MAX_TILE}] px, got {size}")
+    return max(1, size // max(h, w))
+
+
+def _upscaled(n: int, h: int, w: int, size: int) -> int:
+    """The factor of :func:`_factor`, once the grid of ``n`` such tiles is known to fit."""
+    factor = _factor(h, w, size)
+    grid_shape(n, h * factor, w * factor)
+    return factor
+
+
+def _upscale(tile: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling by ``factor``."""
     return np.repeat(np.repeat(tile, factor, 0), factor, 1)
 
 
@@ -70,22 +104,29 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
 def filter_grid(weight: Tensor, tile: int = 32) -> np.ndarray:
     """``(O, I, kh, kw)`` conv weights -> a grid of ``O`` tiles, each filter min-max normalized on
     its own and upscaled (nearest) towards ``tile`` px. Three input channels are shown as RGB;
-    any other number as the grey level of their mean."""
+    any other number as the grey level of their mean. A ``tile`` outside ``[1, MAX_TILE]`` or a
+    grid above :data:`MAX_GRID_PIXELS` is a ConfigError, raised before any allocation."""
     w = weight.detach().float().cpu()
     w = w if w.shape[1] == 3 else w.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    factor = _upscaled(w.shape[0], w.shape[2], w.shape[3], tile)
     w = _normalize(w, (1, 2, 3))
     rgb = (w.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    return tile_grid([_upscale(np.ascontiguousarray(t[..., ::-1]), tile) for t in rgb])
+    return tile_grid([_upscale(np.ascontiguousarray(t[..., ::-1]), factor) for t in rgb])
 
 
 def feature_grid(
     fmap: Tensor, max_channels: int = 32, tile: int = 64, colormap: int = cv2.COLORMAP_VIRIDIS
 ) -> np.ndarray:
     """``(C, H, W)`` activations -> a grid of the first ``max_channels`` channels, each min-max
-    normalized on its own, upscaled (nearest) towards ``tile`` px and colour-mapped."""
+    normalized on its own, upscaled (nearest) towards ``tile`` px and colour-mapped. Sizes are
+    bounded as :func:`filter_grid`'s."""
+    if not 1 <= max_channels <= MAX_CHANNELS:
+        raise ConfigError(f"max_channels must be in [1, {MAX_CHANNELS}], got {max_channels}")
+    c, h, w = fmap.shape
+    factor = _upscaled(min(c, max_channels), h, w, tile)
     x = _normalize(fmap[:max_channels].detach().float().cpu(), (1, 2))
     gray = (x.numpy() * 255).round().astype(np.uint8)
-    return tile_grid([cv2.applyColorMap(_upscale(g[..., None], tile), colormap) for g in gray])
+    return tile_grid([cv2.applyColorMap(_upscale(g[..., None], factor), colormap) for g in gray])
 
 
 def backbone_levels(model: nn.Module) -> dict[str, str]:

@@ -277,7 +277,7 @@ def load(
             without ``config=``, a config that does not build the checkpoint's model.
     """
     path = Path(path)
-    overrides = [*(overrides or []), *([f"train.device={device}"] if device else [])]
+    overrides = [*(overrides or []), *([f"train.device={device}"] if device is not None else [])]
     if path.suffix.lower() == ".onnx":
         from visionkit.export.runtime import OnnxPredictor
 

@@ -1,10 +1,12 @@
 """Where a backbone level's pixels sit in the input image (Caffe's ``coord_map``, used by FCN's
-crops): pixel ``j`` of a level is centred on input coordinate ``stride * j + offset``."""
+crops): pixel ``j`` of a level is centred on input coordinate ``stride * j + offset``; and the
+smallest input a network runs on (:func:`min_input_side`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
 from visionkit.models.backbones.base import Backbone
@@ -49,3 +51,33 @@ def level_geometry(backbone: Backbone) -> dict[str, tuple[int, float]]:
         stride = backbone.levels[name][1]
         out[name] = (stride, offset)
     return out
+
+
+def runs_at(net: nn.Module, side: int) -> bool:
+    """Whether ``net`` (a backbone, or a model whose ``forward`` takes a normalized batch) runs on
+    a ``(1, 3, side, side)`` input: a shape-only forward on the ``meta`` device (no memory, no
+    arithmetic; the parameters are not touched), in eval mode."""
+    state = {k: v.to("meta") for k, v in net.state_dict(keep_vars=True).items()}
+    was_training = net.training
+    net.eval()
+    try:
+        torch.func.functional_call(net, state, (torch.empty(1, 3, side, side, device="meta"),))
+    except (RuntimeError, ValueError):  # "Output size is too small", "Kernel size can't be ..."
+        return False
+    finally:
+        net.train(was_training)
+    return True
+
+
+def min_input_side(net: nn.Module, stride: int, limit: int) -> int:
+    """The smallest input side (px, both axes: every layer here treats them alike) at which
+    ``net`` runs and its deepest level used, of ``stride``, has at least one pixel: ``stride``,
+    or more where a layer needs a larger map (AlexNet's valid convolutions and pools, FCN's valid
+    7 x 7 fc6). ``limit + 1`` when it does not run at ``limit``."""
+    if runs_at(net, stride):
+        return stride
+    lo, hi = stride, limit + 1  # runs_at(lo) is False; hi: the answer when nothing runs
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs_at(net, mid) else (mid, hi)
+    return hi

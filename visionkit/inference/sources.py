@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from visionkit.errors import DataError
+from visionkit.errors import DataError, shown
 from visionkit.io.image import (
     check_pil_image,
     check_unit_range,
@@ -106,10 +106,12 @@ def _read_list(path: Path) -> list[Source]:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read the list of paths {path}: {type(e).__name__}") from None
+        raise DataError(
+            f"cannot read the list of paths {shown(path)}: {type(e).__name__}"
+        ) from None
     entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     if not entries:
-        raise DataError(f"{path} lists no paths")
+        raise DataError(f"{shown(path)} lists no paths")
     return [_classify(p if p.is_absolute() else path.parent / p) for p in map(Path, entries)]
 
 
@@ -124,16 +126,16 @@ def _resolve_path(spec: str) -> list[Source]:
     if path.is_dir():
         found = _known_media(path.iterdir())
         if not found:
-            raise DataError(f"no image or video files in folder {path}")
+            raise DataError(f"no image or video files in folder {shown(path)}")
         return found
     if path.is_file():
         return _read_list(path) if path.suffix.lower() in LIST_EXTS else [_classify(path)]
     if glob.has_magic(spec):
         found = _known_media(Path(p) for p in glob.glob(spec, recursive=True))
         if not found:
-            raise DataError(f"no image or video files match {spec}")
+            raise DataError(f"no image or video files match {shown(spec)}")
         return found
-    raise DataError(f"source not found: {spec} (a file, folder, glob, list or webcam index)")
+    raise DataError(f"source not found: {shown(spec)} (a file, folder, glob, list or webcam index)")
 
 
 def _is_pil(obj: Any) -> bool:
@@ -226,7 +228,7 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
             try:
                 sources += _resolve_path(str(item))
             except OSError as e:  # a name too long, a folder that cannot be listed
-                raise DataError(f"cannot read source {item}: {e.strerror or e}") from None
+                raise DataError(f"cannot read source {shown(item)}: {e.strerror or e}") from None
         else:
             raise DataError(
                 f"cannot read a {type(item).__name__} as an image source (a path, folder, glob, "
@@ -249,13 +251,13 @@ def video_frame_count(source: Source) -> int | None:
 
 def _read_stream(source: Source) -> Iterator[Frame | Skipped]:
     if source.kind == "video" and not Path(source.path).is_file():
-        yield Skipped(source, f"cannot read video {source.path}: missing")
+        yield Skipped(source, f"cannot read video {shown(source.path)}: missing")
         return
     cap = cv2.VideoCapture(int(source.path) if source.kind == "webcam" else source.path)
     try:
         if not cap.isOpened():
             why = "not found or busy" if source.kind == "webcam" else "unsupported or corrupt"
-            yield Skipped(source, f"cannot open {source.name}: {why}")
+            yield Skipped(source, f"cannot open {shown(source.name)}: {why}")
             return
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if np.isfinite(fps) and fps > 0 else 0.0
@@ -267,7 +269,7 @@ def _read_stream(source: Source) -> Iterator[Frame | Skipped]:
             yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), source, index, fps)
             index += 1
         if index == 0:
-            yield Skipped(source, f"cannot read {source.name}: no frame could be decoded")
+            yield Skipped(source, f"cannot read {shown(source.name)}: no frame could be decoded")
     finally:
         cap.release()
 

@@ -13,25 +13,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from visionkit.errors import DataError, UnreadableImageError
+from visionkit.errors import DataError, UnreadableImageError, shown
 
 # PIL modes no image file holds, and the mode each is first converted to (premultiplied alpha,
-# HSV); then, as every other mode, saved as a TIFF and read back by read_image's decoder
+# HSV); then, as every other mode, saved to a file in memory and read back by read_image's decoder
 PIL_UNSAVED_MODES = {"La": "LA", "RGBa": "RGBA", "HSV": "RGB"}
+# that file: a PNG where PIL writes the mode (uncompressed: only speed differs), else a TIFF
+# (OpenCV reads an RGBA TIFF's colours multiplied by alpha, an RGBA PNG's as they are)
+PIL_FILE_FORMATS = (("PNG", {"compress_level": 0}), ("TIFF", {}))
 
 
 def _decode(data: bytes, name: str, orientation: bool) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of an image file's bytes (``name`` in messages)."""
+    name, where = shown(name), name
     if not data:
-        raise UnreadableImageError(f"cannot read image {name}: empty file", name)
+        raise UnreadableImageError(f"cannot read image {name}: empty file", where)
     # OpenCV 4 decodes a JPEG cut short into a partly grey image (libjpeg only warns); every
     # complete JPEG holds an end-of-image marker
     if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in data:
-        raise UnreadableImageError(f"cannot read image {name}: truncated JPEG", name)
+        raise UnreadableImageError(f"cannot read image {name}: truncated JPEG", where)
     flags = cv2.IMREAD_COLOR | (0 if orientation else cv2.IMREAD_IGNORE_ORIENTATION)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
-        raise UnreadableImageError(f"cannot read image {name}: corrupt or not an image", name)
+        raise UnreadableImageError(f"cannot read image {name}: corrupt or not an image", where)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -47,10 +51,10 @@ def read_image(path: str | Path, orientation: bool = True) -> np.ndarray:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise UnreadableImageError(f"cannot read image {path}: missing", str(path)) from None
+        raise UnreadableImageError(f"cannot read image {shown(path)}: missing", str(path)) from None
     except OSError as e:
         what = e.strerror or type(e).__name__
-        raise UnreadableImageError(f"cannot read image {path}: {what}", str(path)) from None
+        raise UnreadableImageError(f"cannot read image {shown(path)}: {what}", str(path)) from None
     return _decode(data, str(path), orientation)
 
 
@@ -130,22 +134,26 @@ def check_pil_image(image: Any, name: str) -> None:
 
 def pil_image_rgb(image: Any, name: str) -> np.ndarray:
     """A PIL image of any mode as ``(H, W, 3)`` uint8 RGB, exactly as :func:`read_image` reads
-    the same image saved to a PNG or TIFF file (16-bit grey: its high byte; alpha dropped; CMYK,
-    YCbCr and LAB converted by the same decoder): it is saved to a TIFF in memory and decoded
-    there, its pixels as they are (no EXIF orientation). ``I`` (32-bit integers) is read as the
-    16-bit file it fits, ``F`` (32-bit floats) as float pixels in [0, 1].
+    the same image saved to a file: a PNG when PIL writes the mode to PNG (alpha dropped; 16-bit
+    grey: its high byte), else a TIFF (CMYK, YCbCr, LAB, PA, RGBX, converted by the same
+    decoder). It is saved to that file in memory and decoded there, its pixels as they are (no
+    EXIF orientation). ``I`` (32-bit integers) is read as the 16-bit file it fits, ``F``
+    (32-bit floats) as float pixels in [0, 1].
 
     Raises:
         DataError: an empty image, ``I`` or ``F`` values out of range, a mode no file holds and
             PIL cannot convert to RGB (one line naming ``name``).
     """
     savable = _pil_savable(image, name)
-    buffer = io.BytesIO()
-    try:
-        savable.save(buffer, "TIFF")
-    except (OSError, ValueError) as e:  # a mode no file holds: PIL's own conversion
+    for fmt, options in PIL_FILE_FORMATS:
+        buffer = io.BytesIO()
         try:
-            return np.array(savable.convert("RGB"))
-        except (OSError, ValueError):
-            raise DataError(f"{name}: PIL image of mode {image.mode}: {e}") from None
-    return _decode(buffer.getvalue(), name, orientation=False)
+            savable.save(buffer, fmt, **options)
+        except (OSError, ValueError) as e:  # PIL cannot write the mode in this format
+            error = e
+            continue
+        return _decode(buffer.getvalue(), name, orientation=False)
+    try:  # a mode no file holds: PIL's own conversion
+        return np.array(savable.convert("RGB"))
+    except (OSError, ValueError):
+        raise DataError(f"{name}: PIL image of mode {image.mode}: {error}") from None

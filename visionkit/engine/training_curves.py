@@ -98,26 +98,30 @@ def _order(key: str) -> tuple[int, str]:
     return (2 if key == "lr" else 3, key)
 
 
-def _priority(key: str) -> tuple[int, str]:
-    """Which quantities get a panel first: the total loss, the learning rate, the main metrics,
-    up to ``LOSS_TERMS`` loss terms (by name), the other metrics, then the other loss terms."""
+def _group(key: str) -> int:
+    """Which quantities get a panel first: 0 the total loss and the learning rate, 1 the main
+    metrics, 2 the loss terms, 3 the other metrics."""
     if key in ("train/loss", "lr"):
-        return (0, key)
-    if key.rpartition("/")[2] in MAIN_METRICS:
-        return (1, key)
-    return (2 if key.startswith("train/") else 3, key)
+        return 0
+    if key.startswith("train/"):
+        return 2
+    return 1 if key.rpartition("/")[2] in MAIN_METRICS else 3
 
 
 def choose_panels(keys: Iterable[str]) -> tuple[list[str], list[str]]:
-    """``(drawn, left out)``: at most ``MAX_PANELS`` of ``keys`` get a panel (in drawing order:
-    losses, learning rate, metrics), chosen by :func:`_priority`; the rest, sorted, are only in
-    the chart's CSV."""
-    ranked = sorted(keys, key=_priority)
-    late = [k for k in ranked if _priority(k)[0] == 2][LOSS_TERMS:]
-    skip = set(late)
-    ranked = [k for k in ranked if k not in skip] + late
-    drawn = sorted(ranked[:MAX_PANELS], key=_order)
-    return drawn, sorted(ranked[MAX_PANELS:], key=_order)
+    """``(drawn, left out)``: at most ``MAX_PANELS`` of ``keys`` get a panel, in drawing order
+    (losses, learning rate, metrics); by priority: the total loss and the learning rate, the
+    main metrics (``MAIN_METRICS``), ``LOSS_TERMS`` loss terms, the other metrics, the other loss
+    terms, each by name. The rest (losses first, then by name) are only in the chart's CSV."""
+    groups: tuple[list[str], ...] = ([], [], [], [])
+    for key in keys:
+        groups[_group(key)].append(key)
+    first, main, terms, other = (sorted(g) for g in groups)
+    ranked = first + main + terms[:LOSS_TERMS] + other + terms[LOSS_TERMS:]
+    rest = sorted(ranked[MAX_PANELS:])  # never the total loss or lr: at most two, ranked first
+    left_out = [k for k in rest if k.startswith("train/")]
+    left_out += [k for k in rest if not k.startswith("train/")]
+    return sorted(ranked[:MAX_PANELS], key=_order), left_out
 
 
 def write_curves_csv(

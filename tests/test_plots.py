@@ -155,6 +155,8 @@ def test_training_writes_run_plots_and_plot_logs_overlays_runs(tmp_path):
     assert keys > 6  # four loss terms and their total, lr, the COCO numbers
     rows = -(-keys // 4)
     assert_picture(yolo / "plots" / "training_curves.png", 1600, 300 * rows)
+    with (yolo / "plots" / "training_curves.csv").open() as f:  # every point, beside the chart
+        assert len(list(csv.reader(f))) == 1 + sum(map(len, curves(read_metrics(yolo))[0].values()))
 
     overrides = tiny_fcn_overrides(tmp_path / "cache")
     run_tool("train.py", "--config", FCN, "--output-dir", str(fcn), "--no-progress", *overrides)

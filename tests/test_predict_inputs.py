@@ -310,3 +310,14 @@ def test_infer_refuses_bad_numbers_before_any_work(flag, value, message, tmp_pat
             ["--weights", str(tmp_path / "none.pth"), "--source", str(tmp_path), flag, value]
         )
     assert str(e.value).startswith(message)
+
+
+def test_a_pil_image_of_a_truncated_file_is_a_one_line_error():
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        buffer, "PNG"
+    )
+    lazy = Image.open(io.BytesIO(buffer.getvalue()[:300]))  # opened; its pixels not yet read
+    with pytest.raises(DataError, match=r"^PIL image 0: cannot read its pixels \(mode RGB: .*"
+                       r"truncated.*\)$"):  # fmt: skip
+        pixels(lazy)

@@ -122,7 +122,7 @@ def _pil_savable(image: Any, name: str) -> Any:
             check_unit_range(values.min(), values.max(), f"{name}: a PIL image of mode F")
             return Image.fromarray(unit_float_to_uint8(values))
     except OSError as e:
-        raise DataError(f"{name}: cannot load its pixels ({e})") from None
+        raise DataError(f"{name}: cannot read its pixels (mode {mode}: {e})") from None
     return image
 
 
@@ -156,4 +156,4 @@ def pil_image_rgb(image: Any, name: str) -> np.ndarray:
     try:  # a mode no file holds: PIL's own conversion
         return np.array(savable.convert("RGB"))
     except (OSError, ValueError):
-        raise DataError(f"{name}: PIL image of mode {image.mode}: {error}") from None
+        raise DataError(f"{name}: cannot read its pixels (mode {image.mode}: {error})") from None

@@ -321,3 +321,15 @@ def test_a_pil_image_of_a_truncated_file_is_a_one_line_error():
     with pytest.raises(DataError, match=r"^PIL image 0: cannot read its pixels \(mode RGB: .*"
                        r"truncated.*\)$"):  # fmt: skip
         pixels(lazy)
+
+
+def test_unreadable_paths_with_control_characters_are_reported_on_one_line(tmp_path):
+    (tmp_path / "list.txt").write_text("a\x00b.jpg\n")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "new\nline.png").write_bytes(b"not an image")
+    records = list(read_frames(resolve_sources([str(tmp_path / "list.txt"), tmp_path / "photos"])))
+    assert [r.reason for r in records] == [
+        f"cannot read image {str(tmp_path / 'a')!r}"[:-1] + "\\x00b.jpg': not a path",
+        f"cannot read image {str(tmp_path / 'photos' / 'new')!r}"[:-1]
+        + "\\nline.png': corrupt or not an image",
+    ]

@@ -36,7 +36,7 @@ class UnreadableImageError(DataError):
         self.path = path
 
 
-def shown(value: object, limit: int = 160) -> str:
+def shown(value: object, limit: int = 400) -> str:
     """A user-given value (a path, a source) as one-line messages show it: as it is when
     printable, else its ``repr`` (a newline in a file name shows as ``\\n``); cut to ``limit``
     characters with ``...``."""

@@ -201,14 +201,14 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
 
     Args:
         spec: an integer or a string of digits that names nothing on disk (webcam index); a
-            folder (its image and video
-            files, sorted, not recursive); an image or video file (videos by extension,
-            ``VIDEO_EXTS``); a ``.txt`` or ``.lst`` file listing paths; a glob (``**``
-            recursive; image and video files); an image in memory: a numpy array (``(H, W, 3)``
-            RGB, BGR with ``bgr``, or ``(H, W)`` grey; uint8, or float in ``[0, 1]``), a PIL
-            image of any mode (read as the same image saved to a file is), a torch tensor
-            (``(3, H, W)`` RGB or ``(H, W)``; uint8, or float in ``[0, 1]``); or a list or tuple
-            of these (an in-memory image is then named by its position: ``"array 2"``).
+            folder (its image and video files, sorted, not recursive); an image or video file
+            (videos by extension, ``VIDEO_EXTS``); a ``.txt`` or ``.lst`` file listing paths; a
+            glob (``**`` recursive; image and video files); an image in memory: a numpy array
+            (``(H, W, 3)`` RGB, BGR with ``bgr``, or ``(H, W)`` grey; uint8, or float in
+            ``[0, 1]``), a PIL image of any mode (read as the same image saved to a file is), a
+            torch tensor (``(3, H, W)`` RGB or ``(H, W)``; uint8, or float in ``[0, 1]``); or a
+            list or tuple of these (an in-memory image is then named by its position:
+            ``"array 2"``).
         bgr: numpy arrays hold BGR (OpenCV's order), not RGB.
 
     Raises:

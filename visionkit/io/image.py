@@ -55,6 +55,10 @@ def read_image(path: str | Path, orientation: bool = True) -> np.ndarray:
     except OSError as e:
         what = e.strerror or type(e).__name__
         raise UnreadableImageError(f"cannot read image {shown(path)}: {what}", str(path)) from None
+    except ValueError:  # a NUL character in the path
+        raise UnreadableImageError(
+            f"cannot read image {shown(path)}: not a path", str(path)
+        ) from None
     return _decode(data, str(path), orientation)
 
 

@@ -25,6 +25,7 @@ from visionkit.engine.training_curves import (
 )
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.confusion import coco_confusion, image_confusion
+from visionkit.utils.cli import run_cli
 
 YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
 FCN = str(ROOT / "configs" / "fcn8s_shapes.yaml")
@@ -247,3 +248,16 @@ def test_a_few_quantities_draw_every_panel_and_leave_nothing_out(tmp_path):
         chart.line() == f"chart: {tmp_path / 'c.png'} (2 panels); every point: {tmp_path / 'c.csv'}"
     )
     assert_picture(chart.png, 800, 300)
+
+
+def test_plot_logs_checks_its_csv_path_before_drawing(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"iter": 1, "train/loss": 1.0}\n')
+    (tmp_path / "c.csv").mkdir()
+    with pytest.raises(SystemExit) as e:
+        run_cli(load_script("tools/plot_logs.py").main,
+                [str(tmp_path / "run"), "--output", str(tmp_path / "c.png")])  # fmt: skip
+    assert e.value.code == 2 and not (tmp_path / "c.png").exists()
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --output's CSV {tmp_path / 'c.csv'} is a folder; give a file name"
+    ]

@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_output_file(args.output, "--output")
+    check_output_file(Path(args.output).with_suffix(".csv"), "--output's CSV")
     from visionkit.engine.training_curves import plot_training_curves, read_metrics
 
     runs = {}

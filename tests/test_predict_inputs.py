@@ -100,7 +100,7 @@ def test_every_pil_mode_reads_as_the_same_image_saved_to_a_file(mode, w, h, seed
     rng = np.random.default_rng(seed)
     image = pil_image(mode, w, h, rng)
     got = pixels(image)
-    assert got.shape == (h, w, 3) and got.dtype == np.uint8
+    assert got.shape == (h, w, 3) and got.dtype == np.uint8 and got.flags.writeable
     files = by_path(image, tmp_path_factory.mktemp("modes"))
     assert (not files) == (mode in NO_FILE), sorted(files)
     for fmt, expected in files.items():  # the PNG where PIL writes the mode, else the TIFF;

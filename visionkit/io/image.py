@@ -18,9 +18,9 @@ from visionkit.errors import DataError, UnreadableImageError, shown
 # PIL modes no image file holds, and the mode each is first converted to (premultiplied alpha,
 # HSV); then, as every other mode, saved to a file in memory and read back by read_image's decoder
 PIL_UNSAVED_MODES = {"La": "LA", "RGBa": "RGBA", "HSV": "RGB"}
-# that file: a PNG where PIL writes the mode (uncompressed: only speed differs), else a TIFF
-# (OpenCV reads an RGBA TIFF's colours multiplied by alpha, an RGBA PNG's as they are)
-PIL_FILE_FORMATS = (("PNG", {"compress_level": 0}), ("TIFF", {}))
+# modes read without writing a file: their channels as a PNG of them is read (alpha dropped,
+# not multiplied in; grey repeated); OpenCV reads an RGBA TIFF's colours multiplied by alpha
+PIL_DIRECT_MODES = {"RGB": slice(0, 3), "RGBA": slice(0, 3), "L": None}
 
 
 def _decode(data: bytes, name: str, orientation: bool) -> np.ndarray:
@@ -138,26 +138,28 @@ def check_pil_image(image: Any, name: str) -> None:
 
 def pil_image_rgb(image: Any, name: str) -> np.ndarray:
     """A PIL image of any mode as ``(H, W, 3)`` uint8 RGB, exactly as :func:`read_image` reads
-    the same image saved to a file: a PNG when PIL writes the mode to PNG (alpha dropped; 16-bit
-    grey: its high byte), else a TIFF (CMYK, YCbCr, LAB, PA, RGBX, converted by the same
-    decoder). It is saved to that file in memory and decoded there, its pixels as they are (no
-    EXIF orientation). ``I`` (32-bit integers) is read as the 16-bit file it fits, ``F``
+    the same image saved to a PNG (else TIFF) file (alpha dropped; 16-bit grey: its high byte;
+    CMYK, YCbCr, LAB, palettes converted by the same decoder): RGB, RGBA and 8-bit grey as
+    such a file gives them (``PIL_DIRECT_MODES``), every other mode saved to a TIFF in memory and
+    decoded there, its pixels as they are (no EXIF orientation). ``I`` (32-bit integers) is read as the 16-bit file it fits, ``F``
     (32-bit floats) as float pixels in [0, 1].
 
     Raises:
-        DataError: an empty image, ``I`` or ``F`` values out of range, a mode no file holds and
-            PIL cannot convert to RGB (one line naming ``name``).
+        DataError: an empty image, ``I`` or ``F`` values out of range, pixels PIL cannot load,
+            a mode no file holds and PIL cannot convert to RGB (one line naming ``name``).
     """
     savable = _pil_savable(image, name)
-    for fmt, options in PIL_FILE_FORMATS:
+    try:
+        if savable.mode in PIL_DIRECT_MODES:
+            pixels = np.asarray(savable)
+            if pixels.ndim == 2:
+                return np.repeat(pixels[..., None], 3, axis=2)
+            return np.array(pixels[..., PIL_DIRECT_MODES[savable.mode]])  # a writable copy
         buffer = io.BytesIO()
+        savable.save(buffer, "TIFF")  # the fastest file to write and read
+    except (OSError, ValueError) as e:  # pixels PIL cannot load, or a mode no file holds
         try:
-            savable.save(buffer, fmt, **options)
-        except (OSError, ValueError) as e:  # PIL cannot write the mode in this format
-            error = e
-            continue
-        return _decode(buffer.getvalue(), name, orientation=False)
-    try:  # a mode no file holds: PIL's own conversion
-        return np.array(savable.convert("RGB"))
-    except (OSError, ValueError):
-        raise DataError(f"{name}: cannot read its pixels (mode {image.mode}: {error})") from None
+            return np.array(savable.convert("RGB"))
+        except (OSError, ValueError):
+            raise DataError(f"{name}: cannot read its pixels (mode {image.mode}: {e})") from None
+    return _decode(buffer.getvalue(), name, orientation=False)

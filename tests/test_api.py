@@ -249,8 +249,12 @@ def test_bad_sources_and_unavailable_webcam(model):
     with pytest.warns(UserWarning, match=r"^skipped: cannot open webcam 9: not found or busy$"):
         assert model.predict(9) == []
     for bad, what in (
-        (np.zeros((8, 8, 3), np.float32), r"^array 0: an image must be uint8 .* got float32"),
-        (np.zeros((8, 8, 4), np.uint8), r"^array 0: an image must be uint8"),
+        (
+            np.full((8, 8, 3), 255.0, np.float32),
+            r"^array 0: a float array must hold values in "
+            r"\[0, 1\]; this one holds 255\.0\.\.255\.0 \(divide by 255\)$",
+        ),
+        (np.zeros((8, 8, 4), np.uint8), r"^array 0: an image must be \(H, W, 3\) or \(H, W\)"),
         (torch.zeros(1, 3, 8, 8), r"^tensor 0: an image must be \(3, H, W\)"),
         ([object()], r"^cannot read a object as an image source"),
         ([], r"^no sources given"),

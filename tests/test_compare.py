@@ -10,6 +10,8 @@ from script_loader import load_script
 
 from visionkit.analysis.compare import best_value, summarize_runs
 from visionkit.config import load_config, save_config
+from visionkit.errors import ConfigError
+from visionkit.evaluation.direction import best_index, improves, metric_direction, worst_value
 from visionkit.utils.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +79,51 @@ def test_help_shows_an_example(capsys):
     with pytest.raises(SystemExit):
         load_script("tools/compare.py").main(["--help"])
     assert "python tools/compare.py runs/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction"),
+    [("train/loss", "lower"), ("train/loss_cls", "lower"), ("train/rpn_loss", "lower"),
+     ("val/error_rate", "lower"), ("speed/ms_per_image", "lower"), ("bbox/AP", "higher"),
+     ("bbox/AP50", "higher"), ("bbox/AR100", "higher"), ("bbox/AP-circle", "higher"),
+     ("sem_seg/mIoU", "higher"), ("sem_seg/bIoU@3", "higher"), ("voc07/mAP", "higher"),
+     ("sem_seg/pACC", "higher")],
+)  # fmt: skip
+def test_metric_direction_from_the_name(metric, direction):
+    assert metric_direction(metric) == direction
+    worst = worst_value(metric)
+    assert worst == (math.inf if direction == "lower" else -math.inf)
+    assert improves(metric, 5.0, worst) and not improves(metric, math.nan, worst)
+    assert improves(metric, 1.0, 2.0) == (direction == "lower")
+    assert best_index(metric, [2.0, 1.0, 3.0, 1.0]) == (1 if direction == "lower" else 2)
+
+
+@pytest.mark.parametrize("metric", ["lr", "epoch", "iter"])
+def test_settings_and_counters_have_no_best(metric):
+    with pytest.raises(ConfigError, match=rf"^{metric} is a setting or a counter"):
+        metric_direction(metric)
+
+
+def test_compare_picks_the_lowest_loss(runs, capsys):
+    # train/loss is 3.0 / epoch: 3.0, 1.5, 1.0 in each run; train records carry no epoch
+    assert best_value(runs[0] / "metrics.jsonl", "train/loss") == (1.0, None)
+    assert [s.best for s in summarize_runs(runs, "train/loss")] == [1.0, 1.0]
+    path = runs[1] / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[1]["train/loss"] = 0.25  # an evaluation record (epoch 1) with a lower loss
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert best_value(path, "train/loss") == (0.25, 1)
+    assert best_value(path, "bbox/AP50") == (55.0, 1)  # AP: still the highest
+    load_script("tools/compare.py").main(
+        [*map(str, runs), "--metric", "train/loss", "--output", str(runs[0].parent / "c.png")]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert "best train/loss" in lines[0]
+    assert next(ln.split() for ln in lines if ln.startswith("large "))[3:5] == ["0.25", "1"]
+    with pytest.raises(SystemExit) as e:
+        run_cli(load_script("tools/compare.py").main, [*map(str, runs), "--metric", "lr"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err == [
+        "error: lr is a setting or a counter, not a measure of quality: nothing is best by it "
+        "(give a loss or an evaluation metric)"
+    ]

@@ -2,21 +2,30 @@
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from script_loader import load_script
 from test_fcn_e2e import tiny_fcn_overrides
 from test_tools_e2e import ROOT, run_tool, tiny_overrides
 from test_voc_eval import noisy_predictions
 
 from visionkit.data import ensure_shapes
 from visionkit.data.coco import CocoDetection, coco_index
-from visionkit.engine.training_curves import curves, read_metrics
+from visionkit.engine.training_curves import (
+    MAX_PANELS,
+    choose_panels,
+    curves,
+    plot_training_curves,
+    read_metrics,
+)
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.confusion import coco_confusion, image_confusion
+from visionkit.utils.cli import run_cli
 
 YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
 FCN = str(ROOT / "configs" / "fcn8s_shapes.yaml")
@@ -147,6 +156,8 @@ def test_training_writes_run_plots_and_plot_logs_overlays_runs(tmp_path):
     assert keys > 6  # four loss terms and their total, lr, the COCO numbers
     rows = -(-keys // 4)
     assert_picture(yolo / "plots" / "training_curves.png", 1600, 300 * rows)
+    with (yolo / "plots" / "training_curves.csv").open() as f:  # every point, beside the chart
+        assert len(list(csv.reader(f))) == 1 + sum(map(len, curves(read_metrics(yolo))[0].values()))
 
     overrides = tiny_fcn_overrides(tmp_path / "cache")
     run_tool("train.py", "--config", FCN, "--output-dir", str(fcn), "--no-progress", *overrides)
@@ -160,7 +171,7 @@ def test_training_writes_run_plots_and_plot_logs_overlays_runs(tmp_path):
     chart = tmp_path / "both.png"
     run_tool("plot_logs.py", str(yolo), str(fcn), "--output", str(chart))
     both = len(curves(read_metrics(yolo))[0].keys() | curves(read_metrics(fcn))[0].keys())
-    assert_picture(chart, 1600, 300 * -(-both // 4))
+    assert_picture(chart, 1600, 300 * -(-min(both, MAX_PANELS) // 4))
 
 
 def test_plot_logs_errors_are_one_line(tmp_path):
@@ -175,3 +186,78 @@ def test_plot_logs_errors_are_one_line(tmp_path):
         f"error: cannot read {tmp_path / 'run' / 'metrics.jsonl'}: No such file or directory"
     ]
     assert "examples:" in run_tool("plot_logs.py", "--help").stdout
+
+
+def test_panels_are_chosen_losses_lr_and_main_metrics_first():
+    terms = [f"train/loss_{i:02d}" for i in range(30)]
+    others = [f"bbox/AR{i}" for i in range(30)]
+    main = ["bbox/AP", "bbox/AP50", "sem_seg/mIoU"]
+    drawn, left_out = choose_panels([*others, *terms, "lr", *main, "train/loss"])
+    assert len(drawn) == MAX_PANELS and len(drawn) + len(left_out) == 65
+    # drawing order: the total loss, its terms, lr, metrics; eight terms before other metrics
+    assert drawn[:9] == ["train/loss", *terms[:8]] and drawn[9] == "lr"
+    # then the main metrics, then the other metrics by name, as many as there is room for
+    assert drawn[10:] == sorted([*main, *sorted(others)[: MAX_PANELS - 13]])
+    assert sorted(drawn + left_out) == sorted([*others, *terms, "lr", *main, "train/loss"])
+    assert choose_panels(["lr", "bbox/AP"]) == (["lr", "bbox/AP"], [])
+
+
+def test_a_record_of_200000_keys_draws_bounded_panels_in_seconds(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [
+        {"iter": 5, "train/loss": 2.0, "train/loss_box": 1.5, "lr": 0.01},
+        {"iter": 10, "epoch": 1, "bbox/AP50": 40.0, **{f"bbox/m{i}": i / 7 for i in range(200_000)}},
+    ]  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    start = time.perf_counter()
+    chart = plot_training_curves({"run": read_metrics(run)}, tmp_path / "curves.png")
+    assert time.perf_counter() - start < 20  # 300 keys took 22 s before the bound
+    assert len(chart.drawn) == MAX_PANELS and len(chart.left_out) == 200_004 - MAX_PANELS
+    assert chart.drawn[:4] == ["train/loss", "train/loss_box", "lr", "bbox/AP50"]
+    image = cv2.imread(str(chart.png))  # (assert_picture's colour count takes seconds here)
+    assert image.shape == (300 * MAX_PANELS // 4, 1600, 3) and (image < 250).any(-1).mean() > 0.03
+    with chart.csv.open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["run", "quantity", "x", "x_unit", "value"]
+    assert len(rows) == 1 + 4 + 200_000  # every point of every quantity, drawn or not
+    assert {r[1] for r in rows[1:]} == set(chart.drawn) | set(chart.left_out)
+    assert ["run", "bbox/m7", "1.0", "epoch", "1.0"] in rows
+    assert ["run", "train/loss", "0.5", "epoch", "2.0"] in rows
+    line = chart.line()
+    assert "\n" not in line and f"{200_004 - MAX_PANELS} more quantities not drawn (" in line
+    assert str(chart.csv) in line and len(line) < 400
+
+    # tools/plot_logs.py: the same, its one line on stdout
+    records[1] = {"iter": 10, "epoch": 1, **{f"bbox/m{i}": 1.0 for i in range(1000)}}
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    load_script("tools/plot_logs.py").main([str(run), "--output", str(tmp_path / "tool.png")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"chart: {tmp_path / 'tool.png'} (24 panels); ")
+    assert (tmp_path / "tool.csv").is_file()
+
+
+def test_a_few_quantities_draw_every_panel_and_leave_nothing_out(tmp_path):
+    records = [
+        {"iter": 0, "train/loss": 2.0, "lr": 0.1},
+        {"iter": 4, "train/loss": 1.0, "lr": 0.05},
+    ]
+    chart = plot_training_curves({"a": records}, tmp_path / "c.png")
+    assert chart.drawn == ["train/loss", "lr"] and chart.left_out == []
+    assert (
+        chart.line() == f"chart: {tmp_path / 'c.png'} (2 panels); every point: {tmp_path / 'c.csv'}"
+    )
+    assert_picture(chart.png, 800, 300)
+
+
+def test_plot_logs_checks_its_csv_path_before_drawing(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"iter": 1, "train/loss": 1.0}\n')
+    (tmp_path / "c.csv").mkdir()
+    with pytest.raises(SystemExit) as e:
+        run_cli(load_script("tools/plot_logs.py").main,
+                [str(tmp_path / "run"), "--output", str(tmp_path / "c.png")])  # fmt: skip
+    assert e.value.code == 2 and not (tmp_path / "c.png").exists()
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --output's CSV {tmp_path / 'c.csv'} is a folder; give a file name"
+    ]

@@ -88,8 +88,10 @@ def check_output(output: Path, sources: list) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1; got {args.batch_size}")
+    from visionkit.inference.options import check_batch_size, check_score_thresh
+
+    check_batch_size(args.batch_size, "--batch-size")
+    check_score_thresh(args.score_thresh, "--score-thresh")
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
     cfg = load_config(args.config, overrides) if args.config else None
 

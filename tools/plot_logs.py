@@ -10,8 +10,10 @@ from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli
 
 EXAMPLES = """\
 Reads each run folder's metrics.jsonl (as tools/train.py writes it) and draws one panel per
-quantity (train/<loss term>, lr, <task>/<metric>; per-class numbers left out), a line per run.
-Training itself writes its own run's curves to <run>/plots/training_curves.png.
+quantity (train/<loss term>, lr, <task>/<metric>; per-class numbers left out), a line per run,
+at most 24 panels (the losses, lr and the main metrics first; the rest are named in one line).
+Every point of every quantity also goes to a CSV beside the chart (<output stem>.csv).
+Training itself writes its own run's curves to <run>/plots/training_curves.png (and .csv).
 
 examples:
   python tools/plot_logs.py runs/yolo_v1_shapes --output curves.png
@@ -33,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_output_file(args.output, "--output")
+    check_output_file(Path(args.output).with_suffix(".csv"), "--output's CSV")
     from visionkit.engine.training_curves import plot_training_curves, read_metrics
 
     runs = {}
@@ -40,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(run)
         name = path.parent.name if path.is_file() else path.name
         runs[name if name not in runs else str(path)] = read_metrics(path)
-    plot_training_curves(runs, args.output, args.title)
-    print(f"chart: {args.output}")
+    print(plot_training_curves(runs, args.output, args.title).line())
     return 0
 
 

@@ -34,3 +34,12 @@ class UnreadableImageError(DataError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+def shown(value: object, limit: int = 400) -> str:
+    """A user-given value (a path, a source) as one-line messages show it: as it is when
+    printable, else its ``repr`` (a newline in a file name shows as ``\\n``); cut to ``limit``
+    characters with ``...``."""
+    text = str(value)
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,6 +16,7 @@ from pathlib import Path
 from visionkit.config import load_config
 from visionkit.engine.training_curves import read_metrics
 from visionkit.errors import ConfigError, DataError
+from visionkit.evaluation.direction import best_index, metric_direction
 
 # The metric compared when none is asked for, per task (models/__init__.py:TASKS).
 DEFAULT_METRICS = {"detection": "bbox/AP50", "sem_seg": "sem_seg/mIoU"}
@@ -23,7 +24,7 @@ DEFAULT_METRICS = {"detection": "bbox/AP50", "sem_seg": "sem_seg/mIoU"}
 
 @dataclass
 class RunSummary:
-    """One run: its best metric value and its model's cost per image."""
+    """One run: its best metric value (lowest for a loss) and its model's cost per image."""
 
     name: str
     model: str
@@ -37,7 +38,9 @@ class RunSummary:
 
 
 def best_value(path: Path, key: str) -> tuple[float, int | None]:
-    """The highest finite ``key`` in a metrics.jsonl file, and its record's ``epoch``."""
+    """The best finite ``key`` in a metrics.jsonl file (the lowest loss, the highest AP:
+    :func:`~visionkit.evaluation.direction.metric_direction`), and its record's ``epoch``."""
+    metric_direction(key)  # refuses the learning rate before the file is read
     found: list[tuple[float, int | None]] = []
     keys: set[str] = set()
     for record in read_metrics(path):
@@ -48,7 +51,7 @@ def best_value(path: Path, key: str) -> tuple[float, int | None]:
     if not found:
         known = ", ".join(sorted(keys)[:8]) or "none"
         raise DataError(f"{path} holds no '{key}' value (evaluation metrics: {known})")
-    return max(found, key=lambda v: v[0])
+    return found[best_index(key, [value for value, _ in found])]
 
 
 def summarize_run(

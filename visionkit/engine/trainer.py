@@ -51,6 +51,7 @@ from visionkit.engine.training_curves import write_run_plots
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.build import check_best_metric
+from visionkit.evaluation.direction import improves, worst_value
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main
 from visionkit.utils.warn import warnings_part
@@ -155,7 +156,8 @@ class Trainer:
         }
         self.amp_dtype, amp_line = mixed_precision(tc.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.start_epoch, self.start_batch, self.best = 0, 0, -math.inf
+        self.start_epoch, self.start_batch = 0, 0
+        self.best = worst_value(tc.best_metric)
         self.evaluator: Any = None  # the last evaluation's, for the end-of-training plots
         self.stop = StopOnSignal()
         if self.ckpt is not None:
@@ -371,7 +373,7 @@ class Trainer:
                         self._log(flat | {"epoch": epoch + 1}, (epoch + 1) * self.iters_per_epoch)
                         score = metrics.get(task, {}).get(name, math.nan)
                         line += f" {cfg.best_metric} {score:.2f}"
-                        if score > self.best:
+                        if improves(cfg.best_metric, score, self.best):
                             self.best = score
                             names.append("best.pth")
                     self._save(epoch + 1, 0, *names)

@@ -1,7 +1,9 @@
 """Training curves from runs' ``metrics.jsonl`` (``engine/logger.py``): each loss term, the
 learning rate and each validation metric against the epoch, one panel per quantity, one line per
 run (the trainer draws its own run at the end of training; ``tools/plot_logs.py`` overlays
-several).
+several). The panels are bounded (``MAX_PANELS``: the losses, the learning rate, the main
+metrics first); every point of every quantity is also written to a CSV beside the PNG, and
+what was not drawn is named in one line.
 
 Training records hold ``train/<term>`` and ``lr`` at their ``iter``; evaluation records
 ``<task>/<metric>`` with ``epoch``. An iteration becomes a fractional epoch through the
@@ -12,9 +14,11 @@ never evaluated is drawn against the iteration. Per-class numbers (``AP-<class>`
 
 from __future__ import annotations
 
+import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,10 @@ from visionkit.errors import DataError
 from visionkit.evaluation.plots import pyplot, save_figure, write_evaluation_plots
 
 PER_CLASS = ("AP-", "IoU-", "ACC-")
+MAX_PANELS = 24  # 6 rows of 4: every quantity of the trainer's runs (5 losses, lr, 12 COCO numbers)
+LOSS_TERMS = 8  # loss terms drawn before metrics other than the main ones
+MAIN_METRICS = frozenset({"AP", "AP50", "AP75", "mAP", "mIoU", "fwIoU", "mACC", "pACC"})
+TITLE_CHARS = 60
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -54,6 +62,18 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def _number(v: Any) -> float | None:
+    """``v`` as a finite float, else None (booleans, text, NaN, infinities, integers too large
+    for a float)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        v = float(v)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None
+
+
 def curves(records: Sequence[dict[str, Any]]) -> tuple[dict[str, list[tuple[float, float]]], str]:
     """``({quantity: [(x, value), ...]}, x label)``: every finite number of the records but
     ``iter``, ``epoch`` and per-class metrics, against the epoch (or the iteration)."""
@@ -65,8 +85,9 @@ def curves(records: Sequence[dict[str, Any]]) -> tuple[dict[str, list[tuple[floa
         for key, v in r.items():
             if key in ("iter", "epoch") or key.partition("/")[2].startswith(PER_CLASS):
                 continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                out.setdefault(key, []).append((x, float(v)))
+            value = _number(v)
+            if value is not None:
+                out.setdefault(key, []).append((x, value))
     return out, "epoch" if scale else "iteration"
 
 
@@ -77,16 +98,87 @@ def _order(key: str) -> tuple[int, str]:
     return (2 if key == "lr" else 3, key)
 
 
+def _group(key: str) -> int:
+    """Which quantities get a panel first: 0 the total loss and the learning rate, 1 the main
+    metrics, 2 the loss terms, 3 the other metrics."""
+    if key in ("train/loss", "lr"):
+        return 0
+    if key.startswith("train/"):
+        return 2
+    return 1 if key.rpartition("/")[2] in MAIN_METRICS else 3
+
+
+def choose_panels(keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(drawn, left out)``: at most ``MAX_PANELS`` of ``keys`` get a panel, in drawing order
+    (losses, learning rate, metrics); by priority: the total loss and the learning rate, the
+    main metrics (``MAIN_METRICS``), ``LOSS_TERMS`` loss terms, the other metrics, the other loss
+    terms, each by name. The rest (losses first, then by name) are only in the chart's CSV."""
+    groups: tuple[list[str], ...] = ([], [], [], [])
+    for key in keys:
+        groups[_group(key)].append(key)
+    first, main, terms, other = (sorted(g) for g in groups)
+    ranked = first + main + terms[:LOSS_TERMS] + other + terms[LOSS_TERMS:]
+    rest = sorted(ranked[MAX_PANELS:])  # never the total loss or lr: at most two, ranked first
+    left_out = [k for k in rest if k.startswith("train/")]
+    left_out += [k for k in rest if not k.startswith("train/")]
+    return sorted(ranked[:MAX_PANELS], key=_order), left_out
+
+
+def write_curves_csv(
+    per_run: Mapping[str, tuple[dict[str, list[tuple[float, float]]], str]], path: Path
+) -> Path:
+    """Every point of every quantity of every run (drawn or not), one row each: ``run``,
+    ``quantity``, ``x``, ``x_unit`` (``epoch`` or ``iteration``), ``value``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "quantity", "x", "x_unit", "value"])
+        for name, (c, unit) in per_run.items():
+            for key in sorted(c, key=_order):
+                writer.writerows((name, key, repr(x), unit, repr(v)) for x, v in c[key])
+    return path
+
+
+@dataclass(frozen=True)
+class CurvesChart:
+    """What :func:`plot_training_curves` wrote: the PNG, the CSV of every point, the quantities
+    drawn and those left out (in the CSV only)."""
+
+    png: Path
+    csv: Path
+    drawn: list[str]
+    left_out: list[str]
+
+    def line(self) -> str:
+        """One line naming both files and what was left out."""
+        line = f"chart: {self.png} ({len(self.drawn)} panels); every point: {self.csv}"
+        return line + (f"; {_left_out(self.left_out)}" if self.left_out else "")
+
+
+def _left_out(keys: Sequence[str], width: int = 120) -> str:
+    """``"N more quantities not drawn (a, b, ...)"``, the names cut to about ``width``
+    characters."""
+    names = ", ".join(keys)
+    if len(names) > width:
+        names = names[:width].rsplit(", ", 1)[0] + ", ..."
+    return f"{len(keys)} more quantities not drawn ({names})"
+
+
 def plot_training_curves(
     runs: Mapping[str, Sequence[dict[str, Any]]], path: str | Path, title: str = ""
-) -> Path:
-    """One panel per quantity of ``runs`` (name -> records), a line per run; a PNG at ``path``.
-    Evaluations (a few points) are drawn with markers."""
+) -> CurvesChart:
+    """A panel per quantity of ``runs`` (name -> records), at most ``MAX_PANELS`` of them
+    (:func:`choose_panels`), a line per run; a PNG at ``path`` and, beside it, a CSV of every
+    point of every quantity (``<path stem>.csv``, :func:`write_curves_csv`). Evaluations (a few
+    points) are drawn with markers; the quantities left out are named in one line under the
+    panels."""
     plt = pyplot()
+    path = Path(path)
     per_run = {name: curves(records) for name, records in runs.items()}
-    keys = sorted({k for c, _ in per_run.values() for k in c}, key=_order)
+    keys, left_out = choose_panels({k for c, _ in per_run.values() for k in c})
     if not keys:
         raise DataError(f"no numbers to plot in {', '.join(runs)}")
+    table = write_curves_csv(per_run, path.with_suffix(".csv"))
     xlabels = {label for _, label in per_run.values()}
     cols = min(4, len(keys))
     rows = math.ceil(len(keys) / cols)
@@ -98,7 +190,9 @@ def plot_training_curves(
                 xs, ys = zip(*points, strict=True)
                 marker = "o" if "/" in key and not key.startswith("train/") else None
                 ax.plot(xs, ys, marker=marker, ms=4, lw=1.2, label=name)
-        ax.set_title(key, fontsize=10)
+        ax.set_title(
+            key if len(key) <= TITLE_CHARS else key[: TITLE_CHARS - 3] + "...", fontsize=10
+        )
         ax.set_xlabel(" / ".join(sorted(xlabels)))
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
@@ -108,8 +202,13 @@ def plot_training_curves(
     if len(runs) > 1:
         axes.flat[0].legend(fontsize=8)
     fig.suptitle(title or "training curves: " + ", ".join(runs))
-    fig.tight_layout()
-    return save_figure(fig, path)
+    if left_out:
+        fig.text(
+            0.5, 0.005, f"{_left_out(left_out, 90)}: see {table.name}", ha="center", fontsize=8
+        )
+    inch = 1 / (3 * rows)  # of the figure's height: room for the title and the last line
+    fig.tight_layout(rect=(0, 0.3 * inch if left_out else 0, 1, 1 - 0.2 * inch))
+    return CurvesChart(save_figure(fig, path), table, keys, left_out)
 
 
 def write_run_plots(run: str | Path, evaluator: Any | None) -> Path:

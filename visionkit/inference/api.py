@@ -26,6 +26,7 @@ from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.inference.evaluation import evaluate_model, val_dataset
+from visionkit.inference.options import check_batch_size, check_score_thresh
 from visionkit.inference.predictor import Predictor, load_predictor
 from visionkit.inference.results import Result
 from visionkit.inference.runner import predict_frames
@@ -106,12 +107,13 @@ class VisionModel:
             source: an image file, a folder (its images and videos), a glob, a ``.txt`` list of
                 paths, a video file, a webcam index (``int``), a numpy array, a PIL image, a
                 torch tensor, or a list mixing these. **Numpy arrays are RGB** ``(H, W, 3)``
-                uint8 (``bgr=True`` for OpenCV's BGR order) or ``(H, W)`` grey; tensors are
-                ``(3, H, W)`` RGB, float in ``[0, 1]`` (rounded to 8 bits, as an image file
-                holds them) or uint8. An RGB array and the same image as a file give identical
-                results.
-            score_thresh: drop detections scoring below it (default: ``load``'s).
-            batch_size: images per forward pass.
+                (``bgr=True`` for OpenCV's BGR order) or ``(H, W)`` grey; tensors are
+                ``(3, H, W)`` RGB; both uint8, or float in ``[0, 1]`` (rounded to 8 bits, as an
+                image file holds them; other values are refused, not guessed). A PIL image of
+                any mode is read as the same image saved to a file. An RGB array and the same
+                image as a file give identical results.
+            score_thresh: drop detections scoring below it, in [0, 1] (default: ``load``'s).
+            batch_size: images per forward pass, 1 to ``MAX_BATCH_SIZE`` (4096).
             device: move the model there first (it stays there).
             stream: return a generator that predicts one batch at a time as it is consumed
                 (memory stays flat over a long video; a webcam, which never ends, needs it);
@@ -123,15 +125,14 @@ class VisionModel:
             Files that cannot be read are skipped with a one-line warning each
             (``skipped: <reason>``, as ``tools/infer.py`` reports them).
         """
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
+        check_batch_size(batch_size)
         if device is not None:
             self.to(device)
         sources = resolve_sources(source, bgr=bgr)
         predictor = self.predictor
         if score_thresh is not None:
             predictor = copy.copy(predictor)  # shares the model; this call's threshold only
-            predictor.score_thresh = score_thresh
+            predictor.score_thresh = check_score_thresh(score_thresh)
         results = self._results(predictor, sources, batch_size)
         return results if stream else list(results)
 
@@ -276,6 +277,7 @@ def load(
         CheckpointError, ConfigError: one line: a missing or foreign file, a bare state_dict
             without ``config=``, a config that does not build the checkpoint's model.
     """
+    score_thresh = check_score_thresh(score_thresh)
     path = Path(path)
     overrides = [*(overrides or []), *([f"train.device={device}"] if device is not None else [])]
     if path.suffix.lower() == ".onnx":

@@ -24,8 +24,14 @@ import cv2
 import numpy as np
 import torch
 
-from visionkit.errors import DataError
-from visionkit.io.image import read_image
+from visionkit.errors import DataError, shown
+from visionkit.io.image import (
+    check_pil_image,
+    check_unit_range,
+    pil_image_rgb,
+    read_image,
+    unit_float_to_uint8,
+)
 
 IMAGE_EXTS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm", ".pbm"}
@@ -34,7 +40,8 @@ VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv", ".flv", ".ts"}
 )
 LIST_EXTS = frozenset({".txt", ".lst"})
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # tensor images
+MAX_WEBCAM = 2**31 - 1  # OpenCV's camera index is a C int
+FLOAT_TENSORS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 T = TypeVar("T")
 
@@ -99,30 +106,36 @@ def _read_list(path: Path) -> list[Source]:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read the list of paths {path}: {type(e).__name__}") from None
+        raise DataError(
+            f"cannot read the list of paths {shown(path)}: {type(e).__name__}"
+        ) from None
     entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     if not entries:
-        raise DataError(f"{path} lists no paths")
+        raise DataError(f"{shown(path)} lists no paths")
     return [_classify(p if p.is_absolute() else path.parent / p) for p in map(Path, entries)]
 
 
 def _resolve_path(spec: str) -> list[Source]:
-    if spec.strip().isdigit():
-        return [Source("webcam", str(int(spec)))]
+    """A path, folder, glob or list file; a string of digits naming nothing on disk is a webcam
+    (``2024`` is the folder ``./2024`` where there is one)."""
     path = Path(spec)
+    digits = spec.strip()
+    webcam = digits.isascii() and digits.isdigit() and len(digits) <= 10
+    if webcam and int(digits) <= MAX_WEBCAM and not path.exists():
+        return [Source("webcam", str(int(digits)))]
     if path.is_dir():
         found = _known_media(path.iterdir())
         if not found:
-            raise DataError(f"no image or video files in folder {path}")
+            raise DataError(f"no image or video files in folder {shown(path)}")
         return found
     if path.is_file():
         return _read_list(path) if path.suffix.lower() in LIST_EXTS else [_classify(path)]
     if glob.has_magic(spec):
         found = _known_media(Path(p) for p in glob.glob(spec, recursive=True))
         if not found:
-            raise DataError(f"no image or video files match {spec}")
+            raise DataError(f"no image or video files match {shown(spec)}")
         return found
-    raise DataError(f"source not found: {spec} (a file, folder, glob, list or webcam index)")
+    raise DataError(f"source not found: {shown(spec)} (a file, folder, glob, list or webcam index)")
 
 
 def _is_pil(obj: Any) -> bool:
@@ -131,37 +144,52 @@ def _is_pil(obj: Any) -> bool:
 
 
 def _in_memory(obj: Any, index: int, bgr: bool) -> Source:
-    """An in-memory image as a source, its shape and dtype checked now (converted when read)."""
+    """An in-memory image as a source, its shape, dtype and values checked now (converted when
+    read): numpy arrays ``(H, W, 3)``, ``(H, W, 1)`` or ``(H, W)``, tensors ``(3, H, W)``,
+    ``(1, H, W)`` or ``(H, W)``; uint8, or float with every value finite and in [0, 1]."""
     if _is_pil(obj):
-        return Source("array", f"PIL image {index}", obj)
+        name = f"PIL image {index}"
+        check_pil_image(obj, name)
+        return Source("array", name, obj)
     if isinstance(obj, np.ndarray):
-        name = f"array {index}"
-        ok = obj.dtype == np.uint8 and (obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3)))
-        want = "uint8 (H, W, 3) or (H, W)"
+        name, want = f"array {index}", "(H, W, 3) or (H, W)"
+        shape_ok = obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3))
+        floating = obj.dtype.kind == "f"
+        dtype_ok = floating or obj.dtype == np.uint8
     else:
-        name = f"tensor {index}"
-        ok = obj.dtype in (torch.uint8, *FLOAT_DTYPES) and (
-            obj.dim() == 2 or (obj.dim() == 3 and obj.shape[0] in (1, 3))
-        )
-        want = "(3, H, W) or (H, W), float in [0, 1] or uint8"
-    if not ok or 0 in obj.shape:
+        name, want = f"tensor {index}", "(3, H, W) or (H, W)"
+        shape_ok = obj.dim() == 2 or (obj.dim() == 3 and obj.shape[0] in (1, 3))
+        floating = obj.dtype in FLOAT_TENSORS
+        dtype_ok = (floating or obj.dtype == torch.uint8) and obj.layout == torch.strided
+    if not (shape_ok and dtype_ok):
         dtype = str(obj.dtype).removeprefix("torch.")
-        raise DataError(f"{name}: an image must be {want}; got {dtype} {tuple(obj.shape)}")
+        raise DataError(
+            f"{name}: an image must be {want}, uint8 (0..255) or float (0..1); "
+            f"got {dtype} {tuple(obj.shape)}"
+        )
+    if 0 in obj.shape:
+        raise DataError(f"{name}: an empty image (shape {tuple(obj.shape)})")
+    if floating:
+        low, high = (float(v) for v in (obj.min(), obj.max()))
+        what = "array" if isinstance(obj, np.ndarray) else "tensor"
+        check_unit_range(low, high, f"{name}: a float {what}")
     return Source("array", name, obj, bgr)
 
 
 def _rgb(source: Source) -> np.ndarray:
-    """An in-memory source's image as ``(H, W, 3)`` uint8 RGB: numpy arrays as they are (their
-    channels reversed when ``bgr``; grey ones repeated), PIL images converted to RGB, tensors
-    ``(3, H, W)`` (float ones scaled by 255 and rounded, as an 8-bit image file holds them)."""
+    """An in-memory source's image as ``(H, W, 3)`` uint8 RGB: uint8 arrays as they are (their
+    channels reversed when ``bgr``; grey ones repeated), float ones (in [0, 1]) scaled by 255 and
+    rounded as an 8-bit image file holds them, tensors ``(3, H, W)`` alike, PIL images exactly as
+    the same image read from a file (:func:`~visionkit.io.image.pil_image_rgb`)."""
     obj = source.data
     if _is_pil(obj):
-        return np.array(obj.convert("RGB"))
+        return pil_image_rgb(obj, source.path)
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu()
-        if t.is_floating_point():
-            t = (t.float() * 255).round_().clamp_(0, 255).to(torch.uint8)
+        t = t.float() if t.is_floating_point() else t  # numpy holds no bfloat16
         obj = (t if t.dim() == 2 else t.permute(1, 2, 0)).numpy()
+    if obj.dtype != np.uint8:
+        obj = unit_float_to_uint8(obj)
     if obj.ndim == 2 or obj.shape[2] == 1:
         return np.repeat(obj.reshape(obj.shape[:2])[..., None], 3, axis=2)
     image = np.ascontiguousarray(obj[..., ::-1] if source.bgr else obj)
@@ -172,18 +200,20 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
     """The sources ``spec`` names.
 
     Args:
-        spec: an integer or a string of digits (webcam index); a folder (its image and video
-            files, sorted, not recursive); an image or video file (videos by extension,
-            ``VIDEO_EXTS``); a ``.txt`` or ``.lst`` file listing paths; a glob (``**``
-            recursive; image and video files); an image in memory: a numpy array (``(H, W, 3)``
-            uint8 RGB, BGR with ``bgr``, or ``(H, W)`` grey), a PIL image, a torch tensor
-            (``(3, H, W)`` RGB, float in ``[0, 1]`` or uint8); or a list or tuple of these
-            (an in-memory image is then named by its position: ``"array 2"``).
+        spec: an integer or a string of digits that names nothing on disk (webcam index); a
+            folder (its image and video files, sorted, not recursive); an image or video file
+            (videos by extension, ``VIDEO_EXTS``); a ``.txt`` or ``.lst`` file listing paths; a
+            glob (``**`` recursive; image and video files); an image in memory: a numpy array
+            (``(H, W, 3)`` RGB, BGR with ``bgr``, or ``(H, W)`` grey; uint8, or float in
+            ``[0, 1]``), a PIL image of any mode (read as the same image saved to a file is), a
+            torch tensor (``(3, H, W)`` RGB or ``(H, W)``; uint8, or float in ``[0, 1]``); or a
+            list or tuple of these (an in-memory image is then named by its position:
+            ``"array 2"``).
         bgr: numpy arrays hold BGR (OpenCV's order), not RGB.
 
     Raises:
         DataError: nothing exists or matches there, or an in-memory image of another shape or
-            type (one line).
+            type, empty, or with float values not finite or outside [0, 1] (one line).
     """
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     sources: list[Source] = []
@@ -191,9 +221,14 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
         if isinstance(item, (np.ndarray, torch.Tensor)) or _is_pil(item):
             sources.append(_in_memory(item, i, bgr))
         elif isinstance(item, int) and not isinstance(item, bool):
+            if not 0 <= item <= MAX_WEBCAM:
+                raise DataError(f"webcam index {item}: a webcam index is in 0..{MAX_WEBCAM}")
             sources.append(Source("webcam", str(item)))
         elif isinstance(item, (str, Path)):
-            sources += _resolve_path(str(item))
+            try:
+                sources += _resolve_path(str(item))
+            except OSError as e:  # a name too long, a folder that cannot be listed
+                raise DataError(f"cannot read source {shown(item)}: {e.strerror or e}") from None
         else:
             raise DataError(
                 f"cannot read a {type(item).__name__} as an image source (a path, folder, glob, "
@@ -216,13 +251,13 @@ def video_frame_count(source: Source) -> int | None:
 
 def _read_stream(source: Source) -> Iterator[Frame | Skipped]:
     if source.kind == "video" and not Path(source.path).is_file():
-        yield Skipped(source, f"cannot read video {source.path}: missing")
+        yield Skipped(source, f"cannot read video {shown(source.path)}: missing")
         return
     cap = cv2.VideoCapture(int(source.path) if source.kind == "webcam" else source.path)
     try:
         if not cap.isOpened():
             why = "not found or busy" if source.kind == "webcam" else "unsupported or corrupt"
-            yield Skipped(source, f"cannot open {source.name}: {why}")
+            yield Skipped(source, f"cannot open {shown(source.name)}: {why}")
             return
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if np.isfinite(fps) and fps > 0 else 0.0
@@ -234,7 +269,7 @@ def _read_stream(source: Source) -> Iterator[Frame | Skipped]:
             yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), source, index, fps)
             index += 1
         if index == 0:
-            yield Skipped(source, f"cannot read {source.name}: no frame could be decoded")
+            yield Skipped(source, f"cannot read {shown(source.name)}: no frame could be decoded")
     finally:
         cap.release()
 

@@ -1,6 +1,6 @@
 """The numeric options of ``predict``, ``visionkit.load`` and ``tools/infer.py``, checked in one
 place: a score threshold is a finite number in [0, 1], a batch size a whole number in
-``1..MAX_BATCH_SIZE``."""
+``1..MAX_BATCH`` (the config's own cap on batch sizes)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import math
 import numbers
 from typing import Any
 
+from visionkit.config.schema import MAX_BATCH
 from visionkit.errors import ConfigError
-
-MAX_BATCH_SIZE = 4096  # images per forward pass; beyond, memory runs out long before a result
 
 
 def check_score_thresh(value: Any, name: str = "score_thresh") -> float:
@@ -24,12 +23,12 @@ def check_score_thresh(value: Any, name: str = "score_thresh") -> float:
 
 
 def check_batch_size(value: Any, name: str = "batch_size") -> int:
-    """``value`` as an int when it is a whole number in ``1..MAX_BATCH_SIZE``, else a ConfigError
+    """``value`` as an int when it is a whole number in ``1..MAX_BATCH``, else a ConfigError
     naming ``name`` (``--batch-size``) and the value."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or not 1 <= value <= MAX_BATCH_SIZE:
+    if not ok or not 1 <= value <= MAX_BATCH:
         raise ConfigError(
-            f"{name} must be at least 1 and at most {MAX_BATCH_SIZE} (a whole number of images "
+            f"{name} must be at least 1 and at most {MAX_BATCH} (a whole number of images "
             f"per forward pass); got {value!r}"
         )
     return int(value)

@@ -21,7 +21,7 @@ import visionkit
 from visionkit.config import load_config
 from visionkit.errors import ConfigError, DataError, VisionkitError
 from visionkit.inference.api import VisionModel
-from visionkit.inference.options import MAX_BATCH_SIZE
+from visionkit.inference.options import MAX_BATCH
 from visionkit.inference.predictor import Predictor
 from visionkit.inference.sources import read_frames, resolve_sources
 from visionkit.io.image import read_image
@@ -288,12 +288,12 @@ def test_score_thresh_is_a_number_in_0_1(model, value):
         visionkit.load("does-not-matter.pth", score_thresh=value)  # refused before the file
 
 
-@pytest.mark.parametrize("value", [0, -3, MAX_BATCH_SIZE + 1, 10**20, 2.5, True, "8"])
+@pytest.mark.parametrize("value", [0, -3, MAX_BATCH + 1, 10**20, 2.5, True, "8"])
 def test_batch_size_is_bounded(model, value):
     with pytest.raises(ConfigError, match=rf"^batch_size must be at least 1 and at most "
-                       rf"{MAX_BATCH_SIZE} \(a whole number of images per forward pass\)"):  # fmt: skip
+                       rf"{MAX_BATCH} \(a whole number of images per forward pass\)"):  # fmt: skip
         model.predict(np.zeros((8, 8), np.uint8), batch_size=value)
-    assert len(model.predict(np.zeros((8, 8), np.uint8), batch_size=MAX_BATCH_SIZE)) == 1
+    assert len(model.predict(np.zeros((8, 8), np.uint8), batch_size=MAX_BATCH)) == 1
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,7 @@ class VisionModel:
                 any mode is read as the same image saved to a file. An RGB array and the same
                 image as a file give identical results.
             score_thresh: drop detections scoring below it, in [0, 1] (default: ``load``'s).
-            batch_size: images per forward pass, 1 to ``MAX_BATCH_SIZE`` (4096).
+            batch_size: images per forward pass, 1 to ``MAX_BATCH`` (4096).
             device: move the model there first (it stays there).
             stream: return a generator that predicts one batch at a time as it is consumed
                 (memory stays flat over a long video; a webcam, which never ends, needs it);

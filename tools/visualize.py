@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
+from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
@@ -66,10 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from visionkit.analysis import visualize as vis
-    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
+    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights, weights_inputs
     from visionkit.io.image import read_image_tensor
     from visionkit.models import build_model
 
+    check_outputs(
+        {**config_inputs(args.config), "--weights": weights_inputs(args.weights),
+         "--image": args.image},
+        folders={"--output": args.output},
+    )  # fmt: skip
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).eval()
     if args.list_layers:

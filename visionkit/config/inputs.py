@@ -26,7 +26,7 @@ def config_inputs(
         files = config_files(path)
         found[flag] = files[0]
         if len(files) > 1:
-            found[f"the base of {flag}"] = files[1]
+            found[f"{flag}'s base"] = files[1]
     for split in splits if cfg is not None else ():
         data = getattr(cfg.data, split)
         key = f"data.{split}"

@@ -112,16 +112,7 @@ def _check_clash(flag: str, path: Path, is_folder: bool, role: str, source: Path
 def check_output_folder(folder: PathLike, flag: str) -> None:
     """Before any long work: ``folder`` (given as ``flag``) exists or is created, and a file can
     be created in it (probed). A ConfigError (exit 2) otherwise."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{flag} {folder} is a file; give a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".visionkit-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"{flag} {folder}: cannot write there ({e.strerror})") from None
+    _writable_folder(Path(folder), f"{flag} {folder}")
 
 
 def check_output_file(
@@ -137,12 +128,26 @@ def check_output_file(
         raise ConfigError(f"{flag} {path} is a folder; give a file name")
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise ConfigError(
-            f"{flag} {path}: cannot write a '{path.suffix}' file here; give a name ending in "
+            f"{flag} {path}: cannot write a '{path.suffix}' file; give a name ending in "
             f"{', '.join(sorted(suffixes))}"
         )
-    check_output_folder(path.parent, flag)
+    _writable_folder(path.parent, f"{flag} {path}: its folder {path.parent}")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{flag} {path}: not writable")
+
+
+def _writable_folder(folder: Path, named: str) -> None:
+    """Create ``folder`` if need be and probe it by creating and removing a file there;
+    ``named`` starts the error's line."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{named} is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".visionkit-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{named}: cannot write there ({e.strerror})") from None
 
 
 def files_of(path: PathLike | None) -> list[Path]:

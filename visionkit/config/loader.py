@@ -206,4 +206,4 @@ def save_config(cfg: Config, path: str | Path) -> None:
 def config_files(path: str | Path) -> list[Path]:
     """The files a config is read from: ``path``, then its ``base:`` file if it names one."""
     base = _read_yaml(Path(path)).get("base")
-    return [Path(path)] + ([Path(path).parent / str(base)] if base is not None else [])
+    return [Path(path)] + ([(Path(path).parent / str(base)).resolve()] if base is not None else [])

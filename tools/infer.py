@@ -20,12 +20,12 @@ Draw a checkpoint's predictions: boxes with class names and scores (segmentation
 class-colour overlay and <name>_label.png, the raw labels) on every image (<output>/<name>.jpg)
 and video (<output>/<name>.mp4, same frame rate, size and frame count); detection predictions go
 to <output>/predictions.json (COCO results: the dataset's category ids, xywh boxes, score) and
-<output>/images.json maps each image_id to its file (and, for videos, the frame index).
-A non-empty --output gets a numbered sibling (runs/infer2, runs/infer3, ...; --exist-ok
-reuses it), so that runs never mix. Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and R-CNN compute
-selective search proposals per image (model.selective_search.mode, default fast). --weights may
-be a run folder (its best.pth, else last.pth); --config is needed only for a bare state_dict, as
-the trainer's checkpoints hold their config. In Python: visionkit.load(W).predict(SOURCE).
+<output>/images.json maps each image_id to its file (and, for videos, the frame index). Runs
+never mix: a non-empty --output gets a numbered sibling (runs/infer2, runs/infer3, ...; --exist-ok
+reuses it). Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and
+R-CNN compute selective search proposals per image (model.selective_search.mode, default fast).
+--weights may be a run folder (its best.pth, else last.pth); --config is needed only for a bare
+state_dict, as the trainer's checkpoints hold their config. In Python: visionkit.load(W).predict(SOURCE).
 
 examples:
   python tools/infer.py --config configs/yolo_v1_shapes.yaml \\
@@ -93,10 +93,8 @@ def prepare_output(args: argparse.Namespace, sources: list) -> Path:
     listed = args.source if Path(args.source).is_file() else None  # a .txt list of paths
     from visionkit.engine.checkpoint import weights_inputs
 
-    check_outputs(
-        {**config_inputs(args.config), "--weights": weights_inputs(args.weights), "--source": [*files, listed]},
-        folders={"--output": args.output},
-    )  # fmt: skip
+    inputs = {"--weights": weights_inputs(args.weights), "--source": [*files, listed]}
+    check_outputs({**config_inputs(args.config), **inputs}, folders={"--output": args.output})
     output = numbered_folder(args.output, args.exist_ok)
     if output != Path(args.output):
         print(f"--output {args.output} holds an earlier run's files: writing to {output}")

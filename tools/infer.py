@@ -25,7 +25,8 @@ never mix: a non-empty --output gets a numbered sibling (runs/infer2, runs/infer
 reuses it). Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and
 R-CNN compute selective search proposals per image (model.selective_search.mode, default fast).
 --weights may be a run folder (its best.pth, else last.pth); --config is needed only for a bare
-state_dict, as the trainer's checkpoints hold their config. In Python: visionkit.load(W).predict(SOURCE).
+state_dict, as the trainer's checkpoints hold their config. In Python:
+visionkit.load(W).predict(SOURCE).
 
 examples:
   python tools/infer.py --config configs/yolo_v1_shapes.yaml \\

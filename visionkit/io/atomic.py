@@ -48,7 +48,7 @@ def write_error(path: str | Path, error: OSError) -> VisionkitError:
     """``error``, raised while writing ``path``, as a one-line error naming both: a ConfigError
     (exit 2) where the path is at fault (:data:`PATH_ERRNOS`), else a VisionkitError (exit 1)."""
     kind = ConfigError if error.errno in PATH_ERRNOS else VisionkitError
-    return kind(f"cannot write {path}: {error.strerror or type(error).__name__}")
+    return kind(f"cannot write {path}: {error.strerror or str(error) or type(error).__name__}")
 
 
 def temporary_path(path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from test_model_contract import build as build_tiny
 
 from visionkit.analysis.visualize import write_png
 from visionkit.config import load_config, save_config
+from visionkit.data import ensure_shapes
 from visionkit.data.proposal_cache import save_proposals
 from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.engine.logger import MetricsLogger
@@ -259,3 +260,12 @@ def test_tools_exit_1_in_one_line_and_keep_the_old_file(where, tmp_path, monkeyp
             code, err = run(tool, [*args, str(dest)], capsys)
         assert code == 1 and err == [f"error: cannot write {dest}: {os.strerror(errno.ENOSPC)}"]
         assert dest.read_bytes() == OLD and not list(tmp_path.glob(f".*{TEMP_MARK}*"))
+
+
+def test_a_generated_shapes_split_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(cv2, "imwrite", lambda *args, **kwargs: False)  # what OpenCV does on a full disk
+        with pytest.raises(VisionkitError, match="OpenCV could not write val_000000.jpg$"):
+            ensure_shapes(tmp_path, "val", num_images=3, image_size=64)
+    assert list((tmp_path / "shapes").iterdir()) == []
+    assert len(list(ensure_shapes(tmp_path, "val", 3, 64)["images"].iterdir())) == 3

@@ -1,8 +1,8 @@
 """Every artifact is written through a temporary file renamed into place: under an injected full
 disk (``OSError(ENOSPC)`` half-way through the write, or at the rename) the destination keeps its
 old content or does not exist, no temporary file is left, and the error is one line (exit 1).
-JSON, CSV, YAML, JPEG/PNG images, figures, checkpoints, proposals, ONNX, MP4 videos and the
-metrics log; then the same through the tools."""
+JSON, CSV, YAML, JPEG/PNG images, figures, checkpoints, proposals, ONNX, MP4 videos, the
+metrics log and generated datasets; then the same through the tools."""
 
 import errno
 import os

@@ -77,7 +77,7 @@ def _paths(value: PathLike | Iterable[PathLike] | None) -> list[PathLike]:
 
 
 def _resolved(path: Path) -> Path:
-    return Path(os.path.expanduser(path)).resolve()
+    return Path(path).resolve()
 
 
 def _same(a: Path, b: Path) -> bool:

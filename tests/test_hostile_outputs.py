@@ -1,5 +1,6 @@
 """Nothing of the user's is overwritten by tools/infer.py: not the source photos, not a previous
-run's predictions when every source of a rerun is unreadable."""
+run's predictions when every source of a rerun into the same folder (--exist-ok) is unreadable.
+Every tool and input role: tests/test_output_rule.py."""
 
 from pathlib import Path
 
@@ -24,9 +25,9 @@ def weights(tmp_path):
     return path
 
 
-def infer(tmp_path, weights, source, output, check=False):
+def infer(tmp_path, weights, source, output, *extra, check=False):
     return run_tool("infer.py", "--config", YOLO, "--weights", str(weights), "--source",
-                    str(source), "--output", str(output), "--no-progress",
+                    str(source), "--output", str(output), "--no-progress", *extra,
                     *tiny_overrides(tmp_path / "cache"), check=check)  # fmt: skip
 
 
@@ -39,7 +40,10 @@ def test_output_in_the_source_folder_or_a_file_is_refused(tmp_path, weights):
     before = (photos / "a.jpg").read_bytes()
     for source in (photos, photos / "a.jpg"):
         proc = infer(tmp_path, weights, source, photos)
-        assert proc.returncode == 2 and "holds the sources" in proc.stderr
+        assert proc.returncode == 2 and proc.stderr == (
+            f"error: --output {photos} holds --source {photos / 'a.jpg'}: the outputs could "
+            "write over it; choose another folder\n"
+        )
     assert (photos / "a.jpg").read_bytes() == before and sorted(photos.iterdir()) == [
         photos / "a.jpg"
     ]
@@ -59,6 +63,6 @@ def test_a_rerun_with_only_unreadable_sources_keeps_the_previous_predictions(tmp
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "b.jpg").write_bytes(b"not a jpeg")
-    proc = infer(tmp_path, weights, broken, out)
+    proc = infer(tmp_path, weights, broken, out, "--exist-ok")
     assert proc.returncode == 3 and "skipped:" in proc.stderr
     assert {n: (out / n).read_text() for n in kept} == kept

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from test_tools_e2e import run_tool, tiny_overrides
 
+from visionkit.io.atomic import leftover_temporaries
+
 ROOT = Path(__file__).resolve().parents[1]
 YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
 EPOCHS, ITERS = 3, 4  # 16 training images in batches of 4
@@ -76,7 +78,7 @@ def test_sigkill_then_resume_logs_every_iteration_and_epoch_once(point, tmp_path
     evals = sorted(r["epoch"] for r in recs if "epoch" in r)
     assert train == list(range(EPOCHS * ITERS))
     assert evals == list(range(1, EPOCHS + 1))
-    assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert not leftover_temporaries(tmp_path / "run")
 
 
 @pytest.mark.slow

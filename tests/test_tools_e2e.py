@@ -15,6 +15,7 @@ from pycocotools.coco import COCO
 from visionkit.config import load_config
 from visionkit.data import ensure_shapes
 from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
+from visionkit.errors import VisionkitError
 from visionkit.evaluation.coco_eval import coco_box_metrics
 from visionkit.models import build_model
 
@@ -197,7 +198,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint.torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(VisionkitError, match=f"^cannot write {path}: disk full$"):
         checkpoint.save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
     assert checkpoint.load_checkpoint(path)["epoch"] == 1

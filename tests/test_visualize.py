@@ -103,7 +103,7 @@ def test_feature_maps_of_requested_layers_on_the_models_input(tmp_path, image):
 
 def test_unknown_layer_is_a_one_line_error(tmp_path, image, capsys):
     tool = load_script("tools/visualize.py")
-    argv = ["--config", CONFIG, *TINY, "--output", str(tmp_path), "--image", str(image)]
+    argv = ["--config", CONFIG, *TINY, "--output", str(tmp_path / "vis"), "--image", str(image)]
     with pytest.raises(SystemExit) as e:
         run_cli(tool.main, [*argv, "--layers", "c9"])
     assert e.value.code != 0

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from visionkit.config import load_config
-from visionkit.utils.cli import HelpFormatter, check_output_folder, run_cli
+from visionkit.config.inputs import config_inputs
+from visionkit.io.outputs import check_outputs
+from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
 Draws the ground truth of the first --num images of a config's split (boxes tagged with their
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.num < 1:
         raise ConfigError(f"--num must be >= 1, got {args.num}")
-    check_output_folder(args.output, "--output")
+    check_outputs(config_inputs(args.config, cfg, [args.split]), folders={"--output": args.output})
     from visionkit.analysis.browse import (
         contact_sheet,
         draw_detection_sample,

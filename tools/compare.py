@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
@@ -38,7 +40,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from visionkit.analysis.compare import format_table, plot_runs, summarize_runs
+    from visionkit.evaluation.plots import figure_suffixes
 
+    read = [Path(run) / name for run in args.runs for name in ("config.yaml", "metrics.jsonl")]
+    check_outputs(
+        {"a run's file": read}, files={"--output": args.output},
+        suffixes={"--output": figure_suffixes()},
+    )  # fmt: skip
     summaries = summarize_runs(args.runs, args.metric, args.input_size)
     print(format_table(summaries))
     plot_runs(summaries, args.output, args.title)

@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
-    from visionkit.errors import CheckpointError, ConfigError
+    from visionkit.errors import CheckpointError
+    from visionkit.io.outputs import check_outputs
 
     src, dst = Path(args.input), Path(args.output)
     if not src.is_file():
         raise CheckpointError(f"checkpoint not found: {src}")
-    if dst.resolve() == src.resolve():
-        raise ConfigError(f"the output {dst} is the input: write the converted file elsewhere")
+    check_outputs({"the input": src}, files={"the output": dst})
     try:
         raw = torch.load(src, map_location="cpu", weights_only=False)  # trusted by the user
     except Exception as e:

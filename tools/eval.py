@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
-from visionkit.utils.cli import (
-    HelpFormatter,
-    check_output_file,
-    check_output_folder,
-    run_cli,
-    show_progress,
-)
+from visionkit.io.outputs import check_outputs
+from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 from visionkit.utils.warn import warnings_part
 
 # visionkit.evaluation's DETECTION_METRICS, VOC_METRICS and COCO_BACKENDS, repeated so that --help
@@ -120,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
     overrides += [f"eval.coco_backend={args.coco_backend}"] if args.coco_backend else []
     cfg = load_config(args.config, overrides)
-    check_output_file(args.out, "--out")
-    check_output_file(args.save_predictions, "--save-predictions")
-    if args.plots:
-        check_output_folder(args.plots, "--plots")
+    from visionkit.engine.checkpoint import weights_inputs
+
+    check_outputs(
+        {**config_inputs(args.config, cfg, ["val"]), "--weights": weights_inputs(args.weights),
+         "--predictions": args.predictions},
+        files={"--out": args.out, "--save-predictions": args.save_predictions},
+        folders={"--plots": args.plots},
+    )  # fmt: skip
 
     import visionkit
     from visionkit.inference.evaluation import evaluate_model, evaluate_predictions, val_dataset
+    from visionkit.io.atomic import write_json
     from visionkit.models import model_task
 
     task = model_task(cfg.model.name)
@@ -156,11 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics, results, skipped = evaluation.metrics, evaluation.results, evaluation.skipped
     print(format_table(metrics))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(metrics, indent=2))
+        write_json(args.out, metrics, indent=2)
     if args.save_predictions:
-        Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save_predictions).write_text(json.dumps(results))
+        write_json(args.save_predictions, results)
     if args.plots:
         from visionkit.evaluation.plots import write_evaluation_plots
 

@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
 from visionkit.export.graphs import INPUT_DTYPES
 from visionkit.export.onnx import DEFAULT_OPSET
-from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli
+from visionkit.io.outputs import check_outputs
+from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
 Write a checkpoint's model as one ONNX graph: images in (a batch already resized and padded to
@@ -56,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, [*args.overrides, "train.device=cpu"])
     output = Path(args.output)
-    check_output_file(output, "--output")
+    from visionkit.engine.checkpoint import weights_inputs
+
+    check_outputs(
+        {**config_inputs(args.config), "--weights": weights_inputs(args.weights)},
+        files={"--output": output},
+        suffixes={"--output": (".onnx",)},  # what visionkit.load recognizes as ONNX
+    )
 
     from visionkit.export import export_onnx
     from visionkit.inference import load_predictor

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from visionkit.config import load_config
-from visionkit.errors import ConfigError
-from visionkit.utils.cli import HelpFormatter, check_output_folder, run_cli, show_progress
+from visionkit.config.inputs import config_inputs
+from visionkit.io.outputs import check_output_folder, check_outputs, numbered_folder
+from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 
 EXIT_SKIPPED = 3  # some sources could not be read (each reported on stderr); the rest were done
 
@@ -18,11 +19,13 @@ Draw a checkpoint's predictions: boxes with class names and scores (segmentation
 class-colour overlay and <name>_label.png, the raw labels) on every image (<output>/<name>.jpg)
 and video (<output>/<name>.mp4, same frame rate, size and frame count); detection predictions go
 to <output>/predictions.json (COCO results: the dataset's category ids, xywh boxes, score) and
-<output>/images.json maps each image_id to its file (and, for videos, the frame index).
-Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and R-CNN compute
-selective search proposals per image (model.selective_search.mode, default fast). --weights may
-be a run folder (its best.pth, else last.pth); --config is needed only for a bare state_dict, as
-the trainer's checkpoints hold their config. In Python: visionkit.load(W).predict(SOURCE).
+<output>/images.json maps each image_id to its file (and, for videos, the frame index). Runs
+never mix: a non-empty --output gets a numbered sibling (runs/infer2, runs/infer3, ...; --exist-ok
+reuses it). Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and
+R-CNN compute selective search proposals per image (model.selective_search.mode, default fast).
+--weights may be a run folder (its best.pth, else last.pth); --config is needed only for a bare
+state_dict, as the trainer's checkpoints hold their config. In Python:
+visionkit.load(W).predict(SOURCE).
 
 examples:
   python tools/infer.py --config configs/yolo_v1_shapes.yaml \\
@@ -55,7 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         required=True,
         help="image, folder, glob, .txt list of paths, video file, or webcam index (0, 1, ...)",
     )
-    p.add_argument("--output", default="runs/infer", help="folder for the outputs")
+    p.add_argument(
+        "--output",
+        default="runs/infer",
+        help="folder for the outputs; when it holds files, the first free one of <output>2, "
+        "<output>3, ... instead",
+    )
+    p.add_argument(
+        "--exist-ok", action="store_true", help="write into --output even when it holds files"
+    )
     p.add_argument(
         "--score-thresh", type=float, default=0.3, help="draw and save detections scoring >= this"
     )
@@ -74,16 +85,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_output(output: Path, sources: list) -> None:
-    """Before any work: ``output`` is a writable folder that holds none of the sources (its
-    results, ``<name>.jpg``, would write over them)."""
-    folders = {Path(s.path).resolve().parent for s in sources if s.kind != "webcam"}
-    if output.resolve() in folders:
-        raise ConfigError(
-            f"--output {output} holds the sources: their results would write over them; choose "
-            "another folder"
-        )
-    check_output_folder(output, "--output")
+def prepare_output(args: argparse.Namespace, sources: list) -> Path:
+    """Before any work: the folder for this run's results, created. ``--output`` must not be a
+    source, nor hold one (the output rule), nor the config or weights; when it holds an earlier
+    run's files, its first free numbered sibling (said on stdout) unless ``--exist-ok``."""
+    files = [s.path for s in sources if s.kind != "webcam"]
+    listed = args.source if Path(args.source).is_file() else None  # a .txt list of paths
+    from visionkit.engine.checkpoint import weights_inputs
+
+    inputs = {"--weights": weights_inputs(args.weights), "--source": [*files, listed]}
+    check_outputs({**config_inputs(args.config), **inputs}, folders={"--output": args.output})
+    output = numbered_folder(args.output, args.exist_ok)
+    if output != Path(args.output):
+        print(f"--output {args.output} holds an earlier run's files: writing to {output}")
+        check_output_folder(output, "--output")
+    return output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
     sources = resolve_sources(args.source)
-    check_output(Path(args.output), sources)
+    output = prepare_output(args, sources)
     window = None
     if args.show:
         reason = gui_unavailable()
@@ -122,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_inference(
         model.predictor,
         sources,
-        Path(args.output),
+        output,
         args.batch_size,
         window,
         show_progress(args.no_progress),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visionkit.utils.cli import HelpFormatter, check_output_file, run_cli
+from visionkit.io.outputs import check_outputs, files_of
+from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
 Reads each run folder's metrics.jsonl (as tools/train.py writes it) and draws one panel per
@@ -34,9 +35,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_output_file(args.output, "--output")
-    check_output_file(Path(args.output).with_suffix(".csv"), "--output's CSV")
     from visionkit.engine.training_curves import plot_training_curves, read_metrics
+    from visionkit.evaluation.plots import figure_suffixes
+
+    check_outputs(
+        {"a run's file": [f for run in args.runs for f in files_of(run)]},
+        files={"--output": args.output, "--output's CSV": Path(args.output).with_suffix(".csv")},
+        suffixes={"--output": figure_suffixes()},
+    )
 
     runs = {}
     for run in args.runs:

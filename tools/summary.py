@@ -7,11 +7,13 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
+from visionkit.io.atomic import write_text
+from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, run_cli
 
 if TYPE_CHECKING:
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--input-size must be positive; got {args.input_size}")
     if args.rois is not None and args.rois < 0:
         raise ConfigError(f"--rois must be >= 0; got {args.rois}")
+    json_file = args.json if args.json != "-" else None
+    check_outputs(config_inputs(args.config), files={"--json": json_file})
     from visionkit.analysis.complexity import summarize
     from visionkit.models.backbones import Backbone
 
@@ -197,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json == "-":
             sys.stdout.write(text + "\n")
             return 0
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
     rois = f"; per-region layers on {stats.rois} regions" if stats.rois is not None else ""
     print(f"{what}: image {size[0]}x{size[1]} -> input {list(stats.input_shape)}{rois}")
     print(format_layers(report["layers"]))

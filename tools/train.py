@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
+from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 
 EXAMPLES = """\
@@ -61,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.init_weights = args.init_from
     out = args.output_dir or cfg.train.output_dir or str(Path("runs") / Path(args.config).stem)
     cfg.train.output_dir = out
+    from visionkit.engine.checkpoint import weights_inputs
+
+    init = "--init-from" if args.init_from else "model.init_weights"
+    check_outputs(
+        {**config_inputs(args.config, cfg, ["train", "val"]),
+         init: weights_inputs(cfg.model.init_weights or None)},
+        folders={"--output-dir" if args.output_dir else "train.output_dir": out},
+    )  # fmt: skip
     from visionkit.engine.distributed import close_distributed
     from visionkit.engine.signals import TrainingInterrupted
     from visionkit.engine.trainer import Trainer

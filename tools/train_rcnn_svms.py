@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
+from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, run_cli, show_progress
 
 EXAMPLES = """\
@@ -53,11 +55,22 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"SVMs belong to rcnn models; {args.config} builds '{cfg.model.name}'")
 
     from visionkit.data import build_dataset
-    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    from visionkit.engine.checkpoint import (
+        load_checkpoint,
+        load_model_weights,
+        save_checkpoint,
+        weights_inputs,
+    )
     from visionkit.engine.device import select_device
     from visionkit.engine.rcnn_svm import cached_features, fit_svms
     from visionkit.models import build_model
 
+    weights = Path(args.weights)
+    out = Path(args.out) if args.out else weights.with_name(f"{weights.stem}_svm.pth")
+    check_outputs(
+        {**config_inputs(args.config, cfg, ["train"]), "--weights": weights_inputs(args.weights)},
+        files={"--out": out},
+    )
     ckpt = load_checkpoint(args.weights)
     model = build_model(cfg.model)
     load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
@@ -72,11 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'read' if reused else 'wrote'} {len(features['labels'])} region features: {path}")
     stats = fit_svms(model, features, svm)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.weights).with_name(f"{Path(args.weights).stem}_svm.pth")
-    )
     save_checkpoint({**ckpt, "model": model.cpu().state_dict(), "svm": stats}, out)
     names = getattr(dataset, "class_names", [str(c) for c in range(model.num_classes)])
     for c, name in enumerate(names):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from visionkit.config import load_config
+from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
+from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, run_cli
 
 EXAMPLES = """\
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from visionkit.analysis import visualize as vis
-    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
+    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights, weights_inputs
     from visionkit.io.image import read_image_tensor
     from visionkit.models import build_model
 
@@ -77,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= value <= most:
             raise ConfigError(f"{flag} must be in [1, {most}], got {value}")
 
+    check_outputs(
+        {**config_inputs(args.config), "--weights": weights_inputs(args.weights),
+         "--image": args.image},
+        folders={"--output": args.output},
+    )  # fmt: skip
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).eval()
     if args.list_layers:

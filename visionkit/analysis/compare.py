@@ -127,12 +127,11 @@ def format_table(summaries: Sequence[RunSummary]) -> str:
 
 def plot_runs(summaries: Sequence[RunSummary], path: str | Path, title: str = "") -> None:
     """Best metric against GMACs per image, bubble area proportional to the parameter count,
-    each bubble labelled with its run and parameters; written as a PNG (Agg backend)."""
-    import matplotlib
+    each bubble labelled with its run and parameters; written atomically as a PNG (Agg
+    backend)."""
+    from visionkit.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     gmacs = [s.macs / 1e9 for s in summaries]
     best = [s.best for s in summaries]
     largest = max(s.params for s in summaries) or 1
@@ -156,6 +155,4 @@ def plot_runs(summaries: Sequence[RunSummary], path: str | Path, title: str = ""
     ax.set_title(title or f"{summaries[0].metric} vs. compute (bubble area: parameters)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.errors import ConfigError, VisionkitError
+from visionkit.io.atomic import write_bytes
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.detectors.rcnn import RCNN
 from visionkit.models.detectors.two_stage import TwoStageDetector
@@ -251,7 +252,9 @@ def input_image(model: nn.Module, batch: Tensor) -> np.ndarray:
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write ``image`` (BGR uint8), creating the folder; a failure is a one-line error."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise VisionkitError(f"cannot write {path}")
+    """Write ``image`` (BGR uint8) as a PNG atomically, creating the folder; a failure is a
+    one-line error."""
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise VisionkitError(f"cannot encode {path}")
+    write_bytes(path, buf.tobytes())

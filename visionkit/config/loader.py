@@ -22,6 +22,7 @@ import yaml
 from visionkit.config.schema import Config
 from visionkit.config.validate import validate_config
 from visionkit.errors import ConfigError
+from visionkit.io.atomic import write_text
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -198,6 +199,11 @@ def config_from_dict(data: dict[str, Any], where: str = "checkpoint") -> Config:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the fully resolved config as YAML."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the fully resolved config as YAML, atomically (folders created)."""
+    write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def config_files(path: str | Path) -> list[Path]:
+    """The files a config is read from: ``path``, then its ``base:`` file if it names one."""
+    base = _read_yaml(Path(path)).get("base")
+    return [Path(path)] + ([(Path(path).parent / str(base)).resolve()] if base is not None else [])

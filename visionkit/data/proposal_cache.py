@@ -18,8 +18,6 @@ cache is computed has no entry (and no proposals); the next run searches it agai
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +30,7 @@ from tqdm import tqdm
 from visionkit.config.schema import ProposalConfig
 from visionkit.data.shapes import default_root
 from visionkit.errors import DataError, UnreadableImageError
+from visionkit.io.atomic import atomic_path
 from visionkit.io.image import read_image
 from visionkit.proposals.selective_search import selective_search
 from visionkit.utils.warn import warn
@@ -80,16 +79,8 @@ def load_proposals(path: str | Path) -> dict[int, np.ndarray]:
 
 def save_proposals(path: str | Path, proposals: Mapping[int, np.ndarray]) -> None:
     """Write ``{image_id: (N, 4) xyxy}`` as ``.npz`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{str(k): np.asarray(v, np.float32) for k, v in proposals.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **{str(k): np.asarray(v, np.float32) for k, v in proposals.items()})
 
 
 def cache_path(dataset, cfg: ProposalConfig) -> Path:

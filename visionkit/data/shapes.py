@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from visionkit.io.atomic import write_error
 from visionkit.structures.boxes import convert_boxes
 from visionkit.structures.labels import IGNORE_LABEL
 
@@ -209,8 +210,9 @@ def generate_shapes(folder: Path, split: str, seed: int, num_images: int, size: 
     for i in tqdm(range(num_images), desc=f"generating shapes/{split}", leave=False):
         name = f"{split}_{i:06d}"
         img, label, objects = _render(rng, size)
-        cv2.imwrite(str(folder / "JPEGImages" / f"{name}.jpg"), img[:, :, ::-1],
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])  # fmt: skip
+        jpeg = folder / "JPEGImages" / f"{name}.jpg"
+        if not cv2.imwrite(str(jpeg), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise OSError(f"OpenCV could not write {jpeg.name}")  # a full disk, most likely
         png = Image.fromarray(label, mode="P")
         png.putpalette(_palette())
         png.save(folder / "SegmentationClass" / f"{name}.png")
@@ -255,16 +257,21 @@ def ensure_shapes(
     base = Path(root) if root else default_root()
     folder = base / "shapes" / f"{VERSION}-{split}-s{seed}-n{n}-{size}"
     if not (folder / "annotations" / f"instances_{split}.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:  # into a hidden folder renamed into place: never a half-generated split
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        except OSError as e:
+            raise write_error(folder, e) from None
         try:
             generate_shapes(tmp, split, seed, n, size)
             try:
                 os.replace(tmp, folder)
             except OSError:  # another process finished first
                 shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):  # a full disk: one line
+                raise write_error(folder, e) from None
             raise
     return {
         "root": folder,

@@ -18,10 +18,8 @@ local file; either becomes a checkpoint of the visionkit model that
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,8 @@ import numpy as np
 import torch
 
 from visionkit.errors import CheckpointError
+from visionkit.io.atomic import atomic_path
+from visionkit.io.outputs import files_of
 from visionkit.models.torchvision_weights import (
     PREFIX,
     class_metadata,
@@ -40,22 +40,23 @@ from visionkit.models.torchvision_weights import (
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` to ``path`` through a temp file in the same folder, then rename.
+    """Write ``state`` to ``path`` atomically (:func:`visionkit.io.atomic.atomic_path`, flushed
+    to the disk before the rename): a crash, a kill or a full disk during the write leaves the
+    previous file at ``path`` untouched; a failure is a one-line error."""
+    with atomic_path(path, fsync=True) as tmp, tmp.open("wb") as f:
+        torch.save(state, f)  # through Python's file: a full disk is an OSError, not torch's
 
-    A crash or kill during the write leaves the previous file at ``path`` untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+def weights_inputs(spec: str | Path | None) -> list[Path]:
+    """The user's files a weights argument reads, for the output rule: a checkpoint, a run
+    folder's files, ``PATH`` of ``torchvision:NAME=PATH``; none for ``torchvision:NAME`` (in
+    torch.hub's cache) or None."""
+    if spec is None:
+        return []
+    if str(spec).startswith(PREFIX):
+        path = str(spec).partition("=")[2]
+        return [Path(path)] if path else []
+    return files_of(spec)
 
 
 CONVERT_HINT = "python tools/convert_checkpoint.py"

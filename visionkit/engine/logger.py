@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from visionkit.io.atomic import append_text, write_text
 
 
 class MetricsLogger:
@@ -38,7 +39,7 @@ class MetricsLogger:
 
     def _cut_back(self, position: int) -> None:
         """Keep the records logged before ``position``; a torn last line (a kill mid-write) goes
-        too. Rewritten atomically."""
+        too. Rewritten atomically: the old file or the new one, never an empty or torn one."""
         kept = []
         for line in self.path.read_text().splitlines():
             try:
@@ -48,14 +49,12 @@ class MetricsLogger:
                 continue
             if step < position or (step == position and "epoch" in record):
                 kept.append(line + "\n")
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(kept))
 
     def log(self, record: dict[str, Any], step: int) -> None:
-        """Write ``record`` (flat dict of numbers/strings) at global iteration ``step``."""
-        with self.path.open("a") as f:
-            f.write(json.dumps({**record, "iter": step}) + "\n")
+        """Write ``record`` (flat dict of numbers/strings) at global iteration ``step``: one whole
+        line or, when the disk is full, nothing but a one-line error."""
+        append_text(self.path, json.dumps({**record, "iter": step}) + "\n")
         if self.writer is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):

@@ -52,6 +52,7 @@ from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.build import check_best_metric
 from visionkit.evaluation.direction import improves, worst_value
+from visionkit.io.atomic import leftover_temporaries
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main
 from visionkit.utils.warn import warnings_part
@@ -166,7 +167,7 @@ class Trainer:
         if self.dist.is_main:
             for line in changes + ([amp_line] if amp_line else []):
                 tqdm.write(line)
-            for orphan in self.out.glob(".*.pth.*.tmp"):  # a checkpoint write cut by a kill
+            for orphan in leftover_temporaries(self.out):  # a write cut by a kill
                 orphan.unlink()
             save_config(cfg, self.out / "config.yaml")
             self.logger = MetricsLogger(self.out, resume_from=self._log_position())

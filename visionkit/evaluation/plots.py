@@ -9,6 +9,7 @@ curves from COCOeval's own precision array, the detection confusion matrix (PNG 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from visionkit.evaluation.build import Evaluators
 from visionkit.evaluation.coco_eval import CocoEvaluator
 from visionkit.evaluation.confusion import coco_confusion
 from visionkit.evaluation.sem_seg import SemSegEvaluator
+from visionkit.io.atomic import atomic_path, write_text
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs: the R axis of its precision
 SCORE_THRESH = 0.25  # the detection confusion matrix's score threshold (a typical display one)
@@ -34,12 +36,22 @@ def pyplot() -> Any:
     return plt
 
 
+def figure_suffixes() -> frozenset[str]:
+    """The file suffixes :func:`save_figure` can write (``.png``, ``.pdf``, ``.svg``, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return frozenset(f".{k}" for k in FigureCanvasAgg.get_supported_filetypes())
+
+
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` to ``path`` (folders created) and close it."""
+    """Write ``fig`` to ``path`` atomically (folders created; the format of its suffix, PNG
+    without one) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    pyplot().close(fig)
+    try:
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png")
+    finally:
+        pyplot().close(fig)
     return path
 
 
@@ -102,15 +114,14 @@ def plot_confusion_matrix(
 
 
 def write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: str | Path) -> Path:
-    """The matrix as CSV: a header of prediction names, one row per ground-truth name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["ground truth \\ predicted", *names])
-        for name, row in zip(names, np.asarray(matrix).tolist(), strict=True):
-            writer.writerow([name, *row])
-    return path
+    """The matrix as CSV (written atomically): a header of prediction names, one row per
+    ground-truth name."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["ground truth \\ predicted", *names])
+    for name, row in zip(names, np.asarray(matrix).tolist(), strict=True):
+        writer.writerow([name, *row])
+    return write_text(path, text.getvalue())
 
 
 def write_evaluation_plots(

@@ -14,6 +14,7 @@ size (``models/postprocess.py``), so the graph serves any batch size and empty o
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from visionkit.config.loader import config_to_dict
 from visionkit.config.schema import Config
 from visionkit.errors import ConfigError
 from visionkit.export.graphs import export_graph
+from visionkit.io.atomic import write_bytes
 from visionkit.models import model_task
 
 METADATA_KEY = "visionkit"  # metadata_props key of the JSON record
@@ -117,7 +119,8 @@ def export_onnx(
     input_dtype: str = "float32",
     dynamic_size: bool | None = None,
 ) -> Path:
-    """Write ``model`` (built from ``cfg.model``, weights loaded) as an ONNX file at ``path``.
+    """Write ``model`` (built from ``cfg.model``, weights loaded) as an ONNX file at ``path``,
+    atomically: a failure (a full disk) leaves the previous file or none, never a truncated one.
 
     Args:
         model: a model of ``visionkit.models.MODELS`` (copied to the CPU; left as it is).
@@ -147,13 +150,13 @@ def export_onnx(
     model = copy.deepcopy(model).cpu().float().eval()
     graph = export_graph(model, input_dtype).eval()
     example = _example_inputs(model, graph.inputs, input_dtype)
-    path = Path(path)
+    graph_file = io.BytesIO()  # the file is written once, whole, with its metadata
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on the constants it records
         torch.onnx.export(
             graph,
             example,
-            str(path),
+            graph_file,
             dynamo=False,
             opset_version=opset,
             input_names=list(graph.inputs),
@@ -162,12 +165,12 @@ def export_onnx(
         )
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(graph_file.getvalue())
     meta = export_metadata(
         cfg, class_names, cat_ids, graph.inputs, graph.outputs, input_dtype, dynamic_size,
         model.preprocess,
     )  # fmt: skip
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    onnx.save(proto, str(path))
+    path = write_bytes(path, proto.SerializeToString())
     return path

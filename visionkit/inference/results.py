@@ -15,6 +15,7 @@ from visionkit.evaluation.coco_eval import to_coco_results
 from visionkit.inference.draw import class_colors, draw_prediction
 from visionkit.inference.sources import IMAGE_EXTS, Frame
 from visionkit.inference.writers import write_image
+from visionkit.io.outputs import check_outputs
 
 
 @dataclass(repr=False, eq=False)
@@ -111,10 +112,13 @@ class Result:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`plot`'s image to ``path`` (its format from the extension: ``.jpg``,
-        ``.png``, ...); returns the path. A one-line ``DataError`` when it cannot be written."""
+        ``.png``, ...) atomically, folders created; returns the path. A one-line error when it
+        cannot be written, or would be written over the image's own source file."""
         path = Path(path)
         if path.suffix.lower() not in IMAGE_EXTS:
             raise DataError(f"cannot save {path}: give an image file name (.jpg, .png, ...)")
+        source = self.source if Path(self.source).is_file() else None
+        check_outputs({"its source": source}, files={"Result.save": path})
         write_image(path, self.plot())
         return path
 

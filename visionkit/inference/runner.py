@@ -140,10 +140,13 @@ class _Outputs:
             self.video_source, self.videos = frame.source, self.videos + 1
         self.video.write(annotated)
 
-    def close_video(self) -> None:
-        if self.video is not None:
-            self.video.close()
-        self.video, self.video_source = None, None
+    def close_video(self, failed: bool = False) -> None:
+        """Finish the open video (renamed into place), or remove it when the run ``failed``."""
+        video, self.video, self.video_source = self.video, None, None
+        if video is not None and failed:
+            video.discard()
+        elif video is not None:
+            video.close()
 
 
 def run_inference(
@@ -195,8 +198,11 @@ def run_inference(
     start = time.perf_counter()
     try:
         process()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # what was done is kept: a shorter video, still whole
         summary.interrupted = True
+    except BaseException:
+        out.close_video(failed=True)
+        raise
     finally:
         bar.close()
         out.close_video()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -13,24 +12,23 @@ import cv2
 import numpy as np
 from torch import Tensor
 
-from visionkit.errors import DataError
+from visionkit.errors import DataError, VisionkitError
 from visionkit.evaluation.coco_eval import to_coco_results
+from visionkit.io.atomic import PendingFile, write_bytes, write_json
 
 DEFAULT_FPS = 30.0  # for streams that do not say their frame rate (many webcams)
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
     """Encode ``image`` (``(H, W, 3)`` uint8 RGB, or ``(H, W)`` uint8/uint16 single channel) in
-    the format of ``path``'s suffix; an unwritable path is a one-line :class:`DataError`."""
+    the format of ``path``'s suffix and write it atomically (folders created); an unwritable
+    path is a one-line error (:func:`visionkit.io.atomic.write_error`)."""
     pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix, pixels, params)
     if not ok:
         raise DataError(f"cannot encode {path}")
-    try:
-        path.write_bytes(buf.tobytes())
-    except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
+    write_bytes(path, buf.tobytes())
 
 
 def write_label_png(path: Path, labels: np.ndarray) -> None:
@@ -41,7 +39,9 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
 
 
 class VideoWriter:
-    """An MP4 (``mp4v``) file of ``(H, W, 3)`` uint8 RGB frames, all of one size.
+    """An MP4 (``mp4v``) file of ``(H, W, 3)`` uint8 RGB frames, all of one size, written into
+    a temporary file beside ``path`` and renamed into place by :meth:`close` once it reads back
+    whole; :meth:`discard` (a failure) removes it, so ``path`` never holds a truncated video.
 
     Args:
         path: the ``.mp4`` file.
@@ -50,18 +50,38 @@ class VideoWriter:
     """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        self.path = path
+        self.path, self.frames = path, 0
+        self._file = PendingFile(path)
         self._writer = cv2.VideoWriter(
-            str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps or DEFAULT_FPS, size
+            str(self._file.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps or DEFAULT_FPS, size
         )
         if not self._writer.isOpened():
+            self._file.discard()
             raise DataError(f"cannot write video {path} (mp4v at {size[0]}x{size[1]})")
 
     def write(self, frame: np.ndarray) -> None:
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.frames += 1
 
     def close(self) -> None:
+        """Finish the file and rename it into place; one that does not read back with every
+        frame (OpenCV does not report a full disk) is removed, a one-line error."""
         self._writer.release()
+        check = cv2.VideoCapture(str(self._file.tmp))
+        frames = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
+        check.release()
+        if frames != self.frames:
+            self._file.discard()
+            raise VisionkitError(
+                f"cannot write video {self.path}: {frames} of {self.frames} frames read back "
+                "(a full disk?)"
+            )
+        self._file.commit()
+
+    def discard(self) -> None:
+        """Stop writing and remove the unfinished file; ``path`` stays as it was."""
+        self._writer.release()
+        self._file.discard()
 
 
 class OutputNames:
@@ -115,18 +135,10 @@ class CocoResults:
         self.results.extend(to_coco_results(image_id, prediction, self.cat_ids))
 
     def save(self, folder: Path, with_predictions: bool) -> None:
-        _write_json(folder / "images.json", {"images": self.images, "categories": self.categories})
+        """Write ``images.json`` and (``with_predictions``) ``predictions.json`` atomically."""
+        write_json(folder / "images.json", {"images": self.images, "categories": self.categories})
         if with_predictions:
-            _write_json(folder / "predictions.json", self.results)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-    except OSError as e:
-        raise DataError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
+            write_json(folder / "predictions.json", self.results)
 
 
 def gui_unavailable() -> str | None:

@@ -1,1 +1,2 @@
-"""Reading files into arrays: the toolkit's one image reader (``image.py``)."""
+"""Files in and out: the one image reader (``image.py``), atomic writes (``atomic.py``) and the
+output rule that keeps every output off the inputs (``outputs.py``)."""

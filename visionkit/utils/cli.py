@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
-from visionkit.errors import ConfigError, VisionkitError
+from visionkit.errors import VisionkitError
 from visionkit.utils.warn import show_warning
 
 
@@ -43,33 +41,6 @@ def one_line(error: VisionkitError) -> str:
     last = lines[-1]
     prefix = f"{type(error).__module__}.{type(error).__name__}: "
     return last[len(prefix) :] if last.startswith(prefix) else last
-
-
-def check_output_folder(folder: str | Path, flag: str) -> None:
-    """Before any long work: ``folder`` (given as ``flag``) exists or is created, and is a
-    writable folder. A ConfigError (exit 2) otherwise."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{flag} {folder} is a file; give a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{flag} {folder}: cannot create it ({e.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{flag} {folder}: not writable")
-
-
-def check_output_file(path: str | Path | None, flag: str) -> None:
-    """Before any long work: ``path`` (given as ``flag``) can be written as a file: not an
-    existing folder, in a writable folder (created if need be). A ConfigError otherwise."""
-    if path is None:
-        return
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder; give a file name")
-    check_output_folder(path.parent, flag)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"{flag} {path}: not writable")
 
 
 def show_progress(no_progress: bool) -> bool:

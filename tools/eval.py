@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.inference.evaluation import evaluate_model, evaluate_predictions, val_dataset
     from visionkit.models import model_task
 
+    model = None
+    if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
+        model = visionkit.load(args.weights, config=cfg, report=print)
+        cfg = model.config
     task = model_task(cfg.model.name)
     if task != "detection" and (args.predictions or args.save_predictions):
         raise ConfigError(
@@ -143,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.predictions), dataset, args.metric, cfg.eval.coco_backend
         )
     else:
-        model = visionkit.load(args.weights, config=cfg)
         evaluation = evaluate_model(
             model.model,
             model.device,

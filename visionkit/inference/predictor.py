@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from visionkit.config.diff import trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
 from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
@@ -112,14 +113,27 @@ def load_predictor(
     score_thresh: float = 0.3,
     half: bool = False,
     ckpt: dict[str, Any] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> Predictor:
     """Build ``cfg.model``, load ``weights`` (a checkpoint of the trainer or a bare state_dict;
     ``ckpt``: its contents when already read with ``load_checkpoint``) and place it on
-    ``cfg.train.device`` (``auto``: CUDA when present)."""
+    ``cfg.train.device`` (``auto``: CUDA when present).
+
+    A checkpoint that holds its config (the trainer's) is the truth about the model: a ``cfg``
+    whose ``model.*`` differs from it (beyond the test-time keys of
+    ``visionkit.config.diff.TEST_TIME_MODEL_KEYS``) is a one-line ConfigError naming each key;
+    every allowed difference (test-time ``model.*``, ``data.*``, ``eval.*``) is one line passed
+    to ``report``. A bare state_dict holds none: ``cfg`` is then the truth.
+    """
+    ckpt = load_checkpoint(weights) if ckpt is None else ckpt
+    stored = ckpt.get("config")
+    changes = trained_config_changes(stored, cfg, weights) if isinstance(stored, dict) else []
+    if report is not None:
+        for line in changes:
+            report(line)
     device = select_device(cfg.train.device)
     task = model_task(cfg.model.name)
     model = build_model(cfg.model)
-    ckpt = load_checkpoint(weights) if ckpt is None else ckpt
     load_model_weights(model, ckpt, cfg.model.name, weights, cfg.model.num_classes)
     names, cat_ids = class_metadata(ckpt, cfg, task)
     model = place_model(model, device, cfg.train.channels_last)

@@ -191,6 +191,18 @@ def test_an_onnx_file_takes_only_what_it_can_honour(trained, exported):
     assert same.config.train.device == "cpu"
 
 
+def test_eval_scores_an_onnx_file_and_refuses_a_model_change_for_it(trained, exported, capsys):
+    overrides = trained[1]
+    tool = load_script("tools/eval.py")
+    args = ["--config", YOLO_CONFIG, "--weights", str(exported), "--no-progress", *overrides]
+    with pytest.raises(ConfigError, match=r"model.yolo.nms_thresh 0.5 -> 0.2 .*fixed in its graph"):
+        tool.main([*args, "model.yolo.nms_thresh=0.2"])
+    assert tool.main([*args, "model.yolo.score_thresh=0.05", "data.val.num_images=2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"data.val.num_images: 2 ({exported}'s config: 4)" in out
+    assert out[-1].startswith("evaluated 2 images")
+
+
 def rewritten(path, tmp_path, edit) -> str:
     """A copy of the .onnx at ``path`` whose metadata record is ``edit(record)`` (a dict ->
     a dict, or a str: the new text)."""

@@ -129,10 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.inference.evaluation import evaluate_model, evaluate_predictions, val_dataset
     from visionkit.models import model_task
 
-    model = None
-    if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
-        model = visionkit.load(args.weights, config=cfg, report=print)
-        cfg = model.config
     task = model_task(cfg.model.name)
     if task != "detection" and (args.predictions or args.save_predictions):
         raise ConfigError(
@@ -141,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if task != "detection" and args.metric != "coco":
         raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
+    model = None
+    if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
+        model = visionkit.load(args.weights, config=cfg, report=print)
+        cfg = model.config
     dataset = val_dataset(cfg)
     if args.predictions:
         evaluation = evaluate_predictions(
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         evaluation = evaluate_model(
-            model.model,
+            model.evaluation_model,
             model.device,
             cfg,
             dataset,

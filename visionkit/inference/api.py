@@ -70,6 +70,17 @@ class VisionModel:
         return self.predictor.model
 
     @property
+    def evaluation_model(self) -> Any:
+        """What an evaluation runs (``visionkit.inference.evaluation.evaluate_model``): the
+        ``nn.Module``, or an ONNX file's predictor with no threshold beyond its graph's own (as
+        the checkpoint's model is scored)."""
+        if isinstance(self.model, nn.Module):
+            return self.model
+        predictor = copy.copy(self.predictor)
+        predictor.score_thresh = 0.0
+        return predictor
+
+    @property
     def device(self) -> Any:
         """Where the model runs."""
         return self.predictor.device
@@ -175,10 +186,6 @@ class VisionModel:
             ``{"sem_seg": {"mIoU": .., ...}, "speed": ..}`` for segmentation; in percent.
         """
         cfg = self.config
-        model = self.model
-        if not isinstance(model, nn.Module):  # an ONNX file: its graph's own score threshold
-            model = copy.copy(self.predictor)
-            model.score_thresh = 0.0
         if isinstance(data, DatasetConfig):
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=data))
         elif data is not None:
@@ -188,8 +195,9 @@ class VisionModel:
             cfg = apply_overrides(cfg, overrides, "config")
             trained_config_changes(self.config, cfg, "evaluate", (), EVALUATE_TAKES)
         evaluation = evaluate_model(
-            model, self.device, cfg, val_dataset(cfg), metric, progress, self.cat_ids
-        )
+            self.evaluation_model, self.device, cfg, val_dataset(cfg), metric, progress,
+            self.cat_ids,
+        )  # fmt: skip
         return evaluation.metrics
 
     def export(self, path: str | Path, **kwargs: Any) -> Any:

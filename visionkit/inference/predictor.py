@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from visionkit.config.diff import trained_config_changes
+from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
-from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
+from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models import build_model, model_task
@@ -127,7 +127,12 @@ def load_predictor(
     """
     ckpt = load_checkpoint(weights) if ckpt is None else ckpt
     stored = ckpt.get("config")
-    changes = trained_config_changes(stored, cfg, weights) if isinstance(stored, dict) else []
+    changes = []
+    if isinstance(stored, dict):
+        hint = TEST_TIME_HINT
+        if checkpoint_classes(ckpt) not in (None, cfg.model.num_classes):
+            hint += f"; to fine-tune it on other classes, train with --init-from {weights}"
+        changes = trained_config_changes(stored, cfg, weights, hint=hint)
     if report is not None:
         for line in changes:
             report(line)

@@ -176,6 +176,8 @@ def test_an_onnx_file_takes_only_what_it_can_honour(trained, exported):
         text = one_line(e)
         assert bad.split("=")[0] in text and "an ONNX file's model is fixed in its graph" in text
         assert "score_thresh" in text and "data.* and eval.*" in text and "train.device" in text
+    with pytest.raises(ConfigError, match=r"half= / --half: an ONNX file runs in the precision"):
+        visionkit.load(exported, half=True)
     other = load_config(YOLO_CONFIG)  # the config file alone: another model
     with pytest.raises(ConfigError, match="model.input_size"):
         visionkit.load(exported, config=other)
@@ -189,6 +191,11 @@ def test_an_onnx_file_takes_only_what_it_can_honour(trained, exported):
         same = visionkit.load(exported, config=YOLO_CONFIG, device="cpu", overrides=[
             *overrides, "model.yolo.score_thresh=0.05"])  # fmt: skip
     assert same.config.train.device == "cpu"
+    # train.device asks for its execution provider (the CPU's where there is no CUDA)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # onnxruntime's, where it has no CUDA provider
+        on_cuda = visionkit.load(exported, overrides=["train.device=cuda"])
+    assert on_cuda.config.train.device == "cuda" and len(on_cuda.predict(image)) == 1
 
 
 def test_eval_scores_an_onnx_file_and_refuses_a_model_change_for_it(trained, exported, capsys):

@@ -42,8 +42,9 @@ class VisionModel:
     Attributes:
         predictor: the batched predictor (``visionkit.inference.Predictor``, or the ONNX
             runtime's ``OnnxPredictor``) that ``predict`` runs.
-        config: the resolved :class:`~visionkit.config.Config` (an ONNX file's: the one it
-            holds, unless ``config=`` gave another).
+        config: the resolved :class:`~visionkit.config.Config`: the one the checkpoint or
+            ONNX file holds, with the data, evaluation and test-time settings ``load`` was
+            given.
     """
 
     def __init__(self, predictor: Any, config: Config | None) -> None:
@@ -278,8 +279,10 @@ def _load_onnx(
     cfg = _given_config(config, overrides) or apply_overrides(stored, overrides, str(path))
     for line in trained_config_changes(stored, cfg, str(path), (), ONNX_ACCEPTS):
         report(line)
-    if device is None and cfg.train.device != stored.train.device:  # a train.device override
-        predictor = OnnxPredictor(str(path), score_thresh, _onnx_providers(cfg.train.device))
+    # a train.device given (config=, an override) runs it there
+    wanted = _onnx_providers(cfg.train.device) if cfg.train.device != stored.train.device else None
+    if wanted and wanted[0] not in predictor.session.get_providers():
+        predictor = OnnxPredictor(str(path), score_thresh, wanted)
     return VisionModel(predictor, cfg)
 
 
@@ -325,7 +328,7 @@ def load(
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; default: the
             config's ``train.device``.
         score_thresh: detections scoring below it are dropped (``predict`` may change it).
-        half: float16 inference (CUDA only).
+        half: float16 inference (CUDA only; not an ONNX file's).
         overrides: dotted config overrides (``model.yolo.nms_thresh=0.4``).
         report: called with one line per setting that differs from the stored config
             (``"data.val.num_images: 50 (best.pth's config: 8)"``); default: a warning each.
@@ -337,6 +340,10 @@ def load(
     path, report = Path(path), report or _warn_config
     overrides = [*(overrides or []), *([f"train.device={device}"] if device else [])]
     if path.suffix.lower() == ".onnx":
+        if half:
+            raise ConfigError(
+                f"{path}: half= / --half: an ONNX file runs in the precision it was exported in"
+            )
         return _load_onnx(path, config, overrides, score_thresh, device, report)
     weights, run_yaml = _run_files(path)
     ckpt = load_checkpoint(weights)

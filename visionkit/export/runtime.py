@@ -73,7 +73,8 @@ class OnnxPredictor:
 
     Attributes:
         task, class_names, cat_ids, score_thresh, device (``cpu``: where results are), model
-        (its name), config (the resolved config the file holds), meta (the whole record).
+        (its name), config (the resolved config the file holds), meta (the whole record,
+        checked against the graph: ``metadata.py``), path.
     """
 
     def __init__(

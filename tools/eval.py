@@ -137,15 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     if task != "detection" and args.metric != "coco":
         raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
+    model = None
+    if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
+        model = visionkit.load(args.weights, config=cfg, report=print)
+        cfg = model.config
     dataset = val_dataset(cfg)
     if args.predictions:
         evaluation = evaluate_predictions(
             Path(args.predictions), dataset, args.metric, cfg.eval.coco_backend
         )
     else:
-        model = visionkit.load(args.weights, config=cfg)
         evaluation = evaluate_model(
-            model.model,
+            model.evaluation_model,
             model.device,
             cfg,
             dataset,

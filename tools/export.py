@@ -20,12 +20,15 @@ label map). The resolved config, class names, category ids and input format are 
 file's metadata. Dynamic batch; dynamic height and width for every model but YOLOv1. Fast R-CNN,
 SPPNet and R-CNN take the proposals as an input (batch index + xyxy in input pixels).
 
+The model is built from the config the checkpoint holds (--config: only for a bare state_dict,
+or for its data settings); a --config or override that changes a model.* setting is refused,
+except test-time ones (score and NMS thresholds, detection caps), which the graph then bakes in.
+
 examples:
-  python tools/export.py --config configs/yolo_v1_shapes.yaml \\
-      --weights runs/yolo_v1_shapes/best.pth --output yolo_v1_shapes.onnx
+  python tools/export.py --weights runs/yolo_v1_shapes/best.pth --output yolo_v1_shapes.onnx
   python tools/export.py --config configs/faster_rcnn_shapes.yaml --weights W --output m.onnx \\
       --input-dtype uint8 --opset 18
-  python tools/export.py --config C --weights W --output m.onnx model.roi_head.score_thresh=0.1
+  python tools/export.py --weights W --output m.onnx model.roi_head.score_thresh=0.1
 """
 
 
@@ -33,7 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="export.py", description=EXAMPLES, formatter_class=HelpFormatter
     )
-    p.add_argument("--config", required=True, help="YAML config file the model was trained with")
+    p.add_argument(
+        "--config",
+        help="YAML config file the model was trained with (default: the one the checkpoint "
+        "holds; needed for a bare state_dict)",
+    )
     p.add_argument("--weights", required=True, help="checkpoint (last.pth/best.pth)")
     p.add_argument("--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (16 or later)")
@@ -56,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, [*args.overrides, "train.device=cpu"])
+    overrides = [*args.overrides, "train.device=cpu"]
+    cfg = load_config(args.config, overrides) if args.config else None
     output = Path(args.output)
     from visionkit.engine.checkpoint import weights_inputs
 
@@ -66,22 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         suffixes={"--output": (".onnx",)},  # what visionkit.load recognizes as ONNX
     )
 
-    from visionkit.export import export_onnx
-    from visionkit.inference import load_predictor
+    import visionkit
 
-    predictor = load_predictor(cfg, args.weights)
-    export_onnx(
-        predictor.model,
-        cfg,
+    # the checkpoint is the truth about the model: a model.* change from it is refused
+    model = visionkit.load(
+        args.weights, config=cfg, overrides=None if cfg else overrides, report=print
+    )
+    model.export(
         output,
-        predictor.class_names,
-        predictor.cat_ids,
         opset=args.opset,
         input_dtype=args.input_dtype,
         dynamic_size=False if args.static_size else None,
     )
     size = output.stat().st_size / 2**20
-    print(f"exported {cfg.model.name} to {output} ({size:.1f} MiB, opset {args.opset})")
+    print(f"exported {model.config.model.name} to {output} ({size:.1f} MiB, opset {args.opset})")
     return 0
 
 

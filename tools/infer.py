@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         score_thresh=args.score_thresh,
         half=args.half,
         overrides=None if cfg else overrides,  # applied to the checkpoint's config
+        report=print,  # each setting that differs from the checkpoint's config
     )
     summary = run_inference(
         model.predictor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from visionkit.config.diff import changed_keys, flatten, show_changes
 from visionkit.config.loader import config_to_dict
 from visionkit.config.schema import Config
 from visionkit.errors import ConfigError
@@ -34,18 +35,6 @@ CHANGEABLE = {
 }
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def resume_changes(saved: dict[str, Any], cfg: Config, epochs_done: int, where: str) -> list[str]:
     """Check ``cfg`` (the config and overrides given now) against ``saved`` (the checkpoint's
     config, a plain dict) before a run resumes from ``where``.
@@ -58,14 +47,13 @@ def resume_changes(saved: dict[str, Any], cfg: Config, epochs_done: int, where: 
             above the ``epochs_done`` the run has finished.
     """
     old, new = flatten(saved), flatten(config_to_dict(cfg))
-    changed = [k for k in new if k in old and old[k] != new[k]]
+    changed = changed_keys(old, new)
     refused = [k for k in changed if k not in CHANGEABLE]
     if refused:
-        shown = "; ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in refused[:4])
-        more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
         raise ConfigError(
-            f"--resume continues {where} with its own config, but {shown}{more} differ; drop "
-            f"the change, or start a new run with another --output-dir"
+            f"--resume continues {where} with its own config, but "
+            f"{show_changes(old, new, refused)} differ; drop the change, or start a new run "
+            "with another --output-dir"
         )
     if cfg.train.epochs <= epochs_done:
         raise ConfigError(

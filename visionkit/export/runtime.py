@@ -12,7 +12,6 @@ the model's ``predict``); its ``sem_seg`` output is the label map in input pixel
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from visionkit.config.loader import config_from_dict
+from visionkit.config.schema import Config
 from visionkit.errors import CheckpointError
-from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
+from visionkit.export.metadata import read_metadata
 from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.preprocess import ImageBatch, Preprocessor
 from visionkit.models.proposers import GivenProposals
 
+# what config= and overrides may change in visionkit.load("model.onnx"): the rest is in the graph
+ONNX_ACCEPTS = (
+    "an ONNX file's model is fixed in its graph: it takes only score_thresh (load, predict, "
+    "--score-thresh), data.* and eval.* settings (evaluate) and train.device"
+)
+
 
 def read_session(
     path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
-) -> tuple[Any, dict[str, Any]]:
-    """An ``onnxruntime.InferenceSession`` of ``path`` and its visionkit metadata record; a
-    one-line CheckpointError for a missing, corrupt or foreign file."""
+) -> tuple[Any, dict[str, Any], Config]:
+    """An ``onnxruntime.InferenceSession`` of ``path``, its visionkit metadata record and the
+    config the record holds (``metadata.py``, checked against the graph); a one-line
+    CheckpointError for a missing, corrupt or foreign file or a record that does not fit it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -53,18 +59,7 @@ def read_session(
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable ONNX model ({first[:200]})") from None
-    record = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if record is None:
-        raise CheckpointError(
-            f"{path}: an ONNX model without visionkit metadata (export it with tools/export.py)"
-        )
-    meta = json.loads(record)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: visionkit ONNX format {meta.get('format_version')}; this version reads "
-            f"{FORMAT_VERSION}"
-        )
-    return session, meta
+    return (session, *read_metadata(session, path))
 
 
 class OnnxPredictor:
@@ -78,7 +73,8 @@ class OnnxPredictor:
 
     Attributes:
         task, class_names, cat_ids, score_thresh, device (``cpu``: where results are), model
-        (its name), config (the resolved config the file holds), meta (the whole record).
+        (its name), config (the resolved config the file holds), meta (the whole record,
+        checked against the graph: ``metadata.py``), path.
     """
 
     def __init__(
@@ -88,17 +84,16 @@ class OnnxPredictor:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
     ) -> None:
-        self.session, self.meta = read_session(path, providers, threads)
-        meta = self.meta
+        self.session, self.meta, self.config = read_session(path, providers, threads)
+        meta, self.path = self.meta, Path(path)
         self.task, self.model = meta["task"], meta["model"]
         self.class_names, self.cat_ids = list(meta["class_names"]), list(meta["cat_ids"])
         self.score_thresh, self.device = score_thresh, torch.device("cpu")
-        self.config = config_from_dict(meta["config"], where=str(path))
         p = meta["input"]
         self.uint8 = p["dtype"] == "uint8"
         self.preprocess = Preprocessor(
             p["resize"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), p["input_size"], p["min_size"],
-            p["max_size"], p["size_divisor"],
+            p["max_size"], p["size_divisor"], self.config.model.resize.rounding,
         )  # fmt: skip
         ss = self.config.model.selective_search
         self.proposals = GivenProposals(ss.mode, ss.max_proposals)
@@ -171,6 +166,13 @@ class OnnxPredictor:
         if self.task == "sem_seg":
             return self._label_maps(batch, outputs)
         out = {k: torch.from_numpy(v) for k, v in outputs.items()}
+        n = len(self.class_names)
+        bad = out["labels"][(out["labels"] < 0) | (out["labels"] >= n)]
+        if len(bad):  # metadata of fewer classes than the graph scores
+            raise CheckpointError(
+                f"{self.path}: its graph gives label {int(bad[0])}, but its metadata names {n} "
+                f"classes (labels 0..{n - 1})"
+            )
         results = []
         for i in range(len(images)):
             mine = (out["batch_index"] == i) & (out["scores"] >= self.score_thresh)

@@ -14,13 +14,14 @@ import contextlib
 import copy
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from visionkit.config import apply_overrides, load_config
+from visionkit.config.diff import trained_config_changes
 from visionkit.config.schema import Config, DatasetConfig
 from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.engine.device import place_model, select_device
@@ -33,6 +34,7 @@ from visionkit.inference.runner import predict_frames
 from visionkit.inference.sources import Skipped, Source, resolve_sources
 
 RUN_CHECKPOINTS = ("best.pth", "last.pth")  # a run folder's checkpoint, first found
+EVALUATE_TAKES = "evaluate takes data.* and eval.* settings; give model settings to visionkit.load"
 
 
 class VisionModel:
@@ -41,8 +43,9 @@ class VisionModel:
     Attributes:
         predictor: the batched predictor (``visionkit.inference.Predictor``, or the ONNX
             runtime's ``OnnxPredictor``) that ``predict`` runs.
-        config: the resolved :class:`~visionkit.config.Config` (an ONNX file's: the one it
-            holds, unless ``config=`` gave another).
+        config: the resolved :class:`~visionkit.config.Config`: the one the checkpoint or
+            ONNX file holds, with the data, evaluation and test-time settings ``load`` was
+            given.
     """
 
     def __init__(self, predictor: Any, config: Config | None) -> None:
@@ -67,6 +70,17 @@ class VisionModel:
     def model(self) -> Any:
         """The ``nn.Module`` (for an ONNX file, the runtime's model)."""
         return self.predictor.model
+
+    @property
+    def evaluation_model(self) -> Any:
+        """What an evaluation runs (``visionkit.inference.evaluation.evaluate_model``): the
+        ``nn.Module``, or an ONNX file's predictor with no threshold beyond its graph's own (as
+        the checkpoint's model is scored)."""
+        if isinstance(self.model, nn.Module):
+            return self.model
+        predictor = copy.copy(self.predictor)
+        predictor.score_thresh = 0.0
+        return predictor
 
     @property
     def device(self) -> Any:
@@ -160,7 +174,9 @@ class VisionModel:
                 (its ``data`` and ``eval`` sections), or a ``DatasetConfig`` (``data.val``).
             metric: ``coco`` (COCOeval's 12 numbers and per-class AP), ``voc07``, ``voc`` or
                 ``all``; segmentation models give mIoU, fwIoU, mACC, pACC and boundary IoU.
-            overrides: dotted overrides of the config evaluated (``data.val.num_images=50``).
+            overrides: dotted ``data.*`` and ``eval.*`` overrides of the config evaluated
+                (``data.val.num_images=50``); a ``model.*`` one is a ConfigError (the model is
+                built: give it to :func:`load`).
             progress: draw a progress bar.
 
         An ONNX file is evaluated through onnxruntime (its graph's own score threshold, as the
@@ -172,10 +188,6 @@ class VisionModel:
             ``{"sem_seg": {"mIoU": .., ...}, "speed": ..}`` for segmentation; in percent.
         """
         cfg = self.config
-        model = self.model
-        if not isinstance(model, nn.Module):  # an ONNX file: its graph's own score threshold
-            model = copy.copy(self.predictor)
-            model.score_thresh = 0.0
         if isinstance(data, DatasetConfig):
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=data))
         elif data is not None:
@@ -183,9 +195,11 @@ class VisionModel:
             cfg = dataclasses.replace(cfg, data=other.data, eval=other.eval)
         if overrides:
             cfg = apply_overrides(cfg, overrides, "config")
+            trained_config_changes(self.config, cfg, "evaluate", (), EVALUATE_TAKES)
         evaluation = evaluate_model(
-            model, self.device, cfg, val_dataset(cfg), metric, progress, self.cat_ids
-        )
+            self.evaluation_model, self.device, cfg, val_dataset(cfg), metric, progress,
+            self.cat_ids,
+        )  # fmt: skip
         return evaluation.metrics
 
     def export(self, path: str | Path, **kwargs: Any) -> Any:
@@ -214,6 +228,17 @@ def _onnx_providers(device: str | None) -> list[str] | None:
     return ["CPUExecutionProvider"]
 
 
+def _warn_config(line: str) -> None:
+    warnings.warn(f"config: {line}", stacklevel=3)
+
+
+def _given_config(config: str | Path | Config | None, overrides: list[str]) -> Config | None:
+    """``config=`` (a YAML file or a Config) with the overrides applied; None if not given."""
+    if isinstance(config, Config):
+        return apply_overrides(config, overrides, "config") if overrides else config
+    return load_config(config, overrides) if config is not None else None
+
+
 def _resolve_config(
     config: str | Path | Config | None,
     overrides: list[str],
@@ -221,21 +246,45 @@ def _resolve_config(
     ckpt: dict[str, Any],
     weights: Path,
 ) -> Config:
-    """The config to build: ``config`` if given, else the run folder's ``config.yaml``, else the
-    one the checkpoint holds; the overrides applied."""
-    if isinstance(config, Config):
-        return apply_overrides(config, overrides, "config") if overrides else config
-    if config is not None:
-        return load_config(config, overrides)
-    if run_yaml is not None:
-        return load_config(run_yaml, overrides)
+    """The config to build: ``config`` if given (checked against the checkpoint's by
+    ``load_predictor``), else the one the checkpoint holds, else (a bare state_dict) the run
+    folder's ``config.yaml``; the overrides applied."""
+    given = _given_config(config, overrides)
+    if given is not None:
+        return given
     stored = ckpt.get("config")
     if isinstance(stored, dict):
         return apply_overrides(stored, overrides, str(weights))
+    if run_yaml is not None:
+        return load_config(run_yaml, overrides)
     raise ConfigError(
         f"{weights} holds no config (a bare state_dict): give the YAML config it was trained "
         "with (config= / --config)"
     )
+
+
+def _load_onnx(
+    path: Path,
+    config: str | Path | Config | None,
+    overrides: list[str],
+    score_thresh: float,
+    device: str | None,
+    report: Callable[[str], None],
+) -> VisionModel:
+    """An exported file under onnxruntime: its model is fixed in its graph, so ``config`` and
+    ``overrides`` may change only what it can honour (``ONNX_ACCEPTS``)."""
+    from visionkit.export.runtime import ONNX_ACCEPTS, OnnxPredictor
+
+    predictor = OnnxPredictor(str(path), score_thresh, _onnx_providers(device))
+    stored = predictor.config
+    cfg = _given_config(config, overrides) or apply_overrides(stored, overrides, str(path))
+    for line in trained_config_changes(stored, cfg, str(path), (), ONNX_ACCEPTS):
+        report(line)
+    # a train.device given (config=, an override) runs it there
+    wanted = _onnx_providers(cfg.train.device) if cfg.train.device != stored.train.device else None
+    if wanted and wanted[0] not in predictor.session.get_providers():
+        predictor = OnnxPredictor(str(path), score_thresh, wanted)
+    return VisionModel(predictor, cfg)
 
 
 def _run_files(path: Path) -> tuple[Path, Path | None]:
@@ -258,36 +307,48 @@ def load(
     *,
     half: bool = False,
     overrides: list[str] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> VisionModel:
     """A trained model, ready to ``predict``, ``evaluate`` and ``export``.
 
+    The checkpoint is the truth about the model: it is built from the config the checkpoint
+    holds. ``config=`` and ``overrides`` may change its data and evaluation settings and the
+    model's test-time ones (``visionkit.config.diff.TEST_TIME_MODEL_KEYS``: score and NMS
+    thresholds, detection caps, test-time proposal counts); any other ``model.*`` key that
+    differs from the stored one is a ConfigError naming it. Each difference is reported.
+
     Args:
-        path: a training run's folder (its ``best.pth``, else ``last.pth``, built from its
-            ``config.yaml``); a checkpoint (its stored config, class names and category ids:
-            nothing else needed); a bare state_dict (``config=`` required; class names from
-            the config's ``data.val``); or an exported ``.onnx`` file (onnxruntime).
-        config: a YAML file or a ``Config`` to build the model from instead of the stored one.
+        path: a training run's folder (its ``best.pth``, else ``last.pth``; the checkpoint's
+            config, else its ``config.yaml``); a checkpoint (its stored config, class names and
+            category ids: nothing else needed); a bare state_dict (``config=`` required, and it
+            is then the truth; class names from the config's ``data.val``); or an exported
+            ``.onnx`` file (onnxruntime; its model is fixed in the graph: ``config=`` and
+            ``overrides`` may change only ``data.*``, ``eval.*`` and ``train.device``).
+        config: a YAML file or a ``Config``: the data and evaluation settings, and the model
+            settings of a bare state_dict.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; default: the
             config's ``train.device``.
         score_thresh: detections scoring below it are dropped (``predict`` may change it).
-        half: float16 inference (CUDA only).
+        half: float16 inference (CUDA only; not an ONNX file's).
         overrides: dotted config overrides (``model.yolo.nms_thresh=0.4``).
+        report: called with one line per setting that differs from the stored config
+            (``"data.val.num_images: 50 (best.pth's config: 8)"``); default: a warning each.
 
     Raises:
         CheckpointError, ConfigError: one line: a missing or foreign file, a bare state_dict
-            without ``config=``, a config that does not build the checkpoint's model.
+            without ``config=``, a ``model.*`` setting that differs from the checkpoint's.
     """
     score_thresh = check_score_thresh(score_thresh)
-    path = Path(path)
+    path, report = Path(path), report or _warn_config
     overrides = [*(overrides or []), *([f"train.device={device}"] if device is not None else [])]
     if path.suffix.lower() == ".onnx":
-        from visionkit.export.runtime import OnnxPredictor
-
-        predictor = OnnxPredictor(str(path), score_thresh, _onnx_providers(device))
-        cfg = predictor.config if config is None else config
-        cfg = _resolve_config(cfg, overrides, None, {}, path)
-        return VisionModel(predictor, cfg)
+        if half:
+            raise ConfigError(
+                f"{path}: half= / --half: an ONNX file runs in the precision it was exported in"
+            )
+        return _load_onnx(path, config, overrides, score_thresh, device, report)
     weights, run_yaml = _run_files(path)
     ckpt = load_checkpoint(weights)
     cfg = _resolve_config(config, overrides, run_yaml, ckpt, weights)
-    return VisionModel(load_predictor(cfg, str(weights), score_thresh, half, ckpt), cfg)
+    predictor = load_predictor(cfg, str(weights), score_thresh, half, ckpt, report)
+    return VisionModel(predictor, cfg)

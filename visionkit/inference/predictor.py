@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
-from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
+from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models import build_model, model_task
@@ -112,14 +113,32 @@ def load_predictor(
     score_thresh: float = 0.3,
     half: bool = False,
     ckpt: dict[str, Any] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> Predictor:
     """Build ``cfg.model``, load ``weights`` (a checkpoint of the trainer or a bare state_dict;
     ``ckpt``: its contents when already read with ``load_checkpoint``) and place it on
-    ``cfg.train.device`` (``auto``: CUDA when present)."""
+    ``cfg.train.device`` (``auto``: CUDA when present).
+
+    A checkpoint that holds its config (the trainer's) is the truth about the model: a ``cfg``
+    whose ``model.*`` differs from it (beyond the test-time keys of
+    ``visionkit.config.diff.TEST_TIME_MODEL_KEYS``) is a one-line ConfigError naming each key;
+    every allowed difference (test-time ``model.*``, ``data.*``, ``eval.*``) is one line passed
+    to ``report``. A bare state_dict holds none: ``cfg`` is then the truth.
+    """
+    ckpt = load_checkpoint(weights) if ckpt is None else ckpt
+    stored = ckpt.get("config")
+    changes = []
+    if isinstance(stored, dict):
+        hint = TEST_TIME_HINT
+        if checkpoint_classes(ckpt) not in (None, cfg.model.num_classes):
+            hint += f"; to fine-tune it on other classes, train with --init-from {weights}"
+        changes = trained_config_changes(stored, cfg, weights, hint=hint)
+    if report is not None:
+        for line in changes:
+            report(line)
     device = select_device(cfg.train.device)
     task = model_task(cfg.model.name)
     model = build_model(cfg.model)
-    ckpt = load_checkpoint(weights) if ckpt is None else ckpt
     load_model_weights(model, ckpt, cfg.model.name, weights, cfg.model.num_classes)
     names, cat_ids = class_metadata(ckpt, cfg, task)
     model = place_model(model, device, cfg.train.channels_last)

@@ -45,12 +45,12 @@ EXIT_CODES = {0, 1, 2, 3}
 TEMP_NAME = re.compile(r"(\.tmp$|\.tmp\.|\.part$|\.partial$|~$|^\.~)")
 
 
-def fuzz_settings(examples: int | None = None) -> settings:
-    """Hypothesis settings of a fuzz target: ``examples`` (default: ``EXAMPLES``) examples,
+def fuzz_settings(share: float = 1.0) -> settings:
+    """Hypothesis settings of a fuzz target: ``share`` x ``EXAMPLES`` examples (at least one),
     no deadline (a bound is enforced per example by the driver), no database, derandomized
     unless VISIONKIT_FUZZ_EXAMPLES is set."""
     return settings(
-        max_examples=examples or EXAMPLES,
+        max_examples=max(1, round(EXAMPLES * share)),
         derandomize=EXAMPLES_ENV is None,
         deadline=None,
         database=None,
@@ -275,9 +275,9 @@ def check(
         problems.append(f"exit code {outcome.code}")
     if "Traceback (most recent call last)" in outcome.stderr:
         problems.append("a traceback on stderr")
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = sorted(k for k in before if before[k] != after.get(k))  # new files may appear
     if changed:
-        problems.append(f"inputs changed: {changed[:5]}")
+        problems.append(f"inputs changed or removed: {changed[:5]}")
     for folder in c.outputs:
         problems += half_written(folder, out_before)
     if outcome.seconds > BOUND_S:

@@ -10,9 +10,10 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import yaml
 from fuzz_assets import session_assets
 from fuzz_strategies import config_edits, fractions, overrides, render_config, text_attacks
-from fuzz_support import Case, case, check, fuzz_settings, run_tool
+from fuzz_support import Case, case, check, fuzz_settings, refused, run_tool
 from hypothesis import example, given
 
 from visionkit.engine.trainer import Trainer
@@ -62,13 +63,13 @@ def tool_argv(tool: str, config: Path, c: Case, assets) -> tuple[str, list]:
     return tool.removesuffix("_predictions"), ["--config", config, *args]
 
 
-def run_config(base, assets, tool, config_bytes, extra, detail):
+def run_config(base, assets, tool, config_bytes, extra, detail, expect=None):
     with case(base, assets) as c:
         config = c.inp / "config.yaml"
         config.write_bytes(config_bytes)
         script, argv = tool_argv(tool, config, c, assets)
         with mock.patch.object(Trainer, "train", lambda self: {}):  # stop before any epoch
-            check(c, lambda: run_tool(script, [*argv, *extra], c.root), detail=detail)
+            check(c, lambda: run_tool(script, [*argv, *extra], c.root), expect, detail)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -107,6 +108,33 @@ def test_hostile_config(base, assets, tool, edits, attack, where, extra):
 @example(extra=["data.batch_size=0"])
 @example(extra=["model.yolo.grid_size=0"])
 @example(extra=["train.lr=nan"])
+@example(extra=["model.yolo.grid_size=3"])
 def test_hostile_overrides(base, assets, tool, extra):
     data = assets.config.read_bytes()
-    run_config(base, assets, tool, data, extra, f"overrides {extra!r} on the tiny valid config")
+    # the checkpoint is the truth: a model.* value unlike the stored one is refused
+    expect = refused if tool in ("eval", "export") and changes_model(extra, assets) else None
+    detail = f"overrides {extra!r} on the tiny valid config"
+    run_config(base, assets, tool, data, extra, detail, expect)
+
+
+INFERENCE_KEYS = ("score_thresh", "nms_thresh", "max_detections", "pretrained", "init_weights")
+
+
+def changes_model(extra: list[str], assets) -> bool:
+    """An override sets a model.* key (not an inference setting) to a value unlike the
+    checkpoint's config (which is the tiny config itself)."""
+    for item in extra:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key.startswith("model.") or key.endswith(INFERENCE_KEYS):
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = assets.config_dict
+        for part in key.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is KeyError or value != node:
+            return True
+    return False

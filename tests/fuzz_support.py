@@ -82,7 +82,7 @@ class Outcome:
 
 @contextlib.contextmanager
 def bounded(seconds: float = BOUND_S) -> Iterator[None]:
-    """Raise :class:`Hang` after ``seconds`` (SIGALRM); a hard exit with every thread's
+    """Raise :class:`Hang` after ``seconds`` (SIGALRM), and every second after; a hard exit with every thread's
     traceback after 3x that (a hang in C code that never returns to Python); the address space
     limited to the current one plus ``MEMORY_HEADROOM`` (a memory bomb raises instead of taking
     the machine)."""
@@ -91,7 +91,8 @@ def bounded(seconds: float = BOUND_S) -> Iterator[None]:
         raise Hang(f"still running after {seconds:.0f} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # again every second: library code may swallow one (a finalizer's exceptions are ignored)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     faulthandler.dump_traceback_later(3 * seconds + 30, exit=True, file=sys.__stderr__)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     pages = int(Path("/proc/self/statm").read_text().split()[0])
@@ -102,10 +103,10 @@ def bounded(seconds: float = BOUND_S) -> Iterator[None]:
     try:
         yield
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-        faulthandler.cancel_dump_traceback_later()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @contextlib.contextmanager

@@ -147,8 +147,18 @@ def invoke(what: str, call: Callable[[], Any], cwd: Path, bound: float = BOUND_S
             print(f"error: {one_line(e)}", file=sys.stderr)
             code = e.exit_code
         except (Exception, Hang) as e:  # noqa: BLE001 - every other exception is the finding
-            error = "".join(traceback.format_exception(e)[-12:])
+            error = short_traceback(e)
     return Outcome(what, code, out.getvalue(), err.getvalue(), time.monotonic() - t0, error)
+
+
+def short_traceback(error: BaseException) -> str:
+    """The traceback's frames in this repository (the tools, visionkit) and the exception."""
+    frames = [
+        f"  {f.filename}:{f.lineno} in {f.name}: {f.line}"
+        for f in traceback.extract_tb(error.__traceback__)
+        if "/visionkit/" in f.filename or "/tools/" in f.filename
+    ]
+    return "\n".join([*frames[-6:], *traceback.format_exception_only(error)]).rstrip()
 
 
 def run_tool(tool: str, argv: Sequence[str], cwd: Path, bound: float = BOUND_S) -> Outcome:

@@ -110,6 +110,20 @@ def bounded(seconds: float = BOUND_S) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def disk_full_after(nbytes: int) -> Iterator[None]:
+    """Every file this process writes stops growing at ``nbytes``: a write beyond fails with
+    ``OSError(EFBIG)`` as on a full disk (RLIMIT_FSIZE, its SIGXFSZ ignored)."""
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+@contextlib.contextmanager
 def captured(cwd: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """stdout and stderr captured, Python warnings shown as ``run_cli`` shows them, ``cwd`` the
     working folder; all restored after."""
@@ -225,6 +239,14 @@ def unparsable(path: Path) -> str | None:
             import yaml
 
             yaml.safe_load(path.read_text())
+        elif suffix == ".pth":
+            import torch
+
+            torch.load(path, weights_only=True)
+        elif suffix == ".onnx":
+            import onnx
+
+            onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - whatever the parser says
         return f"not a whole {suffix} file ({type(e).__name__})"
     return None

@@ -13,7 +13,16 @@ from unittest import mock
 import pytest
 from fuzz_assets import session_assets
 from fuzz_strategies import ODD_TEXT, overrides
-from fuzz_support import Case, case, check, fuzz_settings, invoke, refused, run_tool
+from fuzz_support import (
+    Case,
+    case,
+    check,
+    disk_full_after,
+    fuzz_settings,
+    invoke,
+    refused,
+    run_tool,
+)
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -115,6 +124,39 @@ def test_output_never_writes_over_an_input(base, assets, combo, how):
         expect = None if role == "parent" else refused  # beside the inputs: allowed
         with mock.patch.object(Trainer, "train", lambda self: {}):
             check(c, lambda: run_tool(script, argv, c.root), expect, f"{flag} {target} = {role}")
+
+
+WRITERS = {
+    "eval": ["--config", "{config}", "--weights", "{weights}", "--no-progress", "--out",
+             "{out}/m.json", "--save-predictions", "{out}/p.json", "--plots", "{out}/plots"],
+    "export": ["--config", "{config}", "--weights", "{weights}", "--output", "{out}/m.onnx"],
+    "summary": ["--config", "{config}", "--json", "{out}/s.json"],
+    "infer": ["--weights", "{weights}", "--source", "{photos}", "--output", "{out}/infer",
+              "--no-progress"],
+    "browse_dataset": ["--config", "{config}", "--num", "2", "--output", "{out}/browse"],
+    "visualize": ["--config", "{config}", "--image", "{photo}", "--output", "{out}/vis"],
+    "plot_logs": ["{run}", "--output", "{out}/curves.png"],
+    "compare": ["{run}", "--output", "{out}/compare.png"],
+    "convert_checkpoint": ["{weights}", "{out}/safe.pth"],
+    "train": ["--config", "{config}", "--no-progress", "--output-dir", "{out}/run"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("tool", list(WRITERS))
+@fuzz_settings(0.5)
+@given(nbytes=st.sampled_from([0, 1, 100, 3000, 20_000, 200_000]))
+@example(nbytes=100)
+def test_full_disk_leaves_no_half_written_file(base, assets, tool, nbytes):
+    with case(base, assets) as c:
+        roles = inputs(c, assets) | {"out": c.out}
+        argv = [a.format(**roles) for a in WRITERS[tool]]
+
+        def run():
+            with disk_full_after(nbytes):  # only the tool's own writes
+                return run_tool(tool, argv, c.root)
+
+        with mock.patch.object(Trainer, "train", lambda self: {}):
+            check(c, run, None, f"every file stops at {nbytes} bytes (a full disk)")
 
 
 API_CALLS = ["load", "evaluate", "predict"]

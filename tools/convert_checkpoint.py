@@ -37,6 +37,10 @@ def plain(value: Any, where: str) -> Any:
     if isinstance(value, bool | int | float | str | bytes):
         return value
     if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufc":
+            raise CheckpointError(
+                f"{where} is a NumPy array of {value.dtype}: a checkpoint holds numbers only"
+            )
         return torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
     if isinstance(value, dict):
         return {k: plain(v, f"{where}.{k}") for k, v in value.items()}

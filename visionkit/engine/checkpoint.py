@@ -18,6 +18,7 @@ local file; either becomes a checkpoint of the visionkit model that
 
 from __future__ import annotations
 
+import errno
 import pickle
 import random
 from collections.abc import Mapping
@@ -44,7 +45,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     to the disk before the rename): a crash, a kill or a full disk during the write leaves the
     previous file at ``path`` untouched; a failure is a one-line error."""
     with atomic_path(path, fsync=True) as tmp, tmp.open("wb") as f:
-        torch.save(state, f)  # through Python's file: a full disk is an OSError, not torch's
+        try:
+            torch.save(state, f)  # through Python's file: a full disk is mostly an OSError ...
+        except RuntimeError as e:  # ... but a short write is torch's "unexpected pos"
+            raise OSError(
+                errno.EIO, f"the write stopped short ({str(e).strip().splitlines()[0]})"
+            ) from None
 
 
 def weights_inputs(spec: str | Path | None) -> list[Path]:

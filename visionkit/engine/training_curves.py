@@ -24,6 +24,7 @@ from typing import Any
 
 from visionkit.errors import DataError
 from visionkit.evaluation.plots import pyplot, save_figure, write_evaluation_plots
+from visionkit.io.atomic import atomic_path
 
 PER_CLASS = ("AP-", "IoU-", "ACC-")
 MAX_PANELS = 24  # 6 rows of 4: every quantity of the trainer's runs (5 losses, lr, 12 COCO numbers)
@@ -129,8 +130,7 @@ def write_curves_csv(
 ) -> Path:
     """Every point of every quantity of every run (drawn or not), one row each: ``run``,
     ``quantity``, ``x``, ``x_unit`` (``epoch`` or ``iteration``), ``value``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "quantity", "x", "x_unit", "value"])
         for name, (c, unit) in per_run.items():

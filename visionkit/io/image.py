@@ -33,7 +33,10 @@ def _decode(data: bytes, name: str, orientation: bool) -> np.ndarray:
     if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in data:
         raise UnreadableImageError(f"cannot read image {name}: truncated JPEG", where)
     flags = cv2.IMREAD_COLOR | (0 if orientation else cv2.IMREAD_IGNORE_ORIENTATION)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:  # e.g. a header announcing more pixels than OpenCV's decoding limit
+        img = None
     if img is None:
         raise UnreadableImageError(f"cannot read image {name}: corrupt or not an image", where)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, shown
 
 PathLike = str | Path
 Inputs = Mapping[str, PathLike | Iterable[PathLike] | None]
@@ -77,7 +77,11 @@ def _paths(value: PathLike | Iterable[PathLike] | None) -> list[PathLike]:
 
 
 def _resolved(path: Path) -> Path:
-    return Path(path).resolve()
+    """``path`` resolved; a name no file system takes (a NUL byte, too long) is a ConfigError."""
+    try:
+        return Path(path).resolve()
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{shown(str(path))} is not a usable path: {e}") from None
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -1,0 +1,397 @@
+"""The one reader of every structured file: YAML configs, JSON (COCO instances, prediction files,
+ONNX metadata), JSONL (``metrics.jsonl``) and XML (Pascal VOC annotations).
+
+Whatever a file holds, the reader returns plain Python values or raises the caller's
+:class:`~visionkit.errors.VisionkitError` subclass with one line naming the file and the
+position: text that is not UTF-8 (or is UTF-16), a file beyond a size limit, nesting deeper than
+:data:`MAX_DEPTH`, an integer of more than :data:`MAX_INT_DIGITS` digits, NaN or an infinite
+number, a syntax error (line and column), YAML aliases that refer to themselves or expand beyond
+:data:`MAX_YAML_NODES` (checked on the node graph, before anything is expanded), XML entity
+declarations (entity bombs, external entities). What the values mean (ranges of ids, boxes
+within their image) is checked by the readers of each format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+from xml.parsers import expat
+
+import yaml
+
+from visionkit.errors import ConfigError, DataError, VisionkitError
+
+# Data files (COCO's train2017 instances: 450 MB, LVIS's: 1.1 GB) are read whole; beyond this a
+# file is not one of them.
+MAX_TEXT_BYTES = 4 << 30
+# A YAML config is a few KB; this is far beyond any, and bounds the pure-Python YAML scanner.
+MAX_YAML_BYTES = 1 << 20
+# Nesting of lists/mappings (XML: elements). The formats read need 6 at most (a COCO polygon);
+# the limit keeps every recursive consumer (config merging, repr in messages) far from Python's.
+MAX_DEPTH = 64
+# Digits of an integer literal (int64 ids need 19); Python refuses 4,300 and converts long ones in
+# quadratic time.
+MAX_INT_DIGITS = 100
+# Nodes a YAML document may expand to, its aliases followed (a config has a few hundred): an
+# alias bomb (9 levels of 9 aliases: 387 million) is refused before it is expanded.
+MAX_YAML_NODES = 100_000
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a UTF-16 pair
+
+
+def read_bytes(
+    path: str | Path, *, error: type[VisionkitError] = DataError, max_bytes: int = MAX_TEXT_BYTES
+) -> bytes:
+    """The bytes of ``path``, at most ``max_bytes`` of them (a larger file is refused before it
+    is read; a pipe or device is read up to the limit).
+
+    Raises:
+        error: unreadable (missing, a folder, no permission) or too large.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: larger than the {max_bytes:,} bytes read from such a file")
+    return data
+
+
+def decode_text(data: bytes, where: str, *, error: type[VisionkitError] = DataError) -> str:
+    """``data`` as strict UTF-8 text (a UTF-8 byte-order mark dropped).
+
+    Raises:
+        error: UTF-16 text, NUL bytes, or bytes that are not UTF-8, naming the byte offset.
+    """
+    if data.startswith(_UTF16_BOMS):
+        raise error(f"{where}: UTF-16 text; save it as UTF-8")
+    data = data.removeprefix(_UTF8_BOM)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise error(f"{where}: a NUL byte at byte {nul} (UTF-16 or binary?); give UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{where}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def read_text(
+    path: str | Path, *, error: type[VisionkitError] = DataError, max_bytes: int = MAX_TEXT_BYTES
+) -> str:
+    """The UTF-8 text of ``path`` (:func:`read_bytes`, :func:`decode_text`)."""
+    return decode_text(read_bytes(path, error=error, max_bytes=max_bytes), str(path), error=error)
+
+
+class _Refused:
+    """A JSON literal the parser hooks refused (NaN, Infinity, a too long integer)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+def _refuse_long_int(token: str) -> int | _Refused:
+    return _Refused(token) if len(token.lstrip("-")) > MAX_INT_DIGITS else int(token)
+
+
+def loads_json(text: str, where: str, *, error: type[VisionkitError] = DataError) -> Any:
+    """The value of one JSON document ``text`` (``where`` names it in messages).
+
+    Raises:
+        error: a syntax error (line and column); nesting deeper than :data:`MAX_DEPTH`; NaN,
+            Infinity or a number that overflows to it; an integer longer than
+            :data:`MAX_INT_DIGITS` digits (each naming the path to the value, ``[3].bbox[0]``).
+    """
+    try:
+        value = json.loads(text, parse_int=_refuse_long_int, parse_constant=_Refused)
+    except json.JSONDecodeError as e:
+        raise error(
+            f"{where}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+    except RecursionError:
+        raise error(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+    bad = _first_problem(value)
+    if bad is None and _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(value)
+    if bad is not None:
+        raise error(f"{where}: {bad[1]} at {_short(bad[0])}")
+    return value
+
+
+def _short(path: str) -> str:
+    """A value's path for a message: ``the top level`` or at most 60 characters of it."""
+    return "the top level" if not path else path if len(path) <= 60 else path[:57] + "..."
+
+
+def _is_bad_number(v: Any) -> bool:
+    return type(v) is _Refused or (type(v) is float and not math.isfinite(v))
+
+
+def _first_problem(value: Any) -> tuple[str, str] | None:
+    """``(path, problem)`` of a parsed JSON value nested too deep or holding a refused literal or
+    a non-finite float, or None. Iterative: a cheap pass, and a second one naming the path."""
+    if _is_bad_number(value):
+        return "", _number_problem(value)
+    if type(value) is not dict and type(value) is not list:
+        return None
+    stack, bad = [(value, 1)], False
+    while stack and not bad:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            bad = True
+            break
+        for v in node.values() if type(node) is dict else node:
+            if type(v) is dict or type(v) is list:
+                stack.append((v, depth + 1))
+            elif _is_bad_number(v):
+                bad = True
+                break
+    if not bad:
+        return None
+    paths: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while paths:
+        node, path, depth = paths.pop()
+        if depth > MAX_DEPTH:
+            return path, f"nested deeper than {MAX_DEPTH} levels"
+        items = node.items() if type(node) is dict else enumerate(node)
+        for k, v in items:
+            sub = f"{path}.{k}" if type(node) is dict else f"{path}[{k}]"
+            if type(v) is dict or type(v) is list:
+                paths.append((v, sub, depth + 1))
+            elif _is_bad_number(v):
+                return sub.lstrip("."), _number_problem(v)
+    raise AssertionError("unreachable: the first pass found a problem")
+
+
+def _lone_surrogate(value: Any) -> tuple[str, str] | None:
+    """``(path, problem)`` of the first string (or mapping key) holding half of a UTF-16
+    surrogate pair (``"\\ud800"``: text no file or terminal can take), or None."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return path.lstrip("."), "half of a UTF-16 surrogate pair (not text)"
+        elif isinstance(node, dict):
+            stack.extend((k, f"{path}.{k!r}") for k in node)
+            stack.extend((v, f"{path}.{k}") for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+    return None
+
+
+def _number_problem(v: Any) -> str:
+    if type(v) is float:
+        return f"the number {v} (beyond a double's range)"
+    if v.token.lstrip("-").isdigit():
+        return f"an integer of {len(v.token.lstrip('-'))} digits (at most {MAX_INT_DIGITS})"
+    return f"{v.token}, which is not a number JSON allows"
+
+
+def read_json(
+    path: str | Path, *, error: type[VisionkitError] = DataError, max_bytes: int = MAX_TEXT_BYTES
+) -> Any:
+    """The JSON value in ``path`` (:func:`read_text`, :func:`loads_json`)."""
+    return loads_json(read_text(path, error=error, max_bytes=max_bytes), str(path), error=error)
+
+
+def read_jsonl(path: str | Path, *, error: type[VisionkitError] = DataError) -> list[Any]:
+    """The values of a JSON Lines file, one per non-blank line (:func:`loads_json`).
+
+    A torn or garbage last line (a writer killed mid-line) is skipped with a warning.
+
+    Raises:
+        error: an unreadable line before the last (``<file>:<line>: ...``), an unreadable file.
+    """
+    lines = read_bytes(path, error=error).split(b"\n")
+    numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+    values = []
+    for i, line in numbered:
+        where = f"{path}:{i}"
+        try:
+            values.append(loads_json(decode_text(line, where, error=error), where, error=error))
+        except VisionkitError as e:
+            if i != numbered[-1][0]:
+                raise
+            warnings.warn(f"skipped a torn last line: {e}", stacklevel=2)
+    return values
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loading, with integers bounded (:data:`MAX_INT_DIGITS`) and a value that
+    cannot be converted (a timestamp of month 13) reported at its node, as every YAML error."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value ({e})", node.start_mark
+            ) from None
+
+    def construct_bounded_int(self, node: yaml.ScalarNode) -> int:
+        digits = len(str(node.value).lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {digits} digits (at most {MAX_INT_DIGITS})",
+                node.start_mark,
+            )  # fmt: skip
+        return self.construct_yaml_int(node)
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:int", _SafeLoader.construct_bounded_int)
+
+
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_message(e: yaml.YAMLError) -> str:
+    """``at <position>: <problem>`` of a YAML error, on one line."""
+    if isinstance(e, yaml.reader.ReaderError):
+        return f"at character {e.position}: character {e.character:#x} is not allowed"
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or e.context or "unreadable"
+        return f"at {_at(mark)}: {problem}" if mark else f"({problem})"
+    return f"({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_yaml_graph(root: yaml.Node, where: str, error: type[VisionkitError]) -> None:
+    """Refuse a composed document whose aliases refer to a node holding them, that expands to
+    more than :data:`MAX_YAML_NODES` nodes or nests deeper than :data:`MAX_DEPTH` once its
+    aliases are followed. Iterative, each node visited once (an alias is the node it names)."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the nodes whose expansion the walk is inside
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key, kids = id(node), _yaml_children(node)
+        if done:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            if size[key] > MAX_YAML_NODES:
+                raise error(
+                    f"{where}: the value at {_at(node.start_mark)} expands to more than "
+                    f"{MAX_YAML_NODES:,} values (an alias bomb?)"
+                )
+            continue
+        if key in open_nodes:
+            raise error(f"{where}: the alias at {_at(node.start_mark)} contains itself")
+        if depth + height.get(key, 1) - 1 > MAX_DEPTH:
+            raise error(f"{where}: nested deeper than {MAX_DEPTH} levels at {_at(node.start_mark)}")
+        if key in size:
+            continue
+        open_nodes.add(key)
+        stack.append((node, depth, True))
+        stack.extend((k, depth + 1, False) for k in kids)
+
+
+def loads_yaml(text: str, where: str, *, error: type[VisionkitError] = ConfigError) -> Any:
+    """The value of one YAML document ``text`` (safe loading: plain data, no objects).
+
+    Raises:
+        error: a syntax error (line and column), more than :data:`MAX_YAML_BYTES`, aliases
+            that refer to themselves or expand to more than :data:`MAX_YAML_NODES` values or
+            deeper than :data:`MAX_DEPTH` (checked before anything is expanded), an integer
+            longer than :data:`MAX_INT_DIGITS` digits, text that is not UTF-8.
+    """
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{where}: longer than the {MAX_YAML_BYTES:,} characters a YAML file may hold")
+    loader = None
+    try:
+        loader = _SafeLoader(text)  # its reader refuses control characters at once
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_graph(node, where, error)
+        value = loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise error(f"{where}: not valid YAML {_yaml_message(e)}") from None
+    except RecursionError:
+        raise error(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    bad = _lone_surrogate(value)
+    if bad is not None:
+        raise error(f"{where}: {bad[1]} at {_short(bad[0])}")
+    return value
+
+
+def read_yaml(path: str | Path, *, error: type[VisionkitError] = ConfigError) -> Any:
+    """The YAML value in ``path`` (:func:`read_text` capped at :data:`MAX_YAML_BYTES`,
+    :func:`loads_yaml`)."""
+    text = read_text(path, error=error, max_bytes=MAX_YAML_BYTES)
+    return loads_yaml(text, str(path), error=error)
+
+
+class _XMLRefused(Exception):
+    """An XML construct refused while parsing (raised from an expat handler)."""
+
+
+def _refuse_entity(*args: Any) -> None:
+    raise _XMLRefused("an entity declaration (entity bombs and external entities are refused)")
+
+
+def read_xml(path: str | Path, *, error: type[VisionkitError] = DataError) -> ET.Element:
+    """The root element of the XML file ``path``, parsed by expat into an ElementTree; no
+    entity may be declared (no entity bomb, no external entity is ever expanded) and elements
+    nest at most :data:`MAX_DEPTH` deep. The encoding is the file's own declaration's (UTF-8 by
+    default).
+
+    Raises:
+        error: unreadable or too large, not well-formed XML, an entity declaration, too deep
+            (line and column).
+    """
+    data = read_bytes(path, error=error)
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate()
+    depth = 0
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _XMLRefused(f"elements nested deeper than {MAX_DEPTH} levels")
+        builder.start(tag, attrs)
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        depth -= 1
+        builder.end(tag)
+
+    parser.buffer_text = True
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler = builder.data
+    parser.EntityDeclHandler = parser.UnparsedEntityDeclHandler = _refuse_entity
+    parser.ExternalEntityRefHandler = _refuse_entity
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as e:
+        problem = expat.ErrorString(e.code)
+        raise error(
+            f"{path}: not valid XML at line {e.lineno}, column {e.offset + 1}: {problem}"
+        ) from None
+    except _XMLRefused as e:
+        position = f"line {parser.CurrentLineNumber}, column {parser.CurrentColumnNumber + 1}"
+        raise error(f"{path}: {e} at {position}") from None
+    return builder.close()

@@ -12,7 +12,6 @@ the model's ``predict``); its ``sem_seg`` output is the label map in input pixel
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch import Tensor
 from visionkit.config.loader import config_from_dict
 from visionkit.errors import CheckpointError
 from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
+from visionkit.io.structured import loads_json
 from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.preprocess import ImageBatch, Preprocessor
 from visionkit.models.proposers import GivenProposals
@@ -58,7 +58,7 @@ def read_session(
         raise CheckpointError(
             f"{path}: an ONNX model without visionkit metadata (export it with tools/export.py)"
         )
-    meta = json.loads(record)
+    meta = loads_json(record, f"{path}: visionkit metadata", error=CheckpointError)
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: visionkit ONNX format {meta.get('format_version')}; this version reads "

@@ -17,6 +17,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -205,13 +206,20 @@ def read_json(
     return loads_json(read_text(path, error=error, max_bytes=max_bytes), str(path), error=error)
 
 
-def read_jsonl(path: str | Path, *, error: type[VisionkitError] = DataError) -> list[Any]:
-    """The values of a JSON Lines file, one per non-blank line (:func:`loads_json`).
+def read_jsonl(
+    path: str | Path,
+    *,
+    error: type[VisionkitError] = DataError,
+    check: Callable[[Any], str | None] | None = None,
+) -> list[Any]:
+    """The values of a JSON Lines file, one per non-blank line (:func:`loads_json`); ``check``
+    says what is wrong with a value that parsed (None: nothing).
 
     A torn or garbage last line (a writer killed mid-line) is skipped with a warning.
 
     Raises:
-        error: an unreadable line before the last (``<file>:<line>: ...``), an unreadable file.
+        error: an unreadable or refused line before the last (``<file>:<line>: ...``), an
+            unreadable file.
     """
     lines = read_bytes(path, error=error).split(b"\n")
     numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
@@ -219,11 +227,16 @@ def read_jsonl(path: str | Path, *, error: type[VisionkitError] = DataError) -> 
     for i, line in numbered:
         where = f"{path}:{i}"
         try:
-            values.append(loads_json(decode_text(line, where, error=error), where, error=error))
+            value = loads_json(decode_text(line, where, error=error), where, error=error)
+            problem = check(value) if check is not None else None
+            if problem:
+                raise error(f"{where}: {problem}")
         except VisionkitError as e:
             if i != numbered[-1][0]:
                 raise
             warnings.warn(f"skipped a torn last line: {e}", stacklevel=2)
+            continue
+        values.append(value)
     return values
 
 

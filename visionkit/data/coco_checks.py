@@ -120,10 +120,10 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
     check_class_names([c["name"] for c in cats], f"{where}: categories")
     cat_ids, image_ids, sizes = seen, set(), {}
     for k, im in enumerate(images):
-        if not isinstance(im, dict) or not is_id(im.get("id")):
-            raise DataError(
-                f"{where}: images[{k}]: 'id' must be an int64 integer, got {_get(im, 'id')}"
-            )
+        if not isinstance(im, dict) or not is_int(im.get("id")):
+            raise DataError(f"{where}: images[{k}]: 'id' must be an integer, got {_get(im, 'id')}")
+        if not is_id(im["id"]):
+            raise DataError(f"{where}: images[{k}]: 'id' {im['id']} is beyond int64")
         what = f"{where}: images[{k}] (id {im['id']})"
         if im["id"] in image_ids:
             raise DataError(f"{what}: the id appears twice; each image needs its own")

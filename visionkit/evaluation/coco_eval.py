@@ -87,8 +87,10 @@ def check_coco_results(
         if problem:
             raise DataError(f"{where}: record {k}: bbox {r['bbox']!r} {problem}")
         score = r["score"]
-        if not is_finite_number(score) or not 0 <= score <= 1:
-            raise DataError(f"{where}: record {k}: score {score!r} is not a number in [0, 1]")
+        if not is_finite_number(score):
+            raise DataError(f"{where}: record {k}: score {score!r} is not a finite number")
+        if not 0 <= score <= 1:
+            raise DataError(f"{where}: record {k}: score {score!r} is outside [0, 1]")
 
 
 def from_coco_results(

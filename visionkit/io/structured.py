@@ -123,7 +123,7 @@ def loads_json(text: str, where: str, *, error: type[VisionkitError] = DataError
     if bad is None and _SURROGATE_ESCAPE.search(text):
         bad = _lone_surrogate(value)
     if bad is not None:
-        raise error(f"{where}: {bad[1]} at {_short(bad[0])}")
+        raise error(f"{where}: at {_short(bad[0])}: {bad[1]}")
     return value
 
 
@@ -157,18 +157,30 @@ def _first_problem(value: Any) -> tuple[str, str] | None:
                 break
     if not bad:
         return None
-    paths: list[tuple[Any, str, int]] = [(value, "", 1)]
-    while paths:
-        node, path, depth = paths.pop()
-        if depth > MAX_DEPTH:
-            return path, f"nested deeper than {MAX_DEPTH} levels"
-        items = node.items() if type(node) is dict else enumerate(node)
+    return _path_to_problem(value)
+
+
+def _items(node: Any) -> Any:
+    return iter(node.items()) if type(node) is dict else enumerate(node)
+
+
+def _path_to_problem(value: dict | list) -> tuple[str, str]:
+    """:func:`_first_problem`'s second pass: a depth-first walk in the document's order that
+    names the path (``[3].bbox[0]``) of the first problem."""
+    stack: list[tuple[str, Any]] = [("", _items(value))]
+    while stack:
+        path, items = stack[-1]
         for k, v in items:
-            sub = f"{path}.{k}" if type(node) is dict else f"{path}[{k}]"
+            sub = f"{path}.{k}" if type(k) is str else f"{path}[{k}]"
             if type(v) is dict or type(v) is list:
-                paths.append((v, sub, depth + 1))
-            elif _is_bad_number(v):
+                if len(stack) + 1 > MAX_DEPTH:
+                    return sub.lstrip("."), f"nested deeper than {MAX_DEPTH} levels"
+                stack.append((sub, _items(v)))
+                break
+            if _is_bad_number(v):
                 return sub.lstrip("."), _number_problem(v)
+        else:
+            stack.pop()
     raise AssertionError("unreachable: the first pass found a problem")
 
 
@@ -193,10 +205,10 @@ def _lone_surrogate(value: Any) -> tuple[str, str] | None:
 
 def _number_problem(v: Any) -> str:
     if type(v) is float:
-        return f"the number {v} (beyond a double's range)"
+        return "a number beyond a double's range"
     if v.token.lstrip("-").isdigit():
         return f"an integer of {len(v.token.lstrip('-'))} digits (at most {MAX_INT_DIGITS})"
-    return f"{v.token}, which is not a number JSON allows"
+    return f"{v.token} is not a JSON number"
 
 
 def read_json(
@@ -346,7 +358,7 @@ def loads_yaml(text: str, where: str, *, error: type[VisionkitError] = ConfigErr
             loader.dispose()
     bad = _lone_surrogate(value)
     if bad is not None:
-        raise error(f"{where}: {bad[1]} at {_short(bad[0])}")
+        raise error(f"{where}: at {_short(bad[0])}: {bad[1]}")
     return value
 
 

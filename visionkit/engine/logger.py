@@ -46,7 +46,7 @@ class MetricsLogger:
         for raw in self.path.read_bytes().splitlines():
             try:
                 line = decode_text(raw, str(self.path))
-                record = loads_json(line, str(self.path))
+                record = loads_json(line, str(self.path), allow_nan=True)
                 step = int(record["iter"])
             except (DataError, ValueError, KeyError, TypeError):
                 continue

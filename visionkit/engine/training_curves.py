@@ -34,7 +34,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{path} does not exist: give a run folder or its metrics.jsonl")
     if path.is_dir():
         path = path / "metrics.jsonl"
-    records = read_jsonl(path, check=_record_problem)
+    records = read_jsonl(path, check=_record_problem, allow_nan=True)  # an undefined AP
     if not records:
         raise DataError(f"{path} holds no records")
     return records

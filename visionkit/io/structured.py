@@ -103,23 +103,30 @@ def _refuse_long_int(token: str) -> int | _Refused:
     return _Refused(token) if len(token.lstrip("-")) > MAX_INT_DIGITS else int(token)
 
 
-def loads_json(text: str, where: str, *, error: type[VisionkitError] = DataError) -> Any:
+def loads_json(
+    text: str, where: str, *, error: type[VisionkitError] = DataError, allow_nan: bool = False
+) -> Any:
     """The value of one JSON document ``text`` (``where`` names it in messages).
+
+    ``allow_nan``: take NaN and Infinity (what Python's ``json.dumps`` writes for them, as in a
+    ``metrics.jsonl``: an undefined AP is NaN) as floats, not refuse them.
 
     Raises:
         error: a syntax error (line and column); nesting deeper than :data:`MAX_DEPTH`; NaN,
-            Infinity or a number that overflows to it; an integer longer than
-            :data:`MAX_INT_DIGITS` digits (each naming the path to the value, ``[3].bbox[0]``).
+            Infinity or a number that overflows to it (unless ``allow_nan``); an integer longer
+            than :data:`MAX_INT_DIGITS` digits (each naming the path to the value,
+            ``[3].bbox[0]``).
     """
+    constant = float if allow_nan else _Refused
     try:
-        value = json.loads(text, parse_int=_refuse_long_int, parse_constant=_Refused)
+        value = json.loads(text, parse_int=_refuse_long_int, parse_constant=constant)
     except json.JSONDecodeError as e:
         raise error(
             f"{where}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from None
     except RecursionError:
         raise error(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
-    bad = _first_problem(value)
+    bad = _first_problem(value, _is_refused if allow_nan else _is_bad_number)
     if bad is None and _SURROGATE_ESCAPE.search(text):
         bad = _lone_surrogate(value)
     if bad is not None:
@@ -132,14 +139,19 @@ def _short(path: str) -> str:
     return "the top level" if not path else path if len(path) <= 60 else path[:57] + "..."
 
 
+def _is_refused(v: Any) -> bool:
+    return type(v) is _Refused
+
+
 def _is_bad_number(v: Any) -> bool:
     return type(v) is _Refused or (type(v) is float and not math.isfinite(v))
 
 
-def _first_problem(value: Any) -> tuple[str, str] | None:
-    """``(path, problem)`` of a parsed JSON value nested too deep or holding a refused literal or
-    a non-finite float, or None. Iterative: a cheap pass, and a second one naming the path."""
-    if _is_bad_number(value):
+def _first_problem(value: Any, is_bad: Callable[[Any], bool]) -> tuple[str, str] | None:
+    """``(path, problem)`` of a parsed JSON value nested too deep or holding a value ``is_bad``
+    (a refused literal, a non-finite float), or None. Iterative: a cheap pass, and a second one
+    naming the path."""
+    if is_bad(value):
         return "", _number_problem(value)
     if type(value) is not dict and type(value) is not list:
         return None
@@ -152,19 +164,19 @@ def _first_problem(value: Any) -> tuple[str, str] | None:
         for v in node.values() if type(node) is dict else node:
             if type(v) is dict or type(v) is list:
                 stack.append((v, depth + 1))
-            elif _is_bad_number(v):
+            elif is_bad(v):
                 bad = True
                 break
     if not bad:
         return None
-    return _path_to_problem(value)
+    return _path_to_problem(value, is_bad)
 
 
 def _items(node: Any) -> Any:
     return iter(node.items()) if type(node) is dict else enumerate(node)
 
 
-def _path_to_problem(value: dict | list) -> tuple[str, str]:
+def _path_to_problem(value: dict | list, is_bad: Callable[[Any], bool]) -> tuple[str, str]:
     """:func:`_first_problem`'s second pass: a depth-first walk in the document's order that
     names the path (``[3].bbox[0]``) of the first problem."""
     stack: list[tuple[str, Any]] = [("", _items(value))]
@@ -177,7 +189,7 @@ def _path_to_problem(value: dict | list) -> tuple[str, str]:
                     return sub.lstrip("."), f"nested deeper than {MAX_DEPTH} levels"
                 stack.append((sub, _items(v)))
                 break
-            if _is_bad_number(v):
+            if is_bad(v):
                 return sub.lstrip("."), _number_problem(v)
         else:
             stack.pop()
@@ -223,9 +235,10 @@ def read_jsonl(
     *,
     error: type[VisionkitError] = DataError,
     check: Callable[[Any], str | None] | None = None,
+    allow_nan: bool = False,
 ) -> list[Any]:
-    """The values of a JSON Lines file, one per non-blank line (:func:`loads_json`); ``check``
-    says what is wrong with a value that parsed (None: nothing).
+    """The values of a JSON Lines file, one per non-blank line (:func:`loads_json`, with
+    ``allow_nan``); ``check`` says what is wrong with a value that parsed (None: nothing).
 
     A torn or garbage last line (a writer killed mid-line) is skipped with a warning.
 
@@ -239,7 +252,8 @@ def read_jsonl(
     for i, line in numbered:
         where = f"{path}:{i}"
         try:
-            value = loads_json(decode_text(line, where, error=error), where, error=error)
+            text = decode_text(line, where, error=error)
+            value = loads_json(text, where, error=error, allow_nan=allow_nan)
             problem = check(value) if check is not None else None
             if problem:
                 raise error(f"{where}: {problem}")

@@ -182,7 +182,7 @@ def test_a_garbage_line_before_the_last_is_an_error_naming_it(tmp_path):
         ('<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>', "an entity decl"),
         ("<a>" * 100 + "</a>" * 100, f"elements nested deeper than {MAX_DEPTH} levels"),
         ("<a>&undefined;</a>", "not valid XML at line 1, column 4: undefined entity"),
-        ("<a><b></a>", "not valid XML at line 1, column 7: mismatched tag"),
+        ("<a><b></a>", "not valid XML at line 1, column 9: mismatched tag"),
         ("", "not valid XML at line 1, column 1: no element found"),
     ],
 )
@@ -310,6 +310,7 @@ def bounded(call):
         assert time.perf_counter() - start < BOUND_S
 
 
+@pytest.mark.filterwarnings("ignore:skipped a torn last line")
 @FUZZ
 @given(data=st.binary(max_size=300))
 def test_random_bytes_into_every_reader(data, tmp_path):

@@ -1,1 +1,2 @@
-"""Reading files into arrays: the toolkit's one image reader (``image.py``)."""
+"""Reading files: the toolkit's one image reader (``image.py``) and its one reader of structured
+files, YAML, JSON, JSONL and XML (``structured.py``)."""

@@ -50,13 +50,15 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a 
 def read_bytes(
     path: str | Path, *, error: type[VisionkitError] = DataError, max_bytes: int = MAX_TEXT_BYTES
 ) -> bytes:
-    """The bytes of ``path``, at most ``max_bytes`` of them (a larger file is refused before it
-    is read; a pipe or device is read up to the limit).
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them (a larger file is
+    refused after reading ``max_bytes + 1``).
 
     Raises:
-        error: unreadable (missing, a folder, no permission) or too large.
+        error: unreadable (missing, a folder, a pipe, no permission) or too large.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a pipe that would block the read
+        raise error(f"cannot read {path}: not a regular file")
     try:
         with path.open("rb") as f:
             data = f.read(max_bytes + 1)

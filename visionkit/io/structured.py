@@ -150,52 +150,36 @@ def _is_bad_number(v: Any) -> bool:
 
 
 def _first_problem(value: Any, is_bad: Callable[[Any], bool]) -> tuple[str, str] | None:
-    """``(path, problem)`` of a parsed JSON value nested too deep or holding a value ``is_bad``
-    (a refused literal, a non-finite float), or None. Iterative: a cheap pass, and a second one
-    naming the path."""
+    """``(path, problem)`` of the first value (document order) of a parsed JSON value nested
+    deeper than :data:`MAX_DEPTH` or that ``is_bad`` (a refused literal, a non-finite float), or
+    None. Iterative: a stack of ``(key, iterator over the container's items)``."""
     if is_bad(value):
         return "", _number_problem(value)
     if type(value) is not dict and type(value) is not list:
         return None
-    stack, bad = [(value, 1)], False
-    while stack and not bad:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            bad = True
-            break
-        for v in node.values() if type(node) is dict else node:
+    stack: list[tuple[Any, Any]] = [(None, _items(value))]
+    while stack:
+        for k, v in stack[-1][1]:
             if type(v) is dict or type(v) is list:
-                stack.append((v, depth + 1))
-            elif is_bad(v):
-                bad = True
+                if len(stack) >= MAX_DEPTH:
+                    return _path(stack, k), f"nested deeper than {MAX_DEPTH} levels"
+                stack.append((k, _items(v)))
                 break
-    if not bad:
-        return None
-    return _path_to_problem(value, is_bad)
+            if is_bad(v):
+                return _path(stack, k), _number_problem(v)
+        else:
+            stack.pop()
+    return None
 
 
-def _items(node: Any) -> Any:
+def _items(node: dict | list) -> Any:
     return iter(node.items()) if type(node) is dict else enumerate(node)
 
 
-def _path_to_problem(value: dict | list, is_bad: Callable[[Any], bool]) -> tuple[str, str]:
-    """:func:`_first_problem`'s second pass: a depth-first walk in the document's order that
-    names the path (``[3].bbox[0]``) of the first problem."""
-    stack: list[tuple[str, Any]] = [("", _items(value))]
-    while stack:
-        path, items = stack[-1]
-        for k, v in items:
-            sub = f"{path}.{k}" if type(k) is str else f"{path}[{k}]"
-            if type(v) is dict or type(v) is list:
-                if len(stack) + 1 > MAX_DEPTH:
-                    return sub.lstrip("."), f"nested deeper than {MAX_DEPTH} levels"
-                stack.append((sub, _items(v)))
-                break
-            if is_bad(v):
-                return sub.lstrip("."), _number_problem(v)
-        else:
-            stack.pop()
-    raise AssertionError("unreachable: the first pass found a problem")
+def _path(stack: list[tuple[Any, Any]], key: Any) -> str:
+    """``a.b[2]``: the keys of the containers on ``stack`` (the top one's first), then ``key``."""
+    keys = [k for k, _ in stack[1:]] + [key]
+    return "".join(f".{k}" if type(k) is str else f"[{k}]" for k in keys).lstrip(".")
 
 
 def _lone_surrogate(value: Any) -> tuple[str, str] | None:

@@ -45,6 +45,7 @@ MAX_YAML_NODES = 100_000
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a JSON escape of half a UTF-16 pair
+_PLAIN_KEY = re.compile(r"[\w/\-]+")  # a key shown as is in a value's path (``bbox/AP50``)
 
 
 def read_bytes(
@@ -179,7 +180,15 @@ def _items(node: dict | list) -> Any:
 def _path(stack: list[tuple[Any, Any]], key: Any) -> str:
     """``a.b[2]``: the keys of the containers on ``stack`` (the top one's first), then ``key``."""
     keys = [k for k, _ in stack[1:]] + [key]
-    return "".join(f".{k}" if type(k) is str else f"[{k}]" for k in keys).lstrip(".")
+    return "".join(map(_step, keys)).lstrip(".")
+
+
+def _step(key: Any) -> str:
+    """One step of a value's path: ``.name`` for a plain key, ``['a b\\n']`` for another
+    (escaped: a message is one line), ``[3]`` for a list index."""
+    if type(key) is str:
+        return f".{key}" if _PLAIN_KEY.fullmatch(key) else f"[{key!r}]"
+    return f"[{key}]"
 
 
 def _lone_surrogate(value: Any) -> tuple[str, str] | None:
@@ -194,8 +203,8 @@ def _lone_surrogate(value: Any) -> tuple[str, str] | None:
             except UnicodeEncodeError:
                 return path.lstrip("."), "half of a UTF-16 surrogate pair (not text)"
         elif isinstance(node, dict):
-            stack.extend((k, f"{path}.{k!r}") for k in node)
-            stack.extend((v, f"{path}.{k}") for k, v in node.items())
+            stack.extend((k, f"{path}{_step(k)} (the key)") for k in node)
+            stack.extend((v, f"{path}{_step(k)}") for k, v in node.items())
         elif isinstance(node, list):
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
     return None
@@ -350,7 +359,8 @@ def loads_yaml(text: str, where: str, *, error: type[VisionkitError] = ConfigErr
         _check_yaml_graph(node, where, error)
         value = loader.construct_document(node)
     except yaml.YAMLError as e:
-        raise error(f"{where}: not valid YAML {_yaml_message(e)}") from None
+        message = " ".join(_yaml_message(e).split())  # one line, whatever the value held
+        raise error(f"{where}: not valid YAML {message}") from None
     except RecursionError:
         raise error(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
     finally:

@@ -92,11 +92,12 @@ def test_shapes_summary_matches_the_coco_file(tmp_path):
 
 def coco_set(tmp_path: Path) -> tuple[Path, Path, list]:
     """Four 200 x 150 images, categories 3, 7 and 12 (non-contiguous), crowd regions, an image
-    with crowd only, one with nothing, a degenerate box and one outside its image."""
+    with crowd only, one with nothing, a degenerate box and one just beyond its image's edge
+    (within the tolerance: clipped away; further out is refused)."""
     anns = [  # image id, category id, xywh, crowd
         (1, 7, [10, 10, 20, 20], 0), (1, 12, [0, 0, 120, 100], 0), (1, 3, [100, 50, 60, 60], 1),
-        (2, 3, [50, 50, 40, 40], 0), (2, 7, [5, 5, 0.5, 10], 0), (2, 12, [250, 10, 20, 20], 0),
-        (2, 12, [150, 100, 80, 80], 0), (3, 7, [0, 0, 50, 50], 1),
+        (2, 3, [50, 50, 40, 40], 0), (2, 7, [5, 5, 0.5, 10], 0), (2, 12, [200.5, 10, 2, 20], 0),
+        (2, 12, [150, 100, 51, 51], 0), (3, 7, [0, 0, 50, 50], 1),
     ]  # fmt: skip
     data = {
         "images": [{"id": i, "file_name": f"{i}.png", "width": 200, "height": 150}
@@ -139,7 +140,7 @@ def test_coco_summary_non_contiguous_ids_and_crowd_regions(tmp_path):
 
 VOC_OBJECTS = [  # image, class, VOC 1-based xmin, ymin, xmax, ymax, difficult
     ("a", "dog", 10, 10, 60, 60, 0), ("a", "person", 20, 5, 40, 120, 1),
-    ("b", "car", 1, 1, 200, 150, 0), ("b", "dog", 300, 10, 320, 40, 0),  # outside: clipped away
+    ("b", "car", 1, 1, 200, 150, 0), ("b", "dog", 201, 10, 202, 40, 0),  # beyond: clipped away
     ("c", "person", 50, 50, 60, 60, 1), ("c", "car", 100, 100, 101, 101, 0),
     ("d", "person", 30, 30, 90, 100, 0),
 ]  # fmt: skip
@@ -147,7 +148,7 @@ VOC_OBJECTS = [  # image, class, VOC 1-based xmin, ymin, xmax, ymax, difficult
 
 def voc_set(tmp_path: Path) -> Path:
     """A VOCdevkit with 4 images of 200 x 150, difficult objects, an image with difficult
-    objects only and a box wholly outside its image."""
+    objects only and a box just beyond its image's edge (within the tolerance)."""
     voc = tmp_path / "VOCdevkit" / "VOC2007"
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (voc / sub).mkdir(parents=True)

@@ -163,8 +163,14 @@ def test_eval_tool_gives_the_same_numbers_with_either_backend(tmp_path):
     cfg, tiny = str(ROOT / "configs" / "yolo_v1_shapes.yaml"), tiny_overrides(tmp_path / "cache")
     gt = shapes_val(tmp_path).coco.dataset
     rng = np.random.default_rng(0)
-    preds = [{"image_id": a["image_id"], "category_id": a["category_id"],
-              "bbox": (np.array(a["bbox"]) + rng.normal(0, 3, 4)).clip(0).round(2).tolist(),
+    sizes = {im["id"]: np.array([im["width"], im["height"]]) for im in gt["images"]}
+
+    def jittered(a):  # within the image, as a model's boxes are (one beyond it is refused)
+        xy, wh = np.split((np.array(a["bbox"]) + rng.normal(0, 3, 4)).clip(0), 2)
+        xy = np.minimum(xy, sizes[a["image_id"]])
+        return np.concatenate([xy, np.minimum(wh, sizes[a["image_id"]] - xy)]).round(2).tolist()
+
+    preds = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": jittered(a),
               "score": float(rng.uniform())} for a in gt["annotations"]]  # fmt: skip
     path = tmp_path / "preds.json"
     path.write_text(json.dumps(preds))

@@ -66,8 +66,8 @@ def coco_dir(tmp_path):
                 "id": 4,
                 "image_id": 20,
                 "category_id": 3,
-                "bbox": [70, 50, 30, 30],
-                "area": 900,
+                "bbox": [70, 50, 10.5, 10.5],  # 0.5 px beyond the image: within the tolerance
+                "area": 110,
                 "iscrowd": 0,
             },
         ],
@@ -89,7 +89,7 @@ def test_coco_noncontiguous_ids_crowd_negatives_and_degenerate_boxes(coco_dir):
     assert image.shape == (3, 60, 80) and image.dtype == torch.float32 and image.max() <= 1
     assert torch.equal(t["boxes"], torch.tensor([[10.0, 5.0, 30.0, 35.0]]))  # crowd left out
     assert t["labels"].tolist() == [2] and t["image_id"] == 10 and t["orig_size"] == (60, 80)
-    _, t = ds[1]  # the 0.5 px box dropped; the other clipped to the 80 x 60 image
+    _, t = ds[1]  # the 0.5 px wide box dropped; the other clipped to the 80 x 60 image
     assert torch.equal(t["boxes"], torch.tensor([[70.0, 50.0, 80.0, 60.0]])) and t[
         "labels"
     ].tolist() == [0]

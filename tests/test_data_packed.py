@@ -77,9 +77,14 @@ def test_coco_samples_match_the_file(tmp_path):
         cv2.imwrite(str(tmp_path / f"{image_id}.png"), np.zeros((h, w, 3), np.uint8))
         images.append({"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h})
     owners = rng.choice(list(sizes), 40)  # annotations of the images interleaved
-    anns = [{"id": k + 1, "image_id": int(o), "category_id": int(rng.choice([9, 2, 40])),
-             "bbox": rng.uniform(-10, 50, 2).round(1).tolist() + rng.uniform(0, 30, 2).round(1).tolist(),
-             "iscrowd": int(rng.uniform() < 0.2)} for k, o in enumerate(owners)]  # fmt: skip
+    anns = []
+    for k, o in enumerate(owners):  # boxes up to 1 px beyond the image (clipped), some degenerate
+        size = np.array(sizes[int(o)], float)
+        xy = rng.uniform(-1, size)
+        wh = rng.uniform(0, size + 1 - xy)
+        anns.append({"id": k + 1, "image_id": int(o), "category_id": int(rng.choice([9, 2, 40])),
+                     "bbox": np.concatenate([xy, wh]).round(1).tolist(),
+                     "iscrowd": int(rng.uniform() < 0.2)})  # fmt: skip
     categories = [{"id": c, "name": f"c{c}"} for c in (40, 9, 2)]
     ann_file = tmp_path / "ann.json"
     ann_file.write_text(

@@ -151,7 +151,8 @@ def _train_set(tmp_path: Path, annotations: list[dict]) -> DatasetConfig:
 
 NOTHING_TO_LEARN = [
     [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 10, 12], "iscrowd": 1}],
-    [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [50, 40, 10, 12]}],  # outside 40x30
+    # at the edge of the 40x30 image: 0.5 px wide once clipped (further out is refused)
+    [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [39.5, 2, 1.2, 12]}],
     [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 0.5, 12]}],  # degenerate
     [],
 ]

@@ -288,17 +288,25 @@ def test_voc_xml_difficult_objects_reach_the_evaluator(tmp_path):
 
 def noisy_predictions(ann_file):
     """Every ground-truth box shifted by 2-15 % of its width (IoU 0.74-0.96 > 0.5: VOC AP 100, COCO
-    AP not), then a duplicate of each (IoU 2/3) and junk boxes, all scored below every first copy."""
+    AP not), then a duplicate of each (IoU 2/3) and junk boxes, all scored below every first copy;
+    clipped to the image, as a model's are (a box beyond its image is refused)."""
     data = json.loads(ann_file.read_text())
+    sizes = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
     rng = np.random.default_rng(0)
     out = []
+
+    def clipped(image_id, x, y, w, h):
+        width, height = sizes[image_id]
+        return [x, y, min(w, width - x), min(h, height - y)]
+
     for k, a in enumerate(data["annotations"]):
         x, y, w, h = a["bbox"]
-        box = [x + rng.uniform(0.02, 0.15) * w, y, w, h]
+        box = clipped(a["image_id"], x + rng.uniform(0.02, 0.15) * w, y, w, h)
         out.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box,
                     "score": 0.5 + 0.5 * float(rng.random())})  # fmt: skip
         out.append({"image_id": a["image_id"], "category_id": a["category_id"],
-                    "bbox": [x, y + 0.2 * h, w, h], "score": 0.4 - 0.001 * k})  # fmt: skip
+                    "bbox": clipped(a["image_id"], x, y + 0.2 * h, w, h),
+                    "score": 0.4 - 0.001 * k})  # fmt: skip
     for k, im in enumerate(data["images"]):
         out.append({"image_id": im["id"], "category_id": 1 + k % 5, "bbox": [0, 0, 5, 5],
                     "score": 0.01})  # fmt: skip

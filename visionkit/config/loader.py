@@ -23,17 +23,13 @@ from visionkit.config.schema import Config
 from visionkit.config.validate import validate_config
 from visionkit.errors import ConfigError
 from visionkit.io.atomic import write_text
+from visionkit.io.structured import loads_yaml, read_yaml
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    data = read_yaml(path, error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -139,15 +135,17 @@ def _build(cls: type, data: dict[str, Any], prefix: str, sources: dict[str, str]
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["train.epochs=3", ...]`` into a nested dict; values are parsed as YAML."""
+    """Turn ``["train.epochs=3", ...]`` into a nested dict; values are parsed as YAML (through
+    :func:`~visionkit.io.structured.loads_yaml`: no alias expands); a value that is not YAML
+    is taken as its text."""
     tree: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command line: override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
+            value = loads_yaml(raw, "command line") if raw != "" else ""
+        except ConfigError:
             value = raw
         node = tree
         parts = key.strip().split(".")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch.utils.data import Dataset
 from visionkit.data.coco_checks import check_coco_dataset, check_image_sizes, read_sized_image
 from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError
+from visionkit.io.structured import read_json
 from visionkit.structures.boxes import clip_to_sizes, convert_boxes, valid_boxes_mask
 
 
@@ -43,14 +43,11 @@ def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, 
 
 
 def read_coco_json(ann_file: Path) -> dict[str, Any]:
-    """Load and sanity-check an instances JSON (:func:`check_coco_dataset`); errors name the
-    file."""
+    """Load (:func:`~visionkit.io.structured.read_json`) and sanity-check an instances JSON
+    (:func:`check_coco_dataset`); errors name the file."""
     if not ann_file.is_file():
         raise DataError(f"COCO annotation file not found: {ann_file}")
-    try:
-        data = json.loads(ann_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(f"{ann_file}: not valid JSON") from None
+    data = read_json(ann_file)
     missing = [
         k
         for k in ("images", "annotations", "categories")

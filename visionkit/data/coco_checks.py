@@ -1,12 +1,15 @@
 """One validation pass over a COCO instances file before anything reads it, and the image sizes
-it promises.
+it promises; the rules of numbers every annotation and prediction file obeys (ids, image sizes,
+boxes within their image, class names), used by the VOC reader and the predictions check too.
 
 Every record is checked once, where it enters the toolkit, so that a careless or hostile file is
 one line naming the file, the record and the field (exit 2), not a traceback mid-epoch nor a
 silently wrong number: duplicate ids (one image would vanish and another be trained on the wrong
-boxes), string ids, unknown categories, boxes that are not 4 finite numbers, images without a
-size. ``iscrowd`` and ``area``, optional in many exporters, are filled in (0; the box's area),
-as COCOeval needs them.
+boxes), string ids or ids beyond int64, unknown categories, two categories of one name (one
+would vanish from the per-class table), boxes that are not 4 finite numbers or lie beyond their
+image (1e300 passes ``isfinite`` and overflows float32), images without a size.
+``iscrowd`` and ``area``, optional in many exporters, are filled in (0; the box's area), as
+COCOeval needs them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ from visionkit.errors import DataError
 from visionkit.io.image import read_image
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = as stored, 5..8 swap width and height
+# ids are packed into int64 arrays (data/packed.py) and compared as such
+ID_RANGE = (-(1 << 63), (1 << 63) - 1)
+# OpenCV's own limit on an image side (CV_IO_MAX_IMAGE_WIDTH): no larger image is ever read
+MAX_IMAGE_SIDE = 1 << 20
+# How far a box may stick out of its image (rounding, exporters' off-by-one): this many pixels
+# plus this fraction of the side; further, it is another image's box or a wrong number
+BOX_MARGIN_PX = 1.0
+BOX_MARGIN_FRACTION = 0.01
 
 
 def is_int(v: Any) -> bool:
@@ -34,6 +45,58 @@ def is_int(v: Any) -> bool:
 def is_finite_number(v: Any) -> bool:
     """A JSON number (int or float, not a bool) that is finite."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_id(v: Any) -> bool:
+    """A JSON integer within :data:`ID_RANGE`."""
+    return is_int(v) and ID_RANGE[0] <= v <= ID_RANGE[1]
+
+
+def side_problem(v: Any) -> str | None:
+    """What is wrong with an image width or height (an integer in 1..:data:`MAX_IMAGE_SIDE`),
+    or None."""
+    if not is_int(v) or v < 1:
+        return f"must be a positive integer, got {v!r}"
+    if v > MAX_IMAGE_SIDE:
+        return f"{v} is beyond the {MAX_IMAGE_SIDE} px an image may have"
+    return None
+
+
+def box_margin(side: float) -> float:
+    """How far (pixels) a box may stick out of an image ``side`` px long."""
+    return BOX_MARGIN_PX + BOX_MARGIN_FRACTION * side
+
+
+def box_problem(box: Any, width: int, height: int) -> str | None:
+    """What is wrong with a COCO ``[x, y, w, h]`` pixel box of a ``width`` x ``height`` image:
+    not 4 finite numbers, a negative width or height, or beyond the image by more than
+    :func:`box_margin`; None for a good box."""
+    if not (isinstance(box, list) and len(box) == 4 and all(map(is_finite_number, box))):
+        return "is not 4 finite numbers"
+    x, y, w, h = box
+    if w < 0 or h < 0:
+        return "has a negative width or height"
+    mx, my = box_margin(width), box_margin(height)
+    if x < -mx or y < -my or x + w > width + mx or y + h > height + my:
+        return f"lies beyond its {width}x{height} image"
+    return None
+
+
+def check_class_names(names: Sequence[str], where: str) -> None:
+    """Refuse a class appearing twice in ``names`` (one would vanish from every per-class
+    table, its objects scored as the other's).
+
+    Raises:
+        DataError: ``<where>: class 'cat' appears twice (classes 3 and 8)``.
+    """
+    first: dict[str, int] = {}
+    for k, name in enumerate(names):
+        if name in first:
+            raise DataError(
+                f"{where}: class {name!r} appears twice (classes {first[name]} and {k}); "
+                "each class needs its own name"
+            )
+        first[name] = k
 
 
 def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
@@ -49,20 +112,27 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
     for k, c in enumerate(cats):
         if not isinstance(c, dict) or not is_int(c.get("id")) or not isinstance(c.get("name"), str):
             raise DataError(f"{where}: categories[{k}] needs an integer 'id' and a 'name'")
+        if not is_id(c["id"]):
+            raise DataError(f"{where}: categories[{k}]: id {c['id']} is beyond int64")
         if c["id"] in seen:
             raise DataError(f"{where}: categories[{k}]: id {c['id']} appears twice")
         seen.add(c["id"])
-    cat_ids, image_ids = seen, set()
+    check_class_names([c["name"] for c in cats], f"{where}: categories")
+    cat_ids, image_ids, sizes = seen, set(), {}
     for k, im in enumerate(images):
         if not isinstance(im, dict) or not is_int(im.get("id")):
             raise DataError(f"{where}: images[{k}]: 'id' must be an integer, got {_get(im, 'id')}")
+        if not is_id(im["id"]):
+            raise DataError(f"{where}: images[{k}]: 'id' {im['id']} is beyond int64")
         what = f"{where}: images[{k}] (id {im['id']})"
         if im["id"] in image_ids:
             raise DataError(f"{what}: the id appears twice; each image needs its own")
         image_ids.add(im["id"])
         for key in ("width", "height"):
-            if not is_int(im.get(key)) or im[key] < 1:
-                raise DataError(f"{what}: '{key}' must be a positive integer, got {im.get(key)!r}")
+            problem = side_problem(im.get(key))
+            if problem:
+                raise DataError(f"{what}: '{key}' {problem}")
+        sizes[im["id"]] = (im["width"], im["height"])
         if not isinstance(im.get("file_name"), str):
             raise DataError(f"{what}: no 'file_name'")
     for k, a in enumerate(data["annotations"]):
@@ -75,18 +145,22 @@ def check_coco_dataset(data: dict[str, Any], where: Path) -> None:
             raise DataError(
                 f"{what}: category_id {_get(a, 'category_id')} is not one of the categories"
             )
-        box = a.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(map(is_finite_number, box))):
-            raise DataError(f"{what}: bbox {box!r} is not 4 finite numbers [x, y, w, h]")
-        if box[2] < 0 or box[3] < 0:
-            raise DataError(f"{what}: bbox {box!r} has a negative width or height")
-        if not is_int(a.get("iscrowd", 0)) and not isinstance(a.get("iscrowd"), bool):
+        box, (width, height) = a.get("bbox"), sizes[a["image_id"]]
+        problem = box_problem(box, width, height)
+        if problem:
+            raise DataError(f"{what}: bbox {box!r} {problem}")
+        crowd = a.get("iscrowd", 0)
+        if not (is_int(crowd) or isinstance(crowd, bool)) or crowd not in (0, 1):
             raise DataError(f"{what}: 'iscrowd' must be 0 or 1, got {a['iscrowd']!r}")
         a.setdefault("iscrowd", 0)
-        if not is_finite_number(a.setdefault("area", float(box[2] * box[3]))):
-            raise DataError(f"{what}: 'area' must be a finite number, got {a['area']!r}")
+        area = a.setdefault("area", float(box[2] * box[3]))
+        largest = (width + 2 * box_margin(width)) * (height + 2 * box_margin(height))
+        if not is_finite_number(area) or not 0 <= area <= largest:
+            raise DataError(
+                f"{what}: 'area' must be a number in [0, {largest:g}] (its image's), got {area!r}"
+            )
     ids = [a.get("id") for a in data["annotations"]]
-    if any(not is_int(i) for i in ids) or len(set(ids)) != len(ids):
+    if any(not is_id(i) for i in ids) or len(set(ids)) != len(ids):
         for k, a in enumerate(data["annotations"], start=1):  # COCOeval needs unique ids
             a["id"] = k
 
@@ -130,46 +204,59 @@ def image_headers(paths: Sequence[Path]) -> list[tuple[int, int, int] | None]:
     return [image_header(p) for p in paths]
 
 
-def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
-    """Compare every image's ``width``/``height`` with its file before any work starts.
-
-    The annotations may describe the pixels as stored or as displayed after the file's EXIF
-    rotation (:func:`read_sized_image`'s rule: the stored pixels when their size matches).
+def compare_headers(
+    paths: Sequence[Path], sizes: Sequence[tuple[int, int]]
+) -> tuple[list[bool], list[tuple[int, int, int]]]:
+    """Compare each image file's header with the ``(width, height)`` its annotations give, by
+    the rule of :func:`read_sized_image`: the annotations describe the pixels as stored or as
+    displayed after the file's EXIF rotation, the stored ones when their size matches.
     Unreadable files are left to the read.
+
+    Returns:
+        ``stored``: per image, whether it has an EXIF orientation and its annotations describe
+        the stored pixels (to be read with ``orientation=False``, by anything that must see the
+        same pixels, such as a proposal search); ``wrong``: ``(index, file width, file height)``
+        of each image whose file has another size.
+    """
+    chunks = [paths[k : k + 512] for k in range(0, len(paths), 512)]  # not a future per file
+    with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
+        headers = [h for chunk in pool.map(image_headers, chunks) for h in chunk]
+    stored, wrong = [False] * len(paths), []
+    for k, (size, header) in enumerate(zip(sizes, headers, strict=True)):
+        if header is None:
+            continue
+        width, height, tag = header
+        if (width, height) == tuple(size):
+            stored[k] = tag != 1
+        elif not (tag in (5, 6, 7, 8) and (height, width) == tuple(size)):
+            wrong.append((k, width, height))
+    return stored, wrong
+
+
+def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: Path) -> set[int]:
+    """Compare every image's ``width``/``height`` with its file before any work starts
+    (:func:`compare_headers`).
 
     Args:
         images: the instances file's (checked) ``images`` records.
 
     Returns:
-        The ids of images with an EXIF orientation whose annotations describe the stored pixels
-        (read with ``orientation=False``, as :func:`read_sized_image` does, by anything that must
-        see the same pixels, such as a proposal search).
+        The ids of images with an EXIF orientation whose annotations describe the stored pixels.
 
     Raises:
         DataError: images whose file has another size, counted, the first one named.
     """
-    paths = [image_dir / im["file_name"] for im in images]
-    chunks = [paths[k : k + 512] for k in range(0, len(paths), 512)]  # not a future per file
-    with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
-        headers = [h for chunk in pool.map(image_headers, chunks) for h in chunk]
-    stored, wrong = set(), []
-    for im, path, header in zip(images, paths, headers, strict=True):
-        if header is None:
-            continue
-        width, height, tag = header
-        size = (im["width"], im["height"])
-        if (width, height) == size:
-            if tag != 1:
-                stored.add(im["id"])
-        elif not (tag in (5, 6, 7, 8) and (height, width) == size):
-            wrong.append((im["id"], path.name, width, height, size))
+    sizes = [(im["width"], im["height"]) for im in images]
+    stored, wrong = compare_headers([image_dir / im["file_name"] for im in images], sizes)
     if wrong:
-        image_id, name, width, height, size = wrong[0]
+        k, width, height = wrong[0]
+        im = images[k]
         raise DataError(
             f"{where}: {len(wrong)} image(s) differ from their 'width'/'height' (first: image id "
-            f"{image_id}, {name}, is {width}x{height} px, the file says {size[0]}x{size[1]})"
+            f"{im['id']}, {Path(im['file_name']).name}, is {width}x{height} px, the file says "
+            f"{im['width']}x{im['height']})"
         )
-    return stored
+    return {im["id"] for im, s in zip(images, stored, strict=True) if s}
 
 
 def check_segmentation(data: dict[str, Any], where: Path) -> None:
@@ -199,11 +286,15 @@ def _segmentation_problem(seg: Any, size: tuple[int, int]) -> str | None:
             if not isinstance(poly, list) or len(poly) < 4 or len(poly) % 2:
                 return "holds a polygon that is not a list of x, y pairs"
             try:
-                finite = bool(np.isfinite(np.asarray(poly, np.float64)).all())
+                flat = np.asarray(poly, np.float64)
             except (TypeError, ValueError):
-                finite = False
-            if not finite:
+                flat = np.full(2, np.nan)
+            xy = flat.reshape(-1, 2) if flat.ndim == 1 else np.full((1, 2), np.nan)
+            if not np.isfinite(xy).all():
                 return "holds a polygon whose coordinates are not all finite numbers"
+            (h, w), (mx, my) = size, (box_margin(size[1]), box_margin(size[0]))
+            if (xy.min(0) < (-mx, -my)).any() or (xy.max(0) > (w + mx, h + my)).any():
+                return f"holds a polygon beyond its {w}x{h} image"
         return None
     if not isinstance(seg, dict):
         return f"is a {type(seg).__name__}, not polygons or an RLE"

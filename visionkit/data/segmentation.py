@@ -35,6 +35,7 @@ from visionkit.data.packed import PackedStrings, pack_objects, unpack_object
 from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
+from visionkit.io.structured import read_text
 from visionkit.structures.labels import IGNORE_LABEL
 
 SEG_VOC_CLASSES = ("background", *VOC_CLASSES)
@@ -77,7 +78,7 @@ def voc_layout_samples(folder: Path, split: str) -> list[tuple[Path, Path]]:
         raise DataError(f"segmentation split list not found: {listing}")
     return [
         (folder / "JPEGImages" / f"{n}.jpg", folder / "SegmentationClass" / f"{n}.png")
-        for n in listing.read_text().split()
+        for n in read_text(listing).split()
     ]
 
 
@@ -154,7 +155,7 @@ def voc_segmentation(
             if not listing.is_file():
                 raise DataError(f"SBD split list not found: {listing}")
             pairs = [(folder / "img" / f"{n}.jpg", folder / "cls" / f"{n}.mat")
-                     for n in listing.read_text().split()]  # fmt: skip
+                     for n in read_text(listing).split()]  # fmt: skip
         else:
             pairs = voc_layout_samples(root / f"VOC{year}", split)
         for image, label in pairs:

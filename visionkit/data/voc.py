@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import numpy as np
 import torch
@@ -13,9 +12,11 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from visionkit.data.coco import LazyGroundTruth, coco_index, to_sample
+from visionkit.data.coco_checks import box_problem, check_class_names, compare_headers, side_problem
 from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
+from visionkit.io.structured import read_text, read_xml
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 
 VOC_CLASSES = (
@@ -29,22 +30,26 @@ DIFFICULT = {"0": False, "1": True, "false": False, "true": True, "no": False, "
 
 
 def parse_voc_xml(path: Path, class_names: Sequence[str]) -> dict[str, Any]:
-    """One annotation file -> size, xyxy boxes (0-based continuous, clipped to the image),
-    labels, difficult flags; the same boxes train and score.
+    """One annotation file (read by :func:`~visionkit.io.structured.read_xml`) -> size, xyxy
+    boxes (0-based continuous, clipped to the image), labels, difficult flags; the same boxes
+    train and score.
 
     Raises:
-        DataError: one line naming the file, the object and the field: a missing or non-integer
-            size, an unknown class, a box coordinate that is missing, not a finite number, or
-            inverted (xmin > xmax), a ``<difficult>`` other than 0/1 (or yes/no, true/false).
+        DataError: one line naming the file, the object and the field: unreadable XML, a
+            missing, non-integer, 0, negative or huge size, an unknown class, a box coordinate
+            that is missing or not a finite number, a box inverted (xmin > xmax) or beyond the
+            image (:func:`~visionkit.data.coco_checks.box_problem`), a ``<difficult>`` other
+            than 0/1 (or yes/no, true/false).
     """
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as e:
-        raise DataError(f"cannot read VOC annotation {path}: {type(e).__name__}") from None
+    root = read_xml(path)
     try:
         width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
     except (TypeError, ValueError):
         raise DataError(f"{path}: <size> needs integer <width> and <height>") from None
+    for tag, side in (("width", width), ("height", height)):
+        problem = side_problem(side)
+        if problem:
+            raise DataError(f"{path}: <size> <{tag}> {problem}")
     raw, labels, difficult = [], [], []
     for k, o in enumerate(root.findall("object"), start=1):
         where = f"{path}: object {k}"
@@ -71,7 +76,14 @@ def parse_voc_xml(path: Path, class_names: Sequence[str]) -> dict[str, Any]:
         raw.append(box)
         labels.append(class_names.index(name))
         difficult.append(DIFFICULT[flag])
-    boxes = convert_boxes(np.array(raw, np.float32).reshape(-1, 4), "voc", "xyxy")
+    # checked in float64: 1e300 is finite there, and would be inf in float32
+    boxes = convert_boxes(np.array(raw, np.float64).reshape(-1, 4), "voc", "xyxy")
+    for k, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        problem = box_problem([x1, y1, x2 - x1, y2 - y1], width, height)
+        if problem:
+            name = class_names[labels[k]]
+            raise DataError(f"{path}: object {k + 1} ({name}): the box {raw[k]} {problem}")
+    boxes = boxes.float()
     return {
         "width": width,
         "height": height,
@@ -107,9 +119,10 @@ class VOCDetection(LazyGroundTruth, Dataset):
                 "set data.train.root; configs/*_shapes.yaml run with no data at all"
             )
         self.transforms, self.use_difficult = transforms, use_difficult
+        check_class_names(class_names, "VOC class_names")
         self.class_names = list(class_names)
         self.cat_ids = list(range(1, len(self.class_names) + 1))
-        files, anns = [], []
+        files, anns, xmls = [], [], []
         for entry in splits:
             year, _, split = entry.partition("/")
             folder = self.root / f"VOC{year}"
@@ -118,15 +131,16 @@ class VOCDetection(LazyGroundTruth, Dataset):
                 raise DataError(
                     f"VOC split list not found: {listing} (splits look like 2007/trainval)"
                 )
-            for name in listing.read_text().split():
+            for name in read_text(listing).split():
                 files.append(str(Path(f"VOC{year}") / "JPEGImages" / f"{name}.jpg"))
-                anns.append(parse_voc_xml(folder / "Annotations" / f"{name}.xml", self.class_names))
+                xmls.append(folder / "Annotations" / f"{name}.xml")
+                anns.append(parse_voc_xml(xmls[-1], self.class_names))
         if not files:
             raise DataError(f"no images listed in {self.root} for splits {list(splits)}")
         self.ids = list(range(1, len(files) + 1))
+        stored = self._check_sizes(files, xmls, anns)
         sizes = np.array([(a["height"], a["width"]) for a in anns], np.int32)
-        # read turned by their EXIF orientation, as a viewer shows them
-        self._table = ImageTable(self.ids, files, sizes, np.zeros(len(files), bool), self.root)
+        self._table = ImageTable(self.ids, files, sizes, np.array(stored, bool), self.root)
         self._boxes = PackedArrays.from_list([a["boxes"] for a in anns], np.float32, (4,))
         self._labels = PackedArrays.from_list([a["labels"] for a in anns], np.int64)
         self._difficult = PackedArrays.from_list([a["difficult"] for a in anns], bool)
@@ -137,6 +151,24 @@ class VOCDetection(LazyGroundTruth, Dataset):
             kept &= ~self._difficult.values
         self._kept = PackedArrays(kept, self._labels.counts())
         self.num_objects = int(kept.sum())
+
+    def _check_sizes(
+        self, files: list[str], xmls: list[Path], anns: list[dict[str, Any]]
+    ) -> list[bool]:
+        """Each image's ``<size>`` against its JPEG's header, by COCO's rule
+        (:func:`~visionkit.data.coco_checks.compare_headers`: the annotations describe the
+        pixels as stored or as an EXIF-rotated viewer shows them); returns which are read as
+        stored. A mismatch is a DataError naming the first XML file."""
+        paths = [self.root / f for f in files]
+        stored, wrong = compare_headers(paths, [(a["width"], a["height"]) for a in anns])
+        if wrong:
+            k, width, height = wrong[0]
+            raise DataError(
+                f"{xmls[k]}: <size> {anns[k]['width']}x{anns[k]['height']} differs from "
+                f"{paths[k].name}, {width}x{height} px ({len(wrong)} annotation file(s) differ "
+                "from their image)"
+            )
+        return stored
 
     def _build_coco(self) -> COCO:
         images, anns = [], []
@@ -166,9 +198,11 @@ class VOCDetection(LazyGroundTruth, Dataset):
         return self._table.path(index)
 
     def orientation(self, index: int) -> bool:
-        """True: images are read turned by their EXIF orientation (as a viewer shows them)."""
-        return True
+        """Whether image ``index`` is read turned by its EXIF orientation (as a viewer shows it;
+        every image but those whose ``<size>`` is that of the stored pixels)."""
+        return not self._table.stored[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         r = self.record(index)
-        return to_sample(read_image(r.path), r.boxes, r.labels, r.image_id, self.transforms)
+        image = read_image(r.path, orientation=self.orientation(index))
+        return to_sample(image, r.boxes, r.labels, r.image_id, self.transforms)

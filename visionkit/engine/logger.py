@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from visionkit.errors import DataError
 from visionkit.io.atomic import append_text, write_text
+from visionkit.io.structured import decode_text, loads_json
 
 
 class MetricsLogger:
@@ -41,11 +43,12 @@ class MetricsLogger:
         """Keep the records logged before ``position``; a torn last line (a kill mid-write) goes
         too. Rewritten atomically: the old file or the new one, never an empty or torn one."""
         kept = []
-        for line in self.path.read_text().splitlines():
+        for raw in self.path.read_bytes().splitlines():
             try:
-                record = json.loads(line)
+                line = decode_text(raw, str(self.path))
+                record = loads_json(line, str(self.path), allow_nan=True)
                 step = int(record["iter"])
-            except (ValueError, KeyError, TypeError):
+            except (DataError, ValueError, KeyError, TypeError):
                 continue
             if step < position or (step == position and "epoch" in record):
                 kept.append(line + "\n")

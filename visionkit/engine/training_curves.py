@@ -15,7 +15,6 @@ never evaluated is drawn against the iteration. Per-class numbers (``AP-<class>`
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 from visionkit.errors import DataError
 from visionkit.evaluation.plots import pyplot, save_figure, write_evaluation_plots
 from visionkit.io.atomic import atomic_path
+from visionkit.io.structured import read_jsonl
 
 PER_CLASS = ("AP-", "IoU-", "ACC-")
 MAX_PANELS = 24  # 6 rows of 4: every quantity of the trainer's runs (5 losses, lr, 12 COCO numbers)
@@ -34,30 +34,16 @@ TITLE_CHARS = 60
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` (a run folder or the file); a torn last line (a run
-    killed mid-write) is skipped, any other unreadable line is a DataError naming it."""
+    """The records of a ``metrics.jsonl`` (a run folder or the file), read by
+    :func:`~visionkit.io.structured.read_jsonl`: a torn last line (a run killed mid-write) is
+    skipped with a warning, any other unreadable line or a line that is not a record is a
+    DataError naming it."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist: give a run folder or its metrics.jsonl")
     if path.is_dir():
         path = path / "metrics.jsonl"
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
-    records = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines):
-                continue
-            raise DataError(f"{path}:{i} is not a JSON object") from None
-        if not isinstance(record, dict) or "iter" not in record:
-            raise DataError(f"{path}:{i} is not a metrics record (no 'iter')")
-        records.append(record)
+    records = read_jsonl(path, check=_record_problem, allow_nan=True)  # an undefined AP
     if not records:
         raise DataError(f"{path} holds no records")
     return records
@@ -73,6 +59,14 @@ def _number(v: Any) -> float | None:
     except OverflowError:
         return None
     return v if math.isfinite(v) else None
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict) or "iter" not in record:
+        return "not a metrics record (a JSON object with 'iter')"
+    if _number(record["iter"]) is None:
+        return f"its 'iter' is not a finite number: {record['iter']!r}"
+    return None
 
 
 def curves(records: Sequence[dict[str, Any]]) -> tuple[dict[str, list[tuple[float, float]]], str]:

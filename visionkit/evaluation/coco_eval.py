@@ -4,7 +4,7 @@ to and from predictions, their checks, the 12 numbers and per-class AP."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 
-from visionkit.data.coco_checks import is_finite_number, is_int
+from visionkit.data.coco_checks import box_problem, is_finite_number, is_int
 from visionkit.errors import DataError
 from visionkit.evaluation.coco_backends import (
     DEFAULT_COCO_BACKEND,
@@ -57,34 +57,40 @@ def to_coco_results(
 
 
 def check_coco_results(
-    results: Any, image_ids: Sequence[int], cat_ids: Sequence[int], where: str
+    results: Any, image_sizes: Mapping[int, tuple[int, int]], cat_ids: Sequence[int], where: str
 ) -> None:
     """Refuse, in one line naming ``where``, the record and the field, COCO box results that
     are not a list of ``{image_id, category_id, bbox, score}`` with an image and a category of
-    the dataset, 4 finite numbers of non-negative width and height, and a finite score."""
+    the dataset, a box within its image (:func:`~visionkit.data.coco_checks.box_problem`) and a
+    score in [0, 1].
+
+    Args:
+        image_sizes: image id -> ``(height, width)`` of each image of the dataset.
+    """
     if not isinstance(results, list):
         raise DataError(f"{where}: not a COCO results list")
-    images, cats = {int(i) for i in image_ids}, {int(c) for c in cat_ids}
-
+    cats = {int(c) for c in cat_ids}
     for k, r in enumerate(results):
         if not isinstance(r, dict):
             raise DataError(f"{where}: record {k} is a {type(r).__name__}, not a dict")
         for key in ("image_id", "category_id", "bbox", "score"):
             if key not in r:
                 raise DataError(f"{where}: record {k} has no '{key}'")
-        for key, known in (("image_id", images), ("category_id", cats)):
+        for key, known in (("image_id", image_sizes), ("category_id", cats)):
             v = r[key]
             if not is_int(v) or v not in known:
                 raise DataError(
                     f"{where}: record {k}: {key} {v!r} is not one of the dataset's {key}s"
                 )
-        box = r["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(is_finite_number(v) for v in box)):
-            raise DataError(f"{where}: record {k}: bbox {box!r} is not 4 finite numbers")
-        if box[2] < 0 or box[3] < 0:
-            raise DataError(f"{where}: record {k}: bbox {box!r} has a negative width or height")
-        if not is_finite_number(r["score"]):
-            raise DataError(f"{where}: record {k}: score {r['score']!r} is not a finite number")
+        height, width = image_sizes[r["image_id"]]
+        problem = box_problem(r["bbox"], width, height)
+        if problem:
+            raise DataError(f"{where}: record {k}: bbox {r['bbox']!r} {problem}")
+        score = r["score"]
+        if not is_finite_number(score):
+            raise DataError(f"{where}: record {k}: score {score!r} is not a finite number")
+        if not 0 <= score <= 1:
+            raise DataError(f"{where}: record {k}: score {score!r} is outside [0, 1]")
 
 
 def from_coco_results(

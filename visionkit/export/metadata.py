@@ -12,7 +12,6 @@ input size or dtype other than the graph's ``images`` input.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from visionkit.config.schema import Config
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.export.graphs import DETECTION_OUTPUTS, INPUT_DTYPES, SEGMENTATION_OUTPUTS
 from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
+from visionkit.io.structured import loads_json
 from visionkit.models import model_task
 from visionkit.models.preprocess import RESIZE_MODES
 
@@ -46,11 +46,9 @@ INPUT_FIELDS: dict[str, type] = {
 
 
 def parse_metadata(record: str, path: str | Path) -> Any:
-    """The record's JSON text -> its value; a one-line CheckpointError if it is not JSON."""
-    try:
-        return json.loads(record)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, 5,000-digit numbers, nesting
-        raise CheckpointError(f"{path}: its visionkit metadata is not JSON ({e})") from None
+    """The record's JSON text -> its value, read by :func:`visionkit.io.structured.loads_json`
+    (depth, number and encoding limits); a one-line CheckpointError if it is not JSON."""
+    return loads_json(record, f"{path}: its visionkit metadata", error=CheckpointError)
 
 
 def _check_fields(

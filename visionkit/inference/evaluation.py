@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,10 @@ from torch.utils.data import Dataset
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
 from visionkit.engine.evaluation_loop import evaluate
-from visionkit.errors import DataError
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.coco_backends import DEFAULT_COCO_BACKEND
 from visionkit.evaluation.coco_eval import check_coco_results
+from visionkit.io.structured import read_json
 from visionkit.models import model_task
 
 
@@ -80,13 +79,13 @@ def evaluate_predictions(
     path: Path, dataset: Dataset, metric: str = "coco", coco_backend: str = DEFAULT_COCO_BACKEND
 ) -> Evaluation:
     """A COCO box results JSON (``[{"image_id", "category_id", "bbox": xywh, "score"}]``, the
-    dataset's ids) scored on ``dataset`` (COCOeval by ``coco_backend``); malformed records are a
-    one-line ``DataError``."""
-    try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read predictions {path}: {type(e).__name__}") from None
-    check_coco_results(results, dataset.ids, dataset.cat_ids, str(path))
+    dataset's ids) scored on ``dataset`` (COCOeval by ``coco_backend``); a malformed file or
+    record (:func:`~visionkit.evaluation.coco_eval.check_coco_results`: boxes within their
+    image, scores in [0, 1]) is a one-line ``DataError``."""
+    results = read_json(path)
+    images = dataset.coco.imgs
+    sizes = {i: (images[i]["height"], images[i]["width"]) for i in dataset.ids}
+    check_coco_results(results, sizes, dataset.cat_ids, str(path))
     evaluator = build_evaluator("detection", dataset, metric, coco_backend=coco_backend)
     evaluator.add_results(results, dataset.ids)
     return Evaluation(evaluator.evaluate(), results, len(dataset), 0, evaluator)

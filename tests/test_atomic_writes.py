@@ -70,8 +70,7 @@ class FullDisk:
         self.f = f
 
     def write(self, data):
-        data = bytes(data)
-        self.f.write(data[: len(data) // 2])
+        self.f.write(data[: len(data) // 2])  # bytes, a buffer or (a text file's) str
         self.f.flush()
         raise FULL
 
@@ -249,16 +248,16 @@ def test_tools_exit_1_in_one_line_and_keep_the_old_file(where, tmp_path, monkeyp
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text('{"iter": 1, "train/loss": 1.0}\n')
-    cases = {
-        "summary": (tmp_path / "s.json", ["--backbone", "lenet", "--json"]),
-        "plot_logs": (tmp_path / "chart.png", [str(run_dir), "--output"]),
+    cases = {  # tool: (its output, arguments, the file written first, which the error names)
+        "summary": (tmp_path / "s.json", ["--backbone", "lenet", "--json"], tmp_path / "s.json"),
+        "plot_logs": (tmp_path / "chart.png", [str(run_dir), "--output"], tmp_path / "chart.csv"),
     }
-    for tool, (dest, args) in cases.items():
+    for tool, (dest, args, first) in cases.items():
         dest.write_bytes(OLD)
         with monkeypatch.context() as m:
             inject(m, where)
             code, err = run(tool, [*args, str(dest)], capsys)
-        assert code == 1 and err == [f"error: cannot write {dest}: {os.strerror(errno.ENOSPC)}"]
+        assert code == 1 and err == [f"error: cannot write {first}: {os.strerror(errno.ENOSPC)}"]
         assert dest.read_bytes() == OLD and not list(tmp_path.glob(f".*{TEMP_MARK}*"))
 
 

@@ -251,10 +251,13 @@ def input_edit(**changes):
 
 
 HOSTILE = {
-    "not JSON": (lambda meta: '{"format_version": 1, ', "is not JSON"),
+    "not JSON": (lambda meta: '{"format_version": 1, ', "metadata: not valid JSON at line 1"),
     "a list": (lambda meta: "[1, 2]", "not a JSON object"),
-    "5,000 digits": (lambda meta: '{"format_version": ' + "9" * 5000 + "}", "is not JSON"),
-    "deep": (lambda meta: "[" * 100_000 + "]" * 100_000, "is not JSON"),
+    "5,000 digits": (
+        lambda meta: '{"format_version": ' + "9" * 5000 + "}",
+        "metadata: at format_version: an integer of 5000 digits (at most 100)",
+    ),
+    "deep": (lambda meta: "[" * 100_000 + "]" * 100_000, "metadata: nested deeper than 64 levels"),
     "no class names": (no_key("class_names"), "'class_names' is missing"),
     "no input": (no_key("input"), "'input' is missing"),
     "names not a list": (lambda m: m | {"class_names": "abc"}, "'class_names' is a str"),

@@ -16,6 +16,7 @@ from fuzz_strategies import config_edits, fractions, overrides, render_config, t
 from fuzz_support import Case, case, check, fuzz_settings, refused, run_tool
 from hypothesis import example, given
 
+from visionkit.config.diff import TEST_TIME_MODEL_KEYS
 from visionkit.engine.trainer import Trainer
 
 TOOLS = ["train", "eval", "eval_predictions", "export", "summary", "browse_dataset", "visualize"]
@@ -117,16 +118,13 @@ def test_hostile_overrides(base, assets, tool, extra):
     run_config(base, assets, tool, data, extra, detail, expect)
 
 
-INFERENCE_KEYS = ("score_thresh", "nms_thresh", "max_detections", "pretrained", "init_weights")
-
-
 def changes_model(extra: list[str], assets) -> bool:
     """An override sets a model.* key (not an inference setting) to a value unlike the
     checkpoint's config (which is the tiny config itself)."""
     for item in extra:
         key, eq, raw = item.partition("=")
         key = key.strip()
-        if not eq or not key.startswith("model.") or key.endswith(INFERENCE_KEYS):
+        if not eq or not key.startswith("model.") or key in TEST_TIME_MODEL_KEYS:
             continue
         try:
             value = yaml.safe_load(raw) if raw else ""

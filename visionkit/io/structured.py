@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -52,7 +53,7 @@ def read_bytes(
     path: str | Path, *, error: type[VisionkitError] = DataError, max_bytes: int = MAX_TEXT_BYTES
 ) -> bytes:
     """The bytes of the regular file ``path``, at most ``max_bytes`` of them (a larger file is
-    refused after reading ``max_bytes + 1``).
+    refused by its size before reading, and by what was read if it grew meanwhile).
 
     Raises:
         error: unreadable (missing, a folder, a pipe, no permission) or too large.
@@ -62,7 +63,10 @@ def read_bytes(
         raise error(f"cannot read {path}: not a regular file")
     try:
         with path.open("rb") as f:
-            data = f.read(max_bytes + 1)
+            if os.fstat(f.fileno()).st_size > max_bytes:
+                raise error(f"{path}: larger than the {max_bytes:,} bytes read from such a file")
+            # read() with no size: a size asks for a buffer that large up front (4 GiB)
+            data = f.read()
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
     if len(data) > max_bytes:

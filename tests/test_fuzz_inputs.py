@@ -179,7 +179,7 @@ def make_array(spec: dict):
     if kind.kind in "iu":
         info = np.iinfo(kind)
         values = np.clip(values, info.min, info.max)
-    array = values.astype(kind)
+    array = np.asarray(values).astype(kind)  # a 0-d array, not a NumPy scalar, for shape ()
     if spec["tensor"] and spec["dtype"] != "uint16":
         return torch.from_numpy(array)
     return array
@@ -234,6 +234,10 @@ def test_predict_pil_images_like_their_files(base, assets, model, mode, w, h):
             if not (w and h):
                 return refused(outcome)
             if outcome.code == 0 and "file" in got:
+                if mode in ("I", "F") and len(got["pil"]) == 1 and not got["file"]:
+                    # OpenCV cannot read some 32-bit TIFFs by path (the file is skipped); the PIL
+                    # image follows its mode's own rule (tests/test_predict_inputs.py)
+                    return None
                 if len(got["pil"]) != 1 or len(got["file"]) != 1:
                     return (
                         f"mode {mode}: {len(got['pil'])} results (PIL), {len(got['file'])} (file)"

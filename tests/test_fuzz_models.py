@@ -85,9 +85,12 @@ def write_checkpoint(kind, path, source) -> None:
         for key, value in arg:
             node, leaf = ckpt, key
             if key == "config.model":
-                node, leaf = ckpt["config"], "model"
+                node, leaf = ckpt.get("config"), "model"
             elif key == "model.first":
-                node, leaf = ckpt["model"], next(iter(ckpt["model"]))
+                node = ckpt.get("model")
+                leaf = next(iter(node), None) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or leaf is None:
+                continue  # an earlier edit replaced the section: nothing left to edit in it
             if isinstance(value, str) and value == "<delete>":
                 node.pop(leaf, None)
             else:

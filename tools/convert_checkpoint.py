@@ -33,6 +33,8 @@ def plain(value: Any, where: str) -> Any:
     if isinstance(value, torch.Tensor) or value is None:
         return value
     if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        if value.dtype.kind not in "biufSU":  # a date, an object, a record: not plain data
+            raise CheckpointError(f"{where} is a NumPy {value.dtype}: not tensors or plain data")
         return value.item()
     if isinstance(value, bool | int | float | str | bytes):
         return value
@@ -41,7 +43,12 @@ def plain(value: Any, where: str) -> Any:
             raise CheckpointError(
                 f"{where} is a NumPy array of {value.dtype}: a checkpoint holds numbers only"
             )
-        return torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
+        try:
+            return torch.from_numpy(value.astype(np.int64) if value.dtype == np.uint32 else value)
+        except TypeError:  # float128, ...: no torch dtype
+            raise CheckpointError(
+                f"{where} is a NumPy array of {value.dtype}, which torch has no type for"
+            ) from None
     if isinstance(value, dict):
         return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -72,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         raw = torch.load(src, map_location="cpu", weights_only=False)  # trusted by the user
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {src}: {type(e).__name__}") from None
-    save_checkpoint(plain(raw, "checkpoint"), dst)
-    load_checkpoint(dst)  # what every tool will do with it
+    converted = plain(raw, "checkpoint")
+    save_checkpoint(converted, dst)
+    try:
+        load_checkpoint(dst)  # what every tool will do with it
+    except CheckpointError:
+        dst.unlink()  # never leave a file that no tool reads
+        raise
     print(f"converted {src} -> {dst}")
     return 0
 

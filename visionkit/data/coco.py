@@ -55,6 +55,9 @@ def read_coco_json(ann_file: Path) -> dict[str, Any]:
     ]
     if missing:
         raise DataError(f"{ann_file}: not a COCO instances file (no '{missing[0]}')")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise DataError(f"{ann_file}: '{key}' must be a list, got {type(data[key]).__name__}")
     if not data["images"]:
         raise DataError(f"{ann_file}: holds no images")
     check_coco_dataset(data, ann_file)

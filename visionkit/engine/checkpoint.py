@@ -179,6 +179,10 @@ def load_model_weights(
             f"{path} holds a '{saved}' model, but the config builds '{model_name}'"
         )
     weights = ckpt.get("model", ckpt)
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(f"{path}: its 'model' is not a state_dict (names -> tensors)")
     if weights and all(k.startswith("module.") for k in weights):  # saved from (D)DP's wrapper
         weights = {k.removeprefix("module."): v for k, v in weights.items()}
     own = model.state_dict()

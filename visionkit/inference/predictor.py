@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
+from visionkit.data.coco_checks import check_class_names, is_id
 from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
@@ -27,7 +28,20 @@ def class_metadata(ckpt: dict[str, Any], cfg: Config, task: str) -> tuple[list[s
     """
     where = "the checkpoint"
     if "class_names" in ckpt and "cat_ids" in ckpt:
-        names, cat_ids = list(ckpt["class_names"]), [int(c) for c in ckpt["cat_ids"]]
+        names, cat_ids = ckpt["class_names"], ckpt["cat_ids"]
+        if not (
+            isinstance(names, list | tuple)
+            and all(isinstance(n, str) for n in names)
+            and isinstance(cat_ids, list | tuple)
+            and all(is_id(c) for c in cat_ids)
+            and len(cat_ids) == len(names)
+        ):
+            raise CheckpointError(
+                "the checkpoint's class_names and cat_ids must be lists of as many names and "
+                "integer ids"
+            )
+        names, cat_ids = list(names), list(cat_ids)
+        check_class_names(names, "the checkpoint's class_names")
     else:
         where = "data.val"
         val = dataclasses.replace(cfg.data.val, proposals=ProposalConfig())

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from visionkit.data.coco_checks import is_id
 from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.coco_eval import to_coco_results
 from visionkit.inference.draw import class_colors, draw_prediction
@@ -127,4 +128,6 @@ class Result:
         "bbox": [x, y, w, h] (pixels), "score"}`` per box, what ``COCO.loadRes`` takes."""
         if self.sem_seg is not None:
             raise ConfigError("to_coco gives COCO box results; this is a segmentation model")
+        if not is_id(image_id):
+            raise ConfigError(f"to_coco: image_id must be a whole number (int64); got {image_id!r}")
         return to_coco_results(image_id, self._prediction(), self.cat_ids)

@@ -266,8 +266,18 @@ def read_jsonl(
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loading, with integers bounded (:data:`MAX_INT_DIGITS`) and a value that
+    """PyYAML's safe loading, with integers bounded (:data:`MAX_INT_DIGITS`), flow collections
+    (``[[[...]]]``) nested at most :data:`MAX_DEPTH` deep while scanning, and a value that
     cannot be converted (a timestamp of month 13) reported at its node, as every YAML error."""
+
+    def fetch_flow_collection_start(self, TokenClass: type) -> None:  # noqa: N803 (PyYAML's)
+        # PyYAML's scanner revisits every open flow level per token: 5,000 nested brackets
+        # take minutes before the composer could see their depth
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:

@@ -128,7 +128,7 @@ def changes_model(extra: list[str], assets) -> bool:
             continue
         try:
             value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # the loader takes what YAML refuses as text
             value = raw
         node = assets.config_dict
         for part in key.split("."):

@@ -21,14 +21,18 @@ import yaml
 
 from visionkit.config.schema import Config
 from visionkit.config.validate import validate_config
-from visionkit.errors import ConfigError
+from visionkit.errors import ConfigError, shown
 from visionkit.io.atomic import write_text
 from visionkit.io.structured import loads_yaml, read_yaml
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte
+        raise ConfigError(f"config file {shown(str(path))}: not a usable path ({e})") from None
+    if not found:
+        raise ConfigError(f"config file not found: {shown(str(path))}")
     data = read_yaml(path, error=ConfigError)
     if data is None:
         return {}
@@ -44,6 +48,20 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _base_path(path: Path, base_name: Any) -> Path | None:
+    """The file that ``path``'s ``base:`` value names (relative to ``path``), or None."""
+    if base_name is None:
+        return None
+    if not isinstance(base_name, str) or not base_name or "\0" in base_name:
+        raise ConfigError(
+            f"{path}: 'base' must name a config file (a path relative to it), got "
+            f"{shown(repr(base_name), 80)}"
+        )
+    with contextlib.suppress(OSError):  # a name too long: _read_yaml says so in one line
+        return (path.parent / base_name).resolve()
+    return path.parent / base_name
+
+
 def _load_tree(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Read ``path`` and its base; return the merged tree and, per dotted key, its source file."""
     data = _read_yaml(path)
@@ -51,7 +69,7 @@ def _load_tree(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     sources = {k: str(path) for k in _dotted_keys(data)}
     if base_name is None:
         return data, sources
-    base_path = (path.parent / str(base_name)).resolve()
+    base_path = _base_path(path, base_name)
     base_data = _read_yaml(base_path)
     if "base" in base_data:
         raise ConfigError(
@@ -203,5 +221,5 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 def config_files(path: str | Path) -> list[Path]:
     """The files a config is read from: ``path``, then its ``base:`` file if it names one."""
-    base = _read_yaml(Path(path)).get("base")
-    return [Path(path)] + ([(Path(path).parent / str(base)).resolve()] if base is not None else [])
+    base = _base_path(Path(path), _read_yaml(Path(path)).get("base"))
+    return [Path(path)] + ([base] if base is not None else [])

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from visionkit.errors import DataError
+from visionkit.errors import DataError, shown
 from visionkit.evaluation.plots import pyplot, save_figure, write_evaluation_plots
 from visionkit.io.atomic import atomic_path
 from visionkit.io.structured import read_jsonl
@@ -64,8 +64,9 @@ def _number(v: Any) -> float | None:
 def _record_problem(record: Any) -> str | None:
     if not isinstance(record, dict) or "iter" not in record:
         return "not a metrics record (a JSON object with 'iter')"
-    if _number(record["iter"]) is None:
-        return f"its 'iter' is not a finite number: {record['iter']!r}"
+    for key in ("iter", "epoch"):
+        if key in record and _number(record[key]) is None:
+            return f"its '{key}' is not a finite number: {shown(repr(record[key]), 80)}"
     return None
 
 

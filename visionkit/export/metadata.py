@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from visionkit.config import apply_overrides
-from visionkit.config.schema import Config
+from visionkit.config.schema import MAX_SIDE, Config
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.export.graphs import DETECTION_OUTPUTS, INPUT_DTYPES, SEGMENTATION_OUTPUTS
 from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
@@ -108,15 +108,16 @@ def _check_graph(meta: dict[str, Any], session: Any, path: str | Path) -> None:
         )
     size = [d for d in images.shape[2:] if isinstance(d, int)] if len(images.shape) == 4 else []
     fixed = p["resize"] == "fixed"
-    sizes_ok = all(isinstance(v, int) and v > 0 for v in p["input_size"])
+    sizes_ok = all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in p["input_size"])
     if (
         len(images.shape) != 4
         or images.shape[1] != 3
         or p["resize"] not in RESIZE_MODES
         or not sizes_ok
         or len(p["input_size"]) not in ((2,) if fixed else (0, 2))
-        or min(p["min_size"], p["max_size"], p["size_divisor"]) < 1
+        or not all(1 <= p[k] <= MAX_SIDE for k in ("min_size", "max_size", "size_divisor"))
         or (size and (size != p["input_size"] or p["dynamic_size"] or not fixed))
+        or (size and any(side % p["size_divisor"] for side in size))  # padding would change it
         or (not size and not p["dynamic_size"])
     ):
         raise CheckpointError(

@@ -162,7 +162,14 @@ class OnnxPredictor:
         ``predict``), with the given-proposal models' optional ``proposals`` (per image
         ``(K_i, 4)`` xyxy in its pixels)."""
         batch, feed = self.inputs(images, proposals)
-        outputs = dict(zip(self.meta["outputs"], self.session.run(None, feed), strict=True))
+        try:
+            raw = self.session.run(None, feed)
+        except Exception as e:  # onnxruntime's own types: a graph its metadata misdescribes
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{self.path}: onnxruntime refused the inputs ({first[:200]})"
+            ) from None
+        outputs = dict(zip(self.meta["outputs"], raw, strict=True))
         if self.task == "sem_seg":
             return self._label_maps(batch, outputs)
         out = {k: torch.from_numpy(v) for k, v in outputs.items()}

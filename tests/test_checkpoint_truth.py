@@ -364,3 +364,34 @@ def test_a_test_time_key_shapes_no_weight_and_no_training_loss(key, tmp_path):
         torch.manual_seed(3)
         losses.append({k: v.item() for k, v in model.loss(images(), targets(model)).items()})
     assert losses[0] == losses[1] and len(losses[0]) > 0
+
+
+def test_visualize_and_svm_training_refuse_a_model_change(trained, tmp_path):
+    weights, overrides, image, _ = trained
+    vis = load_script("tools/visualize.py")
+    args = ["--config", YOLO_CONFIG, "--weights", str(weights)]
+    with pytest.raises(ConfigError, match=r"model.yolo.grid_size 12 -> 5"):
+        vis.main([*args, "--output", str(tmp_path / "vis"), *overrides, "model.yolo.grid_size=5"])
+    assert not (tmp_path / "vis" / "filters.png").exists()
+    assert vis.main([*args, "--output", str(tmp_path / "vis2"), *overrides]) == 0
+    assert (tmp_path / "vis2" / "filters.png").is_file()
+    svms = load_script("tools/train_rcnn_svms.py")
+    rcnn_config = str(ROOT / "configs" / "rcnn_shapes.yaml")
+    rcnn = tmp_path / "rcnn.pth"  # the refusal comes before any weight is read
+    torch.save({"model": {}, "model_name": "rcnn",
+                "config": config_to_dict(load_config(rcnn_config))}, rcnn)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"model.rcnn.fc_dim \d+ -> 64"):
+        svms.main(["--config", rcnn_config, "--weights", str(rcnn),
+                   "--out", str(tmp_path / "svm.pth"), "model.rcnn.fc_dim=64"])  # fmt: skip
+    assert not (tmp_path / "svm.pth").exists()
+
+
+def test_export_from_python_never_writes_over_the_loaded_file(trained, tmp_path):
+    weights, _, _, _ = trained
+    copy = tmp_path / "best.pth"
+    shutil.copy(weights, copy)
+    before = copy.read_bytes()
+    model = visionkit.load(copy)
+    with pytest.raises(ConfigError, match="is the model's file"):
+        model.export(copy)
+    assert copy.read_bytes() == before

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from visionkit.config import load_config
+from visionkit.config.diff import trained_config_changes
 from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
 from visionkit.io.outputs import check_outputs
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         files={"--out": out},
     )
     ckpt = load_checkpoint(args.weights)
+    if isinstance(ckpt.get("config"), dict):  # the checkpoint is the truth about its model
+        for line in trained_config_changes(ckpt["config"], cfg, args.weights):
+            print(line)
     model = build_model(cfg.model)
     load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
     model = model.to(select_device(cfg.train.device))

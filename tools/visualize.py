@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from visionkit.config import load_config
+from visionkit.config.diff import trained_config_changes
 from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
 from visionkit.io.outputs import check_outputs
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
          "--image": args.image},
         folders={"--output": args.output},
     )  # fmt: skip
+    ckpt = load_checkpoint(args.weights) if args.weights else None
+    if ckpt is not None and isinstance(ckpt.get("config"), dict):  # the checkpoint's model
+        for line in trained_config_changes(ckpt["config"], cfg, args.weights):
+            print(line)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).eval()
     if args.list_layers:
@@ -99,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     layers = vis.resolve_layers(model, args.layers) if args.layers else None
     image = read_image_tensor(args.image) if args.image else None
-    if args.weights:
-        ckpt = load_checkpoint(args.weights)
+    if ckpt is not None:
         load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
     source = args.weights or f"random init, seed {cfg.train.seed}"
 

@@ -14,7 +14,7 @@ import contextlib
 import copy
 import dataclasses
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from visionkit.inference.predictor import Predictor, load_predictor
 from visionkit.inference.results import Result
 from visionkit.inference.runner import predict_frames
 from visionkit.inference.sources import Skipped, Source, resolve_sources
+from visionkit.io.outputs import check_outputs
 
 RUN_CHECKPOINTS = ("best.pth", "last.pth")  # a run folder's checkpoint, first found
 EVALUATE_TAKES = "evaluate takes data.* and eval.* settings; give model settings to visionkit.load"
@@ -48,8 +49,8 @@ class VisionModel:
             given.
     """
 
-    def __init__(self, predictor: Any, config: Config | None) -> None:
-        self.predictor, self.config = predictor, config
+    def __init__(self, predictor: Any, config: Config | None, files: Sequence[Path] = ()) -> None:
+        self.predictor, self.config, self.files = predictor, config, list(files)
 
     @property
     def class_names(self) -> list[str]:
@@ -210,6 +211,8 @@ class VisionModel:
             raise ConfigError("export takes a PyTorch model; this one is already an ONNX file")
         from visionkit.export.onnx import export_onnx
 
+        # the output rule: never over the checkpoint (or run folder) this model was loaded from
+        check_outputs({"the model's file": self.files}, files={"export": path})
         return export_onnx(
             self.model, self.config, str(path), self.class_names, self.cat_ids, **kwargs
         )
@@ -284,7 +287,7 @@ def _load_onnx(
     wanted = _onnx_providers(cfg.train.device) if cfg.train.device != stored.train.device else None
     if wanted and wanted[0] not in predictor.session.get_providers():
         predictor = OnnxPredictor(str(path), score_thresh, wanted)
-    return VisionModel(predictor, cfg)
+    return VisionModel(predictor, cfg, [path])
 
 
 def _run_files(path: Path) -> tuple[Path, Path | None]:
@@ -351,4 +354,4 @@ def load(
     ckpt = load_checkpoint(weights)
     cfg = _resolve_config(config, overrides, run_yaml, ckpt, weights)
     predictor = load_predictor(cfg, str(weights), score_thresh, half, ckpt, report)
-    return VisionModel(predictor, cfg)
+    return VisionModel(predictor, cfg, [weights, *([run_yaml] if run_yaml else [])])

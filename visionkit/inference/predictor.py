@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
-from visionkit.data.coco_checks import check_class_names, is_id
+from visionkit.data.coco_checks import is_id
 from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
@@ -40,8 +40,9 @@ def class_metadata(ckpt: dict[str, Any], cfg: Config, task: str) -> tuple[list[s
                 "the checkpoint's class_names and cat_ids must be lists of as many names and "
                 "integer ids"
             )
+        # no duplicate-name check here: torchvision's COCO weights name their unused label
+        # slots "N/A" (datasets are held to unique names where they are read)
         names, cat_ids = list(names), list(cat_ids)
-        check_class_names(names, "the checkpoint's class_names")
     else:
         where = "data.val"
         val = dataclasses.replace(cfg.data.val, proposals=ProposalConfig())

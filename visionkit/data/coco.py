@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from visionkit.data.coco_checks import check_coco_dataset, check_image_sizes, read_sized_image
 from visionkit.data.packed import ImageTable, PackedArrays, Record
-from visionkit.errors import DataError
+from visionkit.errors import DataError, shown
 from visionkit.io.structured import read_json
 from visionkit.structures.boxes import clip_to_sizes, convert_boxes, valid_boxes_mask
 
@@ -27,8 +27,12 @@ def open_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[Path, Path, 
     against its file (:func:`check_image_sizes`) and the images packed into an
     :class:`~visionkit.data.packed.ImageTable` (ascending ids)."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
-    if not image_dir.is_dir():
-        raise DataError(f"COCO image folder not found: {image_dir}")
+    try:
+        found = image_dir.is_dir()
+    except OSError:  # a name too long for the file system
+        found = False
+    if not found:
+        raise DataError(f"COCO image folder not found: {shown(str(image_dir))}")
     data = read_coco_json(ann_file)
     stored = check_image_sizes(data["images"], image_dir, ann_file)
     images = sorted(data["images"], key=lambda im: im["id"])

@@ -357,3 +357,19 @@ def fail(outcome: Outcome, problems: list[str], detail: str) -> None:
 def refused(outcome: Outcome) -> str | None:
     """An ``expect`` rule: the input must be refused (exit 1 or 2)."""
     return None if outcome.code in (1, 2) else f"accepted (exit {outcome.code}); must be refused"
+
+
+def valid_predictions(c: Case, coco: dict) -> Path:
+    """A COCO results file of the ground truth itself (score 0.9), under ``c.inp``."""
+    preds = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 0.9,
+        }
+        for a in coco["annotations"]
+    ]
+    path = c.inp / "predictions.json"
+    path.write_text(json.dumps(preds))
+    return path

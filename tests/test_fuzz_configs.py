@@ -5,7 +5,6 @@ Trainer is built, so only the border (config, data, model construction) runs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from unittest import mock
 
@@ -13,7 +12,7 @@ import pytest
 import yaml
 from fuzz_assets import session_assets
 from fuzz_strategies import config_edits, fractions, overrides, render_config, text_attacks
-from fuzz_support import Case, case, check, fuzz_settings, refused, run_tool
+from fuzz_support import Case, case, check, fuzz_settings, refused, run_tool, valid_predictions
 from hypothesis import example, given
 
 from visionkit.config.diff import TEST_TIME_MODEL_KEYS
@@ -30,22 +29,6 @@ def assets():
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz_configs")
-
-
-def valid_predictions(c: Case, coco: dict) -> Path:
-    """A COCO results file of the ground truth itself (score 0.9), under ``c.inp``."""
-    preds = [
-        {
-            "image_id": a["image_id"],
-            "category_id": a["category_id"],
-            "bbox": a["bbox"],
-            "score": 0.9,
-        }
-        for a in coco["annotations"]
-    ]
-    path = c.inp / "predictions.json"
-    path.write_text(json.dumps(preds))
-    return path
 
 
 def tool_argv(tool: str, config: Path, c: Case, assets) -> tuple[str, list]:

@@ -24,7 +24,7 @@ from fuzz_strategies import (
     numbers,
     values,
 )
-from fuzz_support import case, check, fuzz_settings, refused, run_tool
+from fuzz_support import case, check, fuzz_settings, refused, run_tool, valid_predictions
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -54,21 +54,6 @@ def dataset_argv(tool: str, assets, c, overrides: list[str], predictions=None) -
     if tool == "train":
         return tool, [*common, "--output-dir", c.out / "run", "--no-progress", *overrides]
     return "eval", [*common, "--predictions", predictions, "--out", c.out / "m.json", *overrides]
-
-
-def ground_truth_predictions(coco: dict, c) -> object:
-    preds = [
-        {
-            "image_id": a["image_id"],
-            "category_id": a["category_id"],
-            "bbox": a["bbox"],
-            "score": 0.9,
-        }
-        for a in coco["annotations"]
-    ]
-    path = c.inp / "predictions.json"
-    path.write_text(json.dumps(preds))
-    return path
 
 
 def duplicate_names(doc) -> bool:
@@ -110,7 +95,7 @@ def test_hostile_coco_annotations(base, assets, tool, edits, attack, where):
     with case(base, assets) as c:
         ann = c.inp / "instances.json"
         ann.write_bytes(json_bytes(doc, attack, where))
-        preds = ground_truth_predictions(assets.coco, c)
+        preds = valid_predictions(c, assets.coco)
         overrides = data_overrides("coco", assets.images, ann)
         script, argv = dataset_argv(tool, assets, c, overrides, preds)
         expect = refused if duplicate_names(doc) else None
@@ -257,7 +242,7 @@ def out_of_range(doc) -> bool:
 @example(edits=[], attack="none", where=0.5, out="out")
 def test_hostile_prediction_files(base, assets, edits, attack, where, out):
     with case(base, assets) as c:
-        preds = ground_truth_predictions(assets.coco, c)
+        preds = valid_predictions(c, assets.coco)
         doc = apply_json_edits(json.loads(preds.read_text()), edits)
         preds.write_bytes(json_bytes(doc, attack, where))
         argv = ["--config", assets.config, "--predictions", preds, "--out", c.root / out]

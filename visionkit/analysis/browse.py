@@ -18,7 +18,7 @@ from visionkit.analysis.dataset_summary import unwrap
 from visionkit.data.coco import CocoDetection, to_sample
 from visionkit.data.transforms import seed_transforms
 from visionkit.inference.draw import class_colors, draw_labelled_boxes, overlay_segmentation
-from visionkit.io.image import read_image
+from visionkit.io.image import image_to_uint8, read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 from visionkit.structures.labels import IGNORE_LABEL
 
@@ -28,7 +28,7 @@ IGNORE_COLOR = (255, 255, 255)  # ignored pixels of a label map
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
     """A ``(3, H, W)`` float tensor in ``[0, 1]`` -> ``(H, W, 3)`` uint8."""
-    return (image.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    return image_to_uint8(image).permute(1, 2, 0).numpy()
 
 
 def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[np.ndarray, int]:

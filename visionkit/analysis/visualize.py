@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.io.atomic import write_bytes
+from visionkit.io.image import image_to_uint8, unit_float_to_uint8
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.detectors.rcnn import RCNN
 from visionkit.models.detectors.two_stage import TwoStageDetector
@@ -111,7 +112,7 @@ def filter_grid(weight: Tensor, tile: int = 32) -> np.ndarray:
     w = w if w.shape[1] == 3 else w.mean(1, keepdim=True).expand(-1, 3, -1, -1)
     factor = _upscaled(w.shape[0], w.shape[2], w.shape[3], tile)
     w = _normalize(w, (1, 2, 3))
-    rgb = (w.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    rgb = unit_float_to_uint8(w.permute(0, 2, 3, 1).numpy())
     return tile_grid([_upscale(np.ascontiguousarray(t[..., ::-1]), factor) for t in rgb])
 
 
@@ -126,7 +127,7 @@ def feature_grid(
     c, h, w = fmap.shape
     factor = _upscaled(min(c, max_channels), h, w, tile)
     x = _normalize(fmap[:max_channels].detach().float().cpu(), (1, 2))
-    gray = (x.numpy() * 255).round().astype(np.uint8)
+    gray = unit_float_to_uint8(x.numpy())
     return tile_grid([cv2.applyColorMap(_upscale(g[..., None], factor), colormap) for g in gray])
 
 
@@ -247,8 +248,8 @@ def input_image(model: nn.Module, batch: Tensor) -> np.ndarray:
     (resized, padded)."""
     mean = model.preprocess.pixel_mean.reshape(3, 1, 1)
     std = model.preprocess.pixel_std.reshape(3, 1, 1)
-    rgb = (batch[0].cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray((rgb[..., ::-1] * 255).round().astype(np.uint8))
+    rgb = image_to_uint8((batch[0].cpu() * std + mean).clamp(0, 1)).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(rgb[..., ::-1])
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

@@ -21,6 +21,7 @@ from visionkit.config.schema import ProposalConfig
 from visionkit.data.coco import to_sample
 from visionkit.data.packed import PackedMapping
 from visionkit.data.proposal_cache import dataset_proposals
+from visionkit.io.image import image_to_uint8
 from visionkit.structures.boxes import clip_boxes, valid_boxes_mask
 
 PROPOSAL_LABEL = -1
@@ -68,7 +69,7 @@ class ProposalDataset(Dataset):
         props = props[valid_boxes_mask(props, 1e-2)]
         if self.max_proposals > 0:
             props = props[: self.max_proposals]
-        pixels = image.mul(255).round().byte().permute(1, 2, 0).numpy()
+        pixels = image_to_uint8(image).permute(1, 2, 0).numpy()
         boxes = torch.cat([target["boxes"], props]).numpy()
         labels = np.concatenate([target["labels"].numpy(), np.full(len(props), PROPOSAL_LABEL)])
         tensor, out = to_sample(pixels, boxes, labels, target["image_id"], self.transforms)

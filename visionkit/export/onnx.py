@@ -29,6 +29,7 @@ from visionkit.config.schema import Config
 from visionkit.errors import ConfigError
 from visionkit.export.graphs import export_graph
 from visionkit.io.atomic import write_bytes
+from visionkit.io.image import image_to_uint8
 from visionkit.models import model_task
 
 METADATA_KEY = "visionkit"  # metadata_props key of the JSON record
@@ -54,7 +55,7 @@ def _example_inputs(
     batch = p([torch.rand(3, h, w, generator=g), torch.rand(3, h, max(w * 3 // 4, 1), generator=g)])
     images = batch.tensor * p.pixel_std + p.pixel_mean  # back to [0, 1]
     if dtype == "uint8":
-        images = images.mul(255).round().clamp(0, 255).to(torch.uint8)
+        images = image_to_uint8(images)
     out = [images, batch.image_sizes.long()]
     if "proposals" in inputs:
         h, w = (float(v) for v in batch.image_sizes[1])

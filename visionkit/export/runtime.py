@@ -23,6 +23,7 @@ from torch import Tensor
 from visionkit.config.schema import Config
 from visionkit.errors import CheckpointError
 from visionkit.export.metadata import read_metadata
+from visionkit.io.image import image_to_float, image_to_uint8
 from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.preprocess import ImageBatch, Preprocessor
 from visionkit.models.proposers import GivenProposals
@@ -115,7 +116,7 @@ class OnnxPredictor:
         batch = self.preprocess(images)
         pixels = batch.tensor
         if self.uint8:
-            pixels = pixels.mul(255).round().clamp(0, 255).to(torch.uint8)
+            pixels = image_to_uint8(pixels)
         feed = {"images": pixels.numpy(), "image_sizes": batch.image_sizes.long().numpy()}
         if given is not None:
             feed["proposals"] = boxes_to_rois(batch.clip_to_input(given)).numpy()
@@ -134,7 +135,7 @@ class OnnxPredictor:
             ``sem_seg`` ``(H_i, W_i)`` int64.
         """
         tensors = [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) for img in images]
-        return self.predict([t.float() / 255 for t in tensors])
+        return self.predict([image_to_float(t) for t in tensors])
 
     @staticmethod
     def _label_maps(batch: ImageBatch, outputs: dict[str, np.ndarray]) -> list[dict[str, Tensor]]:

@@ -17,6 +17,7 @@ from visionkit.data.coco_checks import is_id
 from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
+from visionkit.io.image import image_to_float
 from visionkit.models import build_model, model_task
 
 
@@ -102,8 +103,9 @@ class Predictor:
             torch.autocast(self.device.type, torch.float16, enabled=self.half),
         ):
             tensors = [
-                torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1).float()
-                / 255
+                image_to_float(
+                    torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1)
+                )
                 for img in images
             ]
             outputs = self.model.predict(tensors)

@@ -67,7 +67,20 @@ def read_image(path: str | Path, orientation: bool = True) -> np.ndarray:
 
 def read_image_tensor(path: str | Path) -> Tensor:
     """:func:`read_image` as ``(3, H, W)`` float32 RGB in [0, 1], as the datasets give images."""
-    return torch.from_numpy(read_image(path)).permute(2, 0, 1).float() / 255
+    return image_to_float(torch.from_numpy(read_image(path)).permute(2, 0, 1))
+
+
+def image_to_float(pixels: Tensor) -> Tensor:
+    """uint8 pixels (any shape: ``(3, H, W)``, ``(N, 3, H, W)``, ...) -> float32 ``v / 255`` in
+    [0, 1], as models take images. The one uint8 -> float conversion of the toolkit."""
+    return pixels.float() / 255
+
+
+def image_to_uint8(image: Tensor) -> Tensor:
+    """Float pixels in [0, 1] (any shape) -> uint8 ``round(255 v)`` (float32 arithmetic, halves
+    to even, clamped to 0..255), as an 8-bit image file holds them. The one float -> uint8
+    conversion of the toolkit (:func:`unit_float_to_uint8` is its numpy twin)."""
+    return image.detach().float().mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
 def check_unit_range(low: float, high: float, what: str) -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from visionkit.errors import DataError
+from visionkit.io.image import image_to_uint8
 from visionkit.proposals.selective_search import selective_search
 
 
@@ -32,7 +33,7 @@ class GivenProposals:
     def search(self, image: Tensor) -> Tensor:
         """Selective search on one ``(3, H, W)`` float RGB image in ``[0, 1]`` -> ``(K, 4)``
         float32 xyxy in its pixels, best first, at most ``max_proposals``."""
-        pixels = image.detach().float().mul(255).round().clamp(0, 255).byte()
+        pixels = image_to_uint8(image)
         boxes = selective_search(pixels.permute(1, 2, 0).cpu().numpy(), self.search_mode)
         return torch.from_numpy(boxes[: self.max_proposals or None]).to(image.device)
 

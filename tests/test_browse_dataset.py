@@ -170,7 +170,7 @@ def voc_set(tmp_path: Path) -> Path:
 
 
 def test_voc_summary_difficult_objects(tmp_path):
-    from visionkit.data.voc import VOC_CLASSES
+    from visionkit.structures.labels import VOC_CLASSES
 
     root = voc_set(tmp_path)
     ids = {name: k + 1 for k, name in enumerate(sorted({o[0] for o in VOC_OBJECTS}))}

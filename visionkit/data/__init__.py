@@ -6,11 +6,10 @@ from visionkit.data.segmentation import CocoSegmentation, SegmentationDataset, v
 from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
 from visionkit.data.transforms import build_transforms
-from visionkit.data.voc import VOC_CLASSES, VOCDetection
+from visionkit.data.voc import VOCDetection
 
 __all__ = [
     "SHAPES_CLASSES",
-    "VOC_CLASSES",
     "CocoDetection",
     "CocoSegmentation",
     "SegmentationDataset",

@@ -32,15 +32,12 @@ from torch.utils.data import Dataset
 from visionkit.data.coco import LazyGroundTruth, load_coco, open_coco, to_sample
 from visionkit.data.coco_checks import check_segmentation, read_sized_image
 from visionkit.data.packed import PackedStrings, pack_objects, unpack_object
-from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
 from visionkit.io.structured import read_text
-from visionkit.structures.labels import IGNORE_LABEL
+from visionkit.structures.labels import COCO_VOC_CAT_IDS, IGNORE_LABEL, VOC_CLASSES
 
 SEG_VOC_CLASSES = ("background", *VOC_CLASSES)
-# COCO category ids of VOC's 20 classes, in VOC order (torchvision's segmentation reference)
-COCO_VOC_CAT_IDS = (5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
 
 
 def read_label_png(path: Path) -> np.ndarray:

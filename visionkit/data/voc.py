@@ -12,19 +12,14 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from visionkit.data.coco import LazyGroundTruth, coco_index, to_sample
-from visionkit.data.coco_checks import box_problem, check_class_names, compare_headers, side_problem
+from visionkit.data.coco_checks import check_class_names, compare_headers
 from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError
 from visionkit.io.image import read_image
 from visionkit.io.structured import read_text, read_xml
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
-
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
-
+from visionkit.structures.labels import VOC_CLASSES
+from visionkit.utils.validators import box_problem, side_problem
 
 DIFFICULT = {"0": False, "1": True, "false": False, "true": True, "no": False, "yes": True}
 
@@ -38,7 +33,7 @@ def parse_voc_xml(path: Path, class_names: Sequence[str]) -> dict[str, Any]:
         DataError: one line naming the file, the object and the field: unreadable XML, a
             missing, non-integer, 0, negative or huge size, an unknown class, a box coordinate
             that is missing or not a finite number, a box inverted (xmin > xmax) or beyond the
-            image (:func:`~visionkit.data.coco_checks.box_problem`), a ``<difficult>`` other
+            image (:func:`~visionkit.utils.validators.box_problem`), a ``<difficult>`` other
             than 0/1 (or yes/no, true/false).
     """
     root = read_xml(path)

@@ -12,7 +12,6 @@ import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 
-from visionkit.data.coco_checks import box_problem, is_finite_number, is_int
 from visionkit.errors import DataError
 from visionkit.evaluation.coco_backends import (
     DEFAULT_COCO_BACKEND,
@@ -21,6 +20,7 @@ from visionkit.evaluation.coco_backends import (
 )
 from visionkit.structures.boxes import convert_boxes
 from visionkit.utils.comm import gather_in_order, is_distributed
+from visionkit.utils.validators import box_problem, is_finite_number, is_int
 
 STAT_NAMES = [
     "AP",
@@ -61,7 +61,7 @@ def check_coco_results(
 ) -> None:
     """Refuse, in one line naming ``where``, the record and the field, COCO box results that
     are not a list of ``{image_id, category_id, bbox, score}`` with an image and a category of
-    the dataset, a box within its image (:func:`~visionkit.data.coco_checks.box_problem`) and a
+    the dataset, a box within its image (:func:`~visionkit.utils.validators.box_problem`) and a
     score in [0, 1].
 
     Args:

@@ -13,12 +13,12 @@ from torch import Tensor, nn
 from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
-from visionkit.data.coco_checks import is_id
 from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
 from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.io.image import image_to_float
 from visionkit.models import build_model, model_task
+from visionkit.utils.validators import is_id
 
 
 def class_metadata(ckpt: dict[str, Any], cfg: Config, task: str) -> tuple[list[str], list[int]]:

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from visionkit.data.coco_checks import is_id
 from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.coco_eval import to_coco_results
 from visionkit.inference.draw import class_colors, draw_prediction
 from visionkit.inference.sources import IMAGE_EXTS, Frame
 from visionkit.inference.writers import write_image
 from visionkit.io.outputs import check_outputs
+from visionkit.utils.validators import is_id
 
 
 @dataclass(repr=False, eq=False)

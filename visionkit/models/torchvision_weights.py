@@ -12,7 +12,7 @@ Faster R-CNN's classes: torchvision has 91 label slots, 0 the background and ``i
 COCO category id ``i`` (ten ids COCO leaves unused are "N/A" slots); visionkit's head keeps the
 background last, so label ``l`` in ``0..89`` is COCO id ``l + 1``, and the class rows roll by one
 (``cls_score``) or lose the background's four (``bbox_pred``). FCN's 21 classes are the same in
-both: background, then VOC's 20 (COCO ids :data:`~visionkit.data.segmentation.COCO_VOC_CAT_IDS`).
+both: background, then VOC's 20 (COCO ids :data:`~visionkit.structures.labels.COCO_VOC_CAT_IDS`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor
 
-from visionkit.data.segmentation import COCO_VOC_CAT_IDS
-from visionkit.data.voc import VOC_CLASSES
 from visionkit.errors import CheckpointError
+from visionkit.structures.labels import COCO_VOC_CAT_IDS, VOC_CLASSES
 
 PREFIX = "torchvision:"
 

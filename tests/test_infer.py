@@ -21,9 +21,9 @@ from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
 from visionkit.engine.trainer import Trainer
 from visionkit.errors import ConfigError, DataError
 from visionkit.inference import gui_unavailable, read_frames, resolve_sources
-from visionkit.inference.draw import class_colors, draw_detections, overlay_segmentation
 from visionkit.models import build_model
 from visionkit.utils.cli import run_cli
+from visionkit.utils.draw import class_colors, draw_detections, overlay_segmentation
 
 YOLO_CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
 

@@ -17,10 +17,10 @@ from torch.utils.data import Dataset
 from visionkit.analysis.dataset_summary import unwrap
 from visionkit.data.coco import CocoDetection, to_sample
 from visionkit.data.transforms import seed_transforms
-from visionkit.inference.draw import class_colors, draw_labelled_boxes, overlay_segmentation
 from visionkit.io.image import image_to_uint8, read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 from visionkit.structures.labels import IGNORE_LABEL
+from visionkit.utils.draw import class_colors, draw_labelled_boxes, overlay_segmentation
 
 CROWD_COLOR = (150, 150, 150)  # crowd regions and difficult objects: grey, whatever the class
 IGNORE_COLOR = (255, 255, 255)  # ignored pixels of a label map

@@ -12,10 +12,10 @@ from torch import Tensor
 
 from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.coco_eval import to_coco_results
-from visionkit.inference.draw import class_colors, draw_prediction
 from visionkit.inference.sources import IMAGE_EXTS, Frame
 from visionkit.inference.writers import write_image
 from visionkit.io.outputs import check_outputs
+from visionkit.utils.draw import class_colors, draw_prediction
 from visionkit.utils.validators import is_id
 
 
@@ -107,7 +107,7 @@ class Result:
     def plot(self) -> np.ndarray:
         """The image annotated: ``(H, W, 3)`` uint8 RGB, a new array. Boxes with ``"<class>
         <score>"`` tags in their class's colour; segmentation: each non-background pixel blended
-        with its class's colour (``visionkit.inference.draw``, as ``tools/infer.py`` draws)."""
+        with its class's colour (``visionkit.utils.draw``, as ``tools/infer.py`` draws)."""
         colors = class_colors(len(self.class_names))
         return draw_prediction(self.image, self._prediction(), self.class_names, colors)
 

@@ -13,7 +13,6 @@ import numpy as np
 from torch import Tensor
 from tqdm import tqdm
 
-from visionkit.inference.draw import class_colors, draw_prediction
 from visionkit.inference.predictor import Predictor
 from visionkit.inference.sources import (
     Frame,
@@ -31,6 +30,7 @@ from visionkit.inference.writers import (
     write_image,
     write_label_png,
 )
+from visionkit.utils.draw import class_colors, draw_prediction
 from visionkit.utils.warn import warnings_part
 
 

@@ -7,9 +7,10 @@ the packed index (``visionkit/data/packed.py``: flat numpy arrays) stays shared.
 train2017-sized instances file (118,287 images, about 860k boxes, 80 categories; no pixel files:
 the workers read every sample's record, what ``__getitem__`` reads before it decodes the image,
 with a full garbage collection every 2048 samples, as in a worker that allocates tensors)
-and, for each layout, with a plain DataLoader and with the toolkit's (``FrozenHeapLoader``:
-``gc.freeze()`` as the workers fork), measures in a fresh process: the dataset's start-up (constructing it from the JSON), then, with 4 workers
-iterating over all indices, each worker's unique memory (USS: Private_Clean + Private_Dirty of
+and, for each layout, with a plain DataLoader and with the toolkit's (``FrozenHeapLoader`` of
+``visionkit/data/loader.py``: ``gc.freeze()`` as the workers fork), measures in a fresh process:
+the dataset's start-up (constructing it from the JSON), then, with 4 workers iterating over all
+indices, each worker's unique memory (USS: Private_Clean + Private_Dirty of
 ``/proc/<pid>/smaps_rollup``) beyond its start, and the main process's RSS. One markdown table:
 
     python benchmarks/coco_scale_loading.py                # full size (a few GB of memory)
@@ -40,7 +41,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from visionkit.data.coco import CocoDetection, load_coco
 from visionkit.data.coco_checks import check_image_sizes
-from visionkit.data.packed import FrozenHeapLoader, Record
+from visionkit.data.loader import FrozenHeapLoader
+from visionkit.data.packed import Record
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 
 TRAIN2017_IMAGES, TRAIN2017_BOXES = 118_287, 860_001

@@ -21,7 +21,8 @@ from script_loader import load_script
 from torch.utils.data import DataLoader, Dataset
 
 from visionkit.data import CocoDetection, CocoSegmentation, VOCDetection, ensure_shapes
-from visionkit.data.packed import FrozenHeapLoader, PackedArrays, PackedMapping, PackedStrings
+from visionkit.data.loader import FrozenHeapLoader
+from visionkit.data.packed import PackedArrays, PackedMapping, PackedStrings
 from visionkit.data.proposal_dataset import ProposalDataset
 from visionkit.data.segmentation import voc_segmentation
 from visionkit.data.shapes import CLASSES
@@ -202,6 +203,15 @@ def test_loader_workers_fork_with_the_heap_frozen():
     plain = list(DataLoader(FreezeCount(), batch_size=None, num_workers=2))
     assert all(n > 1000 for n in frozen) and plain == [0] * 4
     assert gc.get_freeze_count() == 0  # the parent's objects are collected as before
+
+
+def test_persistent_loader_workers_fork_once_with_the_heap_frozen():
+    loader = FrozenHeapLoader(
+        FreezeCount(), batch_size=None, num_workers=2, persistent_workers=True
+    )
+    first, second = list(loader), list(loader)  # the second pass reuses the workers
+    assert all(n > 1000 for n in first + second)
+    assert gc.get_freeze_count() == 0
 
 
 def test_coco_scale_benchmark_tiny(tmp_path):

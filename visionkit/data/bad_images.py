@@ -11,8 +11,9 @@ missing, empty, truncated or undecodable file) is handled by the policy:
   files in a row, else a DataError), its target carrying ``skipped``: the ``(path, message)``
   pairs passed over. Evaluation datasets (``keep_stand_ins=False``) also mark it ``stand_in``.
 
-:class:`ReportingDataLoader` (what :func:`~visionkit.data.build.build_dataloader` returns) reads
-those keys in the main process, whatever the number of workers: it prints one warning line on
+:class:`~visionkit.data.loader.ReportingDataLoader` (what
+:func:`~visionkit.data.build.build_dataloader` returns) reads those keys in the main process,
+whatever the number of workers, with a :class:`SkipReporter`: it prints one warning line on
 stderr the first time it sees each unreadable file, keeps them in ``skipped`` (path -> message),
 removes the keys from the targets, and drops ``stand_in`` samples. So a pass over a training
 loader yields ``len(dataset)`` samples, each unreadable one replaced by a copy of the next
@@ -22,13 +23,11 @@ sample exactly once (``len(dataset)`` minus the unreadable ones), and evaluators
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
 
-from visionkit.data.packed import FrozenHeapLoader
 from visionkit.data.transforms import seed_transforms
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.utils.warn import warn
@@ -117,27 +116,3 @@ class SkipReporter:
                 self.skipped[path] = message
                 warn(f"skipped ({len(self.skipped)} so far): {message}")
         return not target.pop(STAND_IN_KEY, False)
-
-
-class ReportingDataLoader(FrozenHeapLoader):
-    """A DataLoader whose :class:`SkipReporter` reports and removes what :class:`BadImageGuard`
-    put in targets; ``skipped`` is the reporter's (path -> message). Its workers fork with the
-    parent's objects frozen (:class:`~visionkit.data.packed.FrozenHeapLoader`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.report = SkipReporter()
-
-    @property
-    def skipped(self) -> dict[str, str]:
-        return self.report.skipped
-
-    def __iter__(self) -> Iterator[Any]:
-        for batch in super().__iter__():
-            images, targets = batch
-            if not any(SKIPPED_KEY in t for t in targets):
-                yield batch
-                continue
-            kept = [(img, t) for img, t in zip(images, targets, strict=True) if self.report(t)]
-            if kept:
-                yield [img for img, _ in kept], [t for _, t in kept]

@@ -9,8 +9,9 @@ import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig
-from visionkit.data.bad_images import BadImageGuard, ReportingDataLoader
+from visionkit.data.bad_images import BadImageGuard
 from visionkit.data.coco import CocoDetection
+from visionkit.data.loader import ReportingDataLoader
 from visionkit.data.proposal_dataset import with_proposals
 from visionkit.data.segmentation import (
     CocoSegmentation,

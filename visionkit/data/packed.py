@@ -7,10 +7,8 @@ worker as it iterates, and memory grows with workers x GPUs (MMDetection #3612; 
 its dataset in one numpy buffer for this reason). A numpy array is one object: reading its
 elements writes nothing but the array's own header, so its data pages stay shared.
 
-The rest of the parent's heap (torch's, the model's and the config's objects) is shared the same
-way only if the workers' garbage collector leaves it alone: a full collection writes a header in
-every tracked object. :class:`FrozenHeapLoader` (the toolkit's loaders) forks its workers with the
-parent's objects frozen (``gc.freeze``), so a worker's collections never visit them.
+The rest of the parent's heap stays shared because the toolkit's loaders fork their workers with
+it frozen (:class:`~visionkit.data.loader.FrozenHeapLoader`).
 
 Every reader keeps its per-image index here: :class:`PackedStrings` (file names, paths) and
 :class:`PackedArrays` (per-image boxes, labels, flags, proposals: one concatenated array and
@@ -19,14 +17,12 @@ offsets). Both pickle as a few arrays, so a spawned worker receives them in one 
 
 from __future__ import annotations
 
-import gc
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 
 class PackedStrings:
@@ -178,20 +174,3 @@ class Record(NamedTuple):
     size: tuple[int, int]
     boxes: np.ndarray
     labels: np.ndarray
-
-
-class FrozenHeapLoader(DataLoader):
-    """A DataLoader whose worker processes fork with every object of the parent frozen
-    (``gc.collect(); gc.freeze()`` just before, ``gc.unfreeze()`` in the parent just after, as
-    Python's ``gc.freeze`` documentation advises): the workers' garbage collections skip the
-    inherited objects, so their pages stay shared (``benchmarks/coco_scale_loading.py``)."""
-
-    def _get_iterator(self) -> Any:  # where DataLoader starts its workers
-        if self.num_workers == 0:
-            return super()._get_iterator()
-        gc.collect()
-        gc.freeze()
-        try:
-            return super()._get_iterator()
-        finally:
-            gc.unfreeze()

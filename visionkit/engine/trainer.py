@@ -22,7 +22,6 @@ from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
 from visionkit.engine.checkpoint import (
     init_from_checkpoint,
-    load_checkpoint,
     load_model_weights,
     rng_state,
     save_checkpoint,
@@ -45,7 +44,7 @@ from visionkit.engine.distributed import (
 from visionkit.engine.evaluation_loop import evaluate
 from visionkit.engine.logger import MetricsLogger
 from visionkit.engine.optim import build_optimizer, build_scheduler, lr_factor, scaled_lr
-from visionkit.engine.resume import resume_changes
+from visionkit.engine.resume import start_run
 from visionkit.engine.signals import StopOnSignal, TrainingInterrupted
 from visionkit.engine.training_curves import write_run_plots
 from visionkit.errors import ConfigError, VisionkitError
@@ -63,8 +62,6 @@ class TrainingError(VisionkitError):
 
 
 PLAIN_LINE_SECONDS = 30  # without progress bars, a line of training progress this often
-# the files of a run; a fresh run refuses a folder holding any of them
-RUN_FILES = ("best.pth", "config.yaml", "last.pth", "metrics.jsonl", "tensorboard")
 
 
 class Trainer:
@@ -84,24 +81,7 @@ class Trainer:
             raise ConfigError(f"train.accumulate_steps must be >= 1, got {tc.accumulate_steps}")
         # before any long work: a fresh run never writes over another run's files; a resumed
         # one continues its checkpoint's config (engine/resume.py)
-        self.ckpt: dict[str, Any] | None = None
-        changes: list[str] = []
-        found = sorted(n for n in RUN_FILES if (self.out / n).exists())
-        # killed before its first checkpoint (a best.pth is never written alone: keep it)
-        self.restart = resume and bool(found) and not {"last.pth", "best.pth"} & set(found)
-        if self.restart:  # it starts again, its logs cut
-            changes = [f"resume: {self.out} has no checkpoint yet; starting it from the beginning"]
-        elif resume:
-            self.ckpt = load_checkpoint(self.out / "last.pth")
-            saved = self.ckpt.get("config")
-            if isinstance(saved, dict):
-                epochs_done = int(self.ckpt.get("epoch", 0))
-                changes = resume_changes(saved, cfg, epochs_done, str(self.out / "last.pth"))
-        elif found:
-            raise ConfigError(
-                f"{self.out} already holds a run ({', '.join(found)}); pass --resume to "
-                "continue it, or give another --output-dir"
-            )
+        start = start_run(self.out, cfg, resume)
         check_best_metric(tc.best_metric, model_task(cfg.model.name))
         self.dist, self.device = init_distributed(tc.dist_backend, select_device(tc.device))
         rank, world, bs = self.dist.rank, self.dist.world_size, cfg.data.batch_size
@@ -161,35 +141,27 @@ class Trainer:
         self.best = worst_value(tc.best_metric)
         self.evaluator: Any = None  # the last evaluation's, for the end-of-training plots
         self.stop = StopOnSignal()
-        if self.ckpt is not None:
-            self._resume()
+        if start.checkpoint is not None:
+            self._resume(start.checkpoint)
         self.logger: MetricsLogger | None = None
         if self.dist.is_main:
-            for line in changes + ([amp_line] if amp_line else []):
+            for line in start.changes + ([amp_line] if amp_line else []):
                 tqdm.write(line)
             for orphan in leftover_temporaries(self.out):  # a write cut by a kill
                 orphan.unlink()
             save_config(cfg, self.out / "config.yaml")
-            self.logger = MetricsLogger(self.out, resume_from=self._log_position())
+            log_position = start.log_position(self.iters_per_epoch)
+            self.logger = MetricsLogger(self.out, resume_from=log_position)
             if tc.lr_scaling == "linear":
                 tqdm.write(
                     f"lr {tc.lr:g} x {world} processes x {tc.accumulate_steps} steps x {bs} "
                     f"images / {tc.base_batch_size or bs} = {self.lr:g} (train.lr_scaling)"
                 )
-        self.ckpt = None  # loaded into the model, optimizer and RNGs: no second copy kept
 
-    def _log_position(self) -> int | None:
-        """The global iteration a resumed run starts at (its checkpoint's, 0 when it restarts);
-        None for a fresh run."""
-        if self.ckpt is None:
-            return 0 if self.restart else None
-        if "log_position" in self.ckpt:
-            return int(self.ckpt["log_position"])
-        epoch, batch = int(self.ckpt["epoch"]), int(self.ckpt.get("epoch_iteration", 0))
-        return epoch * self.iters_per_epoch + batch
-
-    def _resume(self) -> None:
-        path, ckpt = self.out / "last.pth", self.ckpt
+    def _resume(self, ckpt: dict[str, Any]) -> None:
+        """Load ``ckpt`` (the run's ``last.pth``) into the model, optimizer, scaler, scheduler
+        and RNGs."""
+        path = self.out / "last.pth"
         load_model_weights(self.model, ckpt, self.cfg.model.name, str(path))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])

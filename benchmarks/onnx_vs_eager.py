@@ -35,7 +35,8 @@ import torch
 from visionkit.config import load_config
 from visionkit.config.schema import Config
 from visionkit.data import ensure_shapes
-from visionkit.export import OnnxPredictor, export_onnx
+from visionkit.export import export_onnx
+from visionkit.inference import OnnxPredictor
 from visionkit.models import build_model
 from visionkit.models.proposers import GivenProposals
 

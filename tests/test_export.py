@@ -21,8 +21,9 @@ from visionkit.config import load_config
 from visionkit.config.loader import config_to_dict
 from visionkit.data import ensure_shapes
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.export import OnnxPredictor, export_onnx
+from visionkit.export import export_onnx
 from visionkit.export.onnx import METADATA_KEY
+from visionkit.inference import OnnxPredictor
 from visionkit.inference.predictor import Predictor
 from visionkit.models import build_model, model_task
 

@@ -20,6 +20,7 @@ LAYERS = (
     ("proposals",),
     ("data",),
     ("models",),
+    ("checkpoints",),  # reading and writing checkpoints, torchvision's weights, the device
     ("evaluation",),
     ("engine",),
     ("export",),  # ONNX export and runtime: visionkit.load and VisionModel.export reach it
@@ -127,6 +128,18 @@ def test_imports_only_go_down_the_layers():
 def test_no_cycles_between_top_level_packages():
     cycles = package_cycles(import_map(PACKAGE))
     assert not cycles, "\n".join(cycles)
+
+
+def test_inference_reads_checkpoints_without_the_training_engine():
+    imports = import_map(PACKAGE)
+    bad = [
+        f"{module} -> {imported} ({line})"
+        for module, found in sorted(imports.items())
+        if top_package(module) == "inference"
+        for imported, line in found
+        if top_package(imported) == "engine"
+    ]
+    assert not bad, "inference imports engine:\n" + "\n".join(bad)
 
 
 def test_checker_reports_an_injected_upward_import(tmp_path):

@@ -13,8 +13,8 @@ from test_tools_e2e import run_tool
 from torchvision.ops import box_iou
 
 import visionkit
+from visionkit.checkpoints import load_checkpoint, save_checkpoint
 from visionkit.config import load_config
-from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from visionkit.inference.evaluation import evaluate_predictions, val_dataset
 
 

@@ -5,8 +5,9 @@ original pixels out.
 Everything comes from the file's metadata (written by ``visionkit.export.onnx``, read by
 ``visionkit.export.metadata``): the model's :class:`~visionkit.models.preprocess.Preprocessor`
 is rebuilt from the stored settings with an identity normalization (the graph normalizes), so
-resizing, padding and the way back are the model's own code; given-proposal detectors get :class:`~visionkit.models.proposers.GivenProposals`'
-selective search per image, as their ``predict`` does. FCN's results come from the graph's
+resizing, padding and the way back are the model's own code; given-proposal detectors get
+:class:`~visionkit.models.proposers.GivenProposals`' selective search per image, as their
+``predict`` does. FCN's results come from the graph's
 ``logits`` through ``ImageBatch.postprocess`` (resized to the original image, then arg-maxed, as
 the model's ``predict``); its ``sem_seg`` output is the label map in input pixels.
 """
@@ -41,7 +42,7 @@ def read_session(
     path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
 ) -> tuple[Any, dict[str, Any], Config]:
     """An ``onnxruntime.InferenceSession`` of ``path``, its visionkit metadata record and the
-    config the record holds (``metadata.py``, checked against the graph); a one-line
+    config the record holds (``visionkit.export.metadata``, checked against the graph); a one-line
     CheckpointError for a missing, corrupt or foreign file or a record that does not fit it."""
     import onnxruntime as ort
 

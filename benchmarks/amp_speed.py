@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from throughput import PROPOSAL_MODELS, ROOT, device_name, fetch, size_label, sized, timed
 
+from visionkit.checkpoints import place_model, select_device
 from visionkit.config.schema import Config
 from visionkit.data import build_dataset
-from visionkit.engine.device import place_model, select_device
 from visionkit.engine.optim import build_optimizer
 from visionkit.models import build_model, model_task
 

@@ -17,7 +17,7 @@ The checks, each mirroring a CPU path the test suite already covers:
 - ``throughput``: benchmarks/throughput.py --amp --channels-last, every quick config;
 - ``amp-speed``: benchmarks/amp_speed.py: bf16 against float32 training speed;
 - ``eval cpu/cuda``: tools/eval.py on the YOLOv1 checkpoint on the CPU and on the device: the
-  COCO numbers agree within 0.1 AP (engine/evaluation_loop.py, evaluation/coco_eval.py);
+  COCO numbers agree within 0.1 AP (evaluation/loop.py, evaluation/coco_eval.py);
 - ``torchrun``: tools/train.py under torchrun over every GPU present with nccl
   (engine/distributed.py; gloo with 2 processes on a CPU).
 """
@@ -166,7 +166,7 @@ def checks(args: argparse.Namespace) -> list[Check]:
         for d, tag in (("cpu", "cpu"), (dev, "dev"))
     ]  # fmt: skip
     listed.append(Check(
-        "eval cpu/device", "tools/eval.py, visionkit/engine/evaluation_loop.py",
+        "eval cpu/device", "tools/eval.py, visionkit/evaluation/loop.py",
         ["bash", "-c", " && ".join(" ".join(map(_quote, e)) for e in evals)],
         args.per_check, read_eval_pair,
     ))  # fmt: skip

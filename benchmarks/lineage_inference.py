@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from visionkit.checkpoints import load_checkpoint, load_model_weights
 from visionkit.config import load_config
 from visionkit.data import build_dataset
-from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
 from visionkit.models import build_model
 
 

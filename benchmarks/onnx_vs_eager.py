@@ -35,7 +35,9 @@ import torch
 from visionkit.config import load_config
 from visionkit.config.schema import Config
 from visionkit.data import ensure_shapes
-from visionkit.export import OnnxPredictor, export_onnx
+from visionkit.export import export_onnx
+from visionkit.inference import OnnxPredictor
+from visionkit.io.image import image_to_float
 from visionkit.models import build_model
 from visionkit.models.proposers import GivenProposals
 
@@ -64,7 +66,7 @@ def val_images(cfg: Config, count: int) -> list[torch.Tensor]:
     out = []
     for f in files:
         rgb = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
-        out.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
+        out.append(image_to_float(torch.from_numpy(rgb).permute(2, 0, 1)))
     return [out[i % len(out)] for i in range(count)]
 
 

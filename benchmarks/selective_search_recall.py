@@ -18,6 +18,7 @@ from torchvision.ops import box_iou
 
 from visionkit.config.schema import AugmentConfig, DatasetConfig
 from visionkit.data import build_dataset
+from visionkit.io.image import image_to_uint8
 from visionkit.proposals.selective_search import MODES, selective_search
 
 TOP_N = (100, 500, 2000)
@@ -30,7 +31,7 @@ def measure(dataset, num_images: int, mode: str) -> dict[str, float]:
     objects, count, seconds = 0, 0, 0.0
     for index in range(min(num_images, len(dataset))):
         image, target = dataset[index]
-        rgb = (image.permute(1, 2, 0) * 255).round().byte().numpy()
+        rgb = image_to_uint8(image.permute(1, 2, 0)).numpy()
         start = time.perf_counter()
         proposals = torch.from_numpy(selective_search(rgb, mode))
         seconds += time.perf_counter() - start

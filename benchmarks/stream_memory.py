@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 import visionkit
+from visionkit.checkpoints import save_checkpoint
 from visionkit.config import config_to_dict, load_config
-from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,10 +43,10 @@ import torch
 from torch import nn
 from torch.utils.data import RandomSampler
 
+from visionkit.checkpoints import place_model, select_device
 from visionkit.config import load_config
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.engine.device import place_model, select_device
 from visionkit.engine.optim import build_optimizer
 from visionkit.models import build_model, model_task
 

@@ -13,9 +13,9 @@ import time
 
 import torch
 
+from visionkit.checkpoints import place_model
 from visionkit.config import load_config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.engine.device import place_model
 from visionkit.models import build_model, model_task
 
 

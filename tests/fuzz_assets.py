@@ -117,8 +117,8 @@ def session_assets() -> Assets:
     a temporary VISIONKIT_CACHE, never the user's."""
     import torch
 
+    from visionkit.checkpoints import save_checkpoint
     from visionkit.config import config_to_dict, load_config
-    from visionkit.engine.checkpoint import save_checkpoint
     from visionkit.models import build_model
 
     root = Path(tempfile.mkdtemp(prefix="visionkit-fuzz-assets-"))

@@ -10,7 +10,7 @@ import torch
 from test_model_contract import build, images, targets
 from test_tools_e2e import ROOT, tiny_overrides
 
-from visionkit.engine.device import mixed_precision
+from visionkit.engine.amp import mixed_precision
 from visionkit.errors import ConfigError
 from visionkit.models import MODELS
 

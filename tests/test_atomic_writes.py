@@ -17,10 +17,10 @@ from test_model_contract import TINY
 from test_model_contract import build as build_tiny
 
 from visionkit.analysis.visualize import write_png
+from visionkit.checkpoints import save_checkpoint
 from visionkit.config import load_config, save_config
 from visionkit.data import ensure_shapes
 from visionkit.data.proposal_cache import save_proposals
-from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.engine.logger import MetricsLogger
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation.plots import pyplot, save_figure, write_confusion_csv

@@ -10,12 +10,8 @@ import pytest
 import torch
 from test_tools_e2e import run_tool, tiny_overrides
 
-from visionkit.engine.checkpoint import (
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from visionkit.checkpoints import load_checkpoint, save_checkpoint
+from visionkit.engine.rng import rng_state, set_rng_state
 from visionkit.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +117,7 @@ def test_every_tool_refuses_a_crafted_checkpoint_in_one_line(tool, tmp_path):
 
 
 def test_a_data_parallel_checkpoint_loads_without_its_module_prefix():
-    from visionkit.engine.checkpoint import load_model_weights
+    from visionkit.checkpoints import load_model_weights
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 3))
     wrapped = {f"module.{k}": v + 1 for k, v in model.state_dict().items()}

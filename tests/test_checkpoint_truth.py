@@ -21,10 +21,11 @@ from visionkit.config.diff import TEST_TIME_MODEL_KEYS
 from visionkit.config.loader import config_to_dict
 from visionkit.config.schema import BackboneConfig
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.export import OnnxPredictor, export_onnx
+from visionkit.export import export_onnx
 from visionkit.export.graphs import export_graph
 from visionkit.export.metadata import GRAPH_INPUTS
 from visionkit.export.onnx import METADATA_KEY
+from visionkit.inference import OnnxPredictor
 from visionkit.inference.evaluation import val_dataset
 from visionkit.models import MODELS, build_model
 from visionkit.models.backbones import build_backbone

@@ -18,10 +18,10 @@ from test_model_contract import TINY
 from test_tools_e2e import run_tool
 
 import visionkit
+from visionkit.checkpoints import select_device
 from visionkit.config import config_to_dict, load_config
 from visionkit.config.schema import Config, num
 from visionkit.config.validate import RULES, check_declared_ranges, numeric_fields
-from visionkit.engine.device import select_device
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.models import MODELS, build_model
 from visionkit.models.backbones.geometry import min_input_side, runs_at

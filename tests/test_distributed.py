@@ -16,8 +16,8 @@ import torch.multiprocessing as mp
 from pycocotools.coco import COCO
 from test_tools_e2e import ROOT, tiny_overrides
 
+from visionkit.checkpoints import load_checkpoint
 from visionkit.config import TrainConfig
-from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.engine.distributed import EpochSampler, ShardSampler
 from visionkit.engine.optim import scaled_lr
 from visionkit.evaluation import CocoEvaluator, Evaluators, SemSegEvaluator, VocEvaluator

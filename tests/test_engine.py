@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from visionkit.checkpoints import load_checkpoint
 from visionkit.config import TrainConfig, load_config
-from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.engine.optim import lr_factor
 from visionkit.engine.trainer import Trainer, TrainingError
 

@@ -21,9 +21,11 @@ from visionkit.config import load_config
 from visionkit.config.loader import config_to_dict
 from visionkit.data import ensure_shapes
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.export import OnnxPredictor, export_onnx
+from visionkit.export import export_onnx
 from visionkit.export.onnx import METADATA_KEY
+from visionkit.inference import OnnxPredictor, PredictorBackend
 from visionkit.inference.predictor import Predictor
+from visionkit.io.image import image_to_float
 from visionkit.models import build_model, model_task
 
 NAMES, CAT_IDS = ["circle", "square", "triangle"], [1, 2, 3]
@@ -106,6 +108,29 @@ def test_onnxruntime_matches_pytorch_on_batches_of_1_and_3(variant, exported, sh
     assert compared > 0
     if model.task == "detection":
         assert found >= 0.99 * compared, (found, compared)
+
+
+@pytest.mark.parametrize("variant", ["faster_rcnn", "fcn"])
+def test_both_backends_call_is_predict_thresholded_on_the_cpu(variant, exported, shapes_images):
+    model, path = exported(variant)
+    images = shapes_images[:2]
+    tensors = [image_to_float(torch.from_numpy(img).permute(2, 0, 1)) for img in images]
+    for backend in (OnnxPredictor(path), torch_predictor(model)):
+        assert isinstance(backend, PredictorBackend) and backend.predict_extras == ()
+        raw = backend.predict(tensors)
+        if model.task == "detection":  # a threshold between the scores predict gives
+            backend.score_thresh = float(torch.cat([r["scores"] for r in raw]).median())
+        kept = 0
+        for r, called in zip(raw, backend(images), strict=True):
+            if model.task == "sem_seg":
+                assert torch.equal(r["sem_seg"], called["sem_seg"])
+                continue
+            keep = r["scores"] >= backend.score_thresh
+            kept += int(keep.sum())
+            for key in ("boxes", "scores", "labels"):
+                assert torch.equal(r[key][keep], called[key])
+        if model.task == "detection":
+            assert 0 < kept < sum(len(r["scores"]) for r in raw)
 
 
 BACKGROUND = {  # thresholds no random-weight score reaches: every image is all background

@@ -9,8 +9,8 @@ import torch
 from detection_helpers import check_losses_and_gradients, targets_with_proposals
 
 from visionkit.config import ModelConfig, load_config
-from visionkit.engine.evaluation_loop import evaluate
 from visionkit.errors import ConfigError, DataError
+from visionkit.evaluation.loop import evaluate
 from visionkit.models import MODELS, build_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import pytest
 import torch
 from test_tools_e2e import ROOT, run_tool, tiny_overrides
 
+from visionkit.checkpoints import load_checkpoint
 from visionkit.config import load_config
-from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.engine.signals import TrainingInterrupted
 from visionkit.engine.trainer import Trainer
 from visionkit.errors import VisionkitError

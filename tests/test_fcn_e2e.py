@@ -6,7 +6,7 @@ import pytest
 from script_loader import load_script
 from test_tools_e2e import ROOT, run_tool
 
-from visionkit.engine.checkpoint import load_checkpoint
+from visionkit.checkpoints import load_checkpoint
 from visionkit.errors import ConfigError
 
 CONFIG = str(ROOT / "configs" / "fcn8s_shapes.yaml")

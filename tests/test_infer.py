@@ -15,9 +15,9 @@ from test_fcn_e2e import CONFIG as FCN_CONFIG
 from test_fcn_e2e import tiny_fcn_overrides
 from test_tools_e2e import ROOT, run_tool, tiny_overrides
 
+from visionkit.checkpoints import load_checkpoint, load_model_weights
 from visionkit.config import load_config
 from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
-from visionkit.engine.checkpoint import load_checkpoint, load_model_weights
 from visionkit.engine.trainer import Trainer
 from visionkit.errors import ConfigError, DataError
 from visionkit.inference import gui_unavailable, read_frames, resolve_sources

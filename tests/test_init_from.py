@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from visionkit.config import load_config
-from visionkit.config.loader import config_to_dict
-from visionkit.engine.checkpoint import (
+from visionkit.checkpoints import (
     init_from_checkpoint,
     load_matching_weights,
     load_model_weights,
     save_checkpoint,
 )
+from visionkit.config import load_config
+from visionkit.config.loader import config_to_dict
 from visionkit.errors import CheckpointError
 from visionkit.models import build_model
 

@@ -13,8 +13,6 @@ import ast
 import shutil
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "visionkit"
 
@@ -166,11 +164,6 @@ def test_data_and_models_do_not_import_each_other():
     assert not bad, "imports between data and models:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inference reads checkpoints through engine until visionkit/checkpoints/ lands "
-    "(issue 22); remove this mark then",
-)
 def test_inference_does_not_import_engine():
     bad = imports_between(import_map(PACKAGE), "inference", "engine")
     assert not bad, "inference imports the training engine:\n" + "\n".join(bad)

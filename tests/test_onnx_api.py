@@ -13,8 +13,9 @@ from test_tools_e2e import run_tool
 from torchvision.ops import box_iou
 
 import visionkit
+from visionkit.checkpoints import load_checkpoint, save_checkpoint
 from visionkit.config import load_config
-from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
+from visionkit.inference import OnnxPredictor, Predictor
 from visionkit.inference.evaluation import evaluate_predictions, val_dataset
 
 
@@ -46,6 +47,8 @@ def matched(boxes, scores, labels, other) -> float:
 
 def test_onnx_file_loads_and_predicts_as_the_checkpoint(run, weights):  # noqa: F811
     pth, onnx_file = (visionkit.load(w, score_thresh=0.15) for w in weights)
+    assert isinstance(pth.predictor, Predictor) and isinstance(onnx_file.predictor, OnnxPredictor)
+    assert isinstance(pth.model, torch.nn.Module) and onnx_file.model is None  # the graph's
     assert onnx_file.task == "detection" and onnx_file.class_names == pth.class_names
     assert onnx_file.cat_ids == pth.cat_ids
     images = run[3]

@@ -11,10 +11,10 @@ from detection_helpers import targets_with_proposals
 from script_loader import load_script
 from test_tools_e2e import run_tool
 
+from visionkit.checkpoints import load_checkpoint
 from visionkit.config import ModelConfig, load_config
 from visionkit.config.schema import SVMConfig
 from visionkit.engine import rcnn_svm
-from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.errors import DataError
 from visionkit.models import MODELS, build_model
 from visionkit.models.heads.svm import hard_negatives, solve_linear_svms, train_linear_svms

@@ -12,9 +12,9 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
+from visionkit.checkpoints import load_checkpoint, save_checkpoint
 from visionkit.config import load_config
 from visionkit.data import ensure_shapes
-from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from visionkit.errors import VisionkitError
 from visionkit.evaluation.coco_eval import coco_box_metrics
 from visionkit.models import build_model
@@ -192,7 +192,7 @@ def test_killed_run_resumes_to_its_final_epoch(tmp_path):
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    from visionkit.engine import checkpoint
+    from visionkit.checkpoints import store as checkpoint
 
     path = tmp_path / "last.pth"
     checkpoint.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)

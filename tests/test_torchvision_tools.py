@@ -11,10 +11,10 @@ from test_tools_e2e import ROOT, run_tool
 from test_torchvision_weights import torchvision_faster_rcnn
 
 import visionkit
+from visionkit.checkpoints import load_checkpoint
+from visionkit.checkpoints.torchvision import weights_url
 from visionkit.data import ensure_shapes
-from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.errors import CheckpointError
-from visionkit.models.torchvision_weights import weights_url
 
 CONFIG = str(ROOT / "configs" / "faster_rcnn_r50_fpn_coco.yaml")
 SMALL = ["model.resize.min_size=96", "model.resize.max_size=160", "data.num_workers=0"]

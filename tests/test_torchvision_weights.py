@@ -3,7 +3,7 @@
 Each test builds the torchvision model with random weights (no download), with its BatchNorm
 statistics and classifier drawn away from their identity/flat initialization so that every
 converted tensor matters and detections pass the score threshold, converts its state dict with
-the explicit key map (``visionkit/models/torchvision_weights.py``) into the model of the
+the explicit key map (``visionkit/checkpoints/torchvision.py``) into the model of the
 visionkit config, and compares outputs on the same images.
 
 Deliberate differences in training mode (none changes a loss value):
@@ -31,11 +31,12 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from visionkit.checkpoints import load_checkpoint, load_model_weights
+from visionkit.checkpoints.torchvision import convert_state_dict
 from visionkit.config import load_config
 from visionkit.config.schema import BackboneConfig
 from visionkit.models import build_model
 from visionkit.models.backbones import BACKBONES, build_backbone
-from visionkit.models.torchvision_weights import convert_state_dict
 from visionkit.structures.labels import IGNORE_LABEL
 
 SMALL = ["model.resize.min_size=320", "model.resize.max_size=533"]
@@ -162,6 +163,41 @@ def test_fcn_logits_and_loss_equal_torchvisions(name):
     torch.manual_seed(5)
     ours = vk.loss(images, [{"sem_seg": m} for m in masks])["loss_fcn_ce"]
     assert abs(ours.item() - theirs.item()) <= 1e-4
+
+
+PLAIN_BATCHNORM = {  # torchvision builds these untrained with plain BatchNorm2d
+    "fasterrcnn_resnet50_fpn": (
+        torchvision.models.detection.fasterrcnn_resnet50_fpn,
+        "configs/faster_rcnn_r50_fpn_coco.yaml",
+        "backbone.body.bn1.running_mean",
+    ),
+    "fcn_resnet50": (
+        torchvision.models.segmentation.fcn_resnet50,
+        "configs/fcn_resnet50_coco.yaml",
+        "backbone.bn1.running_mean",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_BATCHNORM))
+def test_num_batches_tracked_of_a_plain_batchnorm_file_is_ignored(name, tmp_path):
+    build, config, bn1 = PLAIN_BATCHNORM[name]
+    torch.manual_seed(0)
+    tv = build(weights=None, weights_backbone=None)
+    randomize_norms(tv, torch.Generator().manual_seed(1))
+    norms = [m for m in tv.modules() if type(m) is torch.nn.BatchNorm2d]
+    for m in norms:
+        m.num_batches_tracked.fill_(7)  # as after training steps
+    state = tv.state_dict()
+    assert len([k for k in state if k.endswith(".num_batches_tracked")]) == len(norms) >= 53
+    torch.save(state, tmp_path / "tv.pth")
+    ckpt = load_checkpoint(f"torchvision:{name}={tmp_path / 'tv.pth'}")
+    cfg = load_config(config, ["model.backbone.pretrained=false"])
+    vk = build_model(cfg.model)
+    load_model_weights(vk, ckpt, cfg.model.name, "tv.pth", cfg.model.num_classes)  # strict
+    ours = vk.state_dict()
+    assert torch.equal(ours["backbone.stages.res2.1.running_mean"], state[bn1])
+    assert all(int(v) == 0 for k, v in ours.items() if k.endswith(".num_batches_tracked"))
 
 
 def torchvision_levels(name: str, model: torch.nn.Module) -> dict[str, str]:

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from script_loader import load_script
 
 from visionkit.analysis.visualize import feature_maps, filter_grid
+from visionkit.checkpoints import save_checkpoint
 from visionkit.config import load_config
-from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.errors import ConfigError
 from visionkit.io.image import read_image_tensor
 from visionkit.models import build_model

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from visionkit.engine.checkpoint import load_checkpoint, save_checkpoint
+    from visionkit.checkpoints import load_checkpoint, save_checkpoint
     from visionkit.errors import CheckpointError
     from visionkit.io.outputs import check_outputs
 

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
     overrides += [f"eval.coco_backend={args.coco_backend}"] if args.coco_backend else []
     cfg = load_config(args.config, overrides)
-    from visionkit.engine.checkpoint import weights_inputs
+    from visionkit.checkpoints.store import weights_inputs
 
     check_outputs(
         {**config_inputs(args.config, cfg, ["val"]), "--weights": weights_inputs(args.weights),
@@ -148,13 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         evaluation = evaluate_model(
-            model.evaluation_model,
-            model.device,
-            cfg,
-            dataset,
-            args.metric,
-            show_progress(args.no_progress),
-            model.cat_ids,
+            model.predictor, cfg, dataset, args.metric, show_progress(args.no_progress)
         )
     metrics, results, skipped = evaluation.metrics, evaluation.results, evaluation.skipped
     print(format_table(metrics))

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [*args.overrides, "train.device=cpu"]
     cfg = load_config(args.config, overrides) if args.config else None
     output = Path(args.output)
-    from visionkit.engine.checkpoint import weights_inputs
+    from visionkit.checkpoints.store import weights_inputs
 
     check_outputs(
         {**config_inputs(args.config), "--weights": weights_inputs(args.weights)},

@@ -91,7 +91,7 @@ def prepare_output(args: argparse.Namespace, sources: list) -> Path:
     run's files, its first free numbered sibling (said on stdout) unless ``--exist-ok``."""
     files = [s.path for s in sources if s.kind != "webcam"]
     listed = args.source if Path(args.source).is_file() else None  # a .txt list of paths
-    from visionkit.engine.checkpoint import weights_inputs
+    from visionkit.checkpoints.store import weights_inputs
 
     inputs = {"--weights": weights_inputs(args.weights), "--source": [*files, listed]}
     check_outputs({**config_inputs(args.config), **inputs}, folders={"--output": args.output})

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.init_weights = args.init_from
     out = args.output_dir or cfg.train.output_dir or str(Path("runs") / Path(args.config).stem)
     cfg.train.output_dir = out
-    from visionkit.engine.checkpoint import weights_inputs
+    from visionkit.checkpoints.store import weights_inputs
 
     init = "--init-from" if args.init_from else "model.init_weights"
     check_outputs(

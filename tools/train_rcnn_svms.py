@@ -55,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.model.name != "rcnn":
         raise ConfigError(f"SVMs belong to rcnn models; {args.config} builds '{cfg.model.name}'")
 
-    from visionkit.data import build_dataset
-    from visionkit.engine.checkpoint import (
+    from visionkit.checkpoints import (
         load_checkpoint,
         load_model_weights,
         save_checkpoint,
+        select_device,
         weights_inputs,
     )
-    from visionkit.engine.device import select_device
+    from visionkit.data import build_dataset
     from visionkit.engine.rcnn_svm import cached_features, fit_svms
     from visionkit.models import build_model
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from visionkit.analysis import visualize as vis
-    from visionkit.engine.checkpoint import load_checkpoint, load_model_weights, weights_inputs
+    from visionkit.checkpoints import load_checkpoint, load_model_weights, weights_inputs
     from visionkit.io.image import read_image_tensor
     from visionkit.models import build_model
 

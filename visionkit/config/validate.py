@@ -8,7 +8,7 @@ or a loader:
   (:func:`visionkit.config.schema.num`; :func:`numeric_fields` walks them, and a numeric field
   declared without a range is refused when this module is imported);
 - :data:`RULES`: what a range cannot say (a list's length, "0 or at least ...");
-- the device (:func:`check_device`, also used by ``visionkit.engine.device``).
+- the device (:func:`check_device`, also used by ``visionkit.checkpoints.device``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from visionkit.data.coco_checks import check_coco_dataset, check_image_sizes, read_sized_image
 from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError, shown
+from visionkit.io.image import image_to_float
 from visionkit.io.structured import read_json
 from visionkit.structures.boxes import clip_to_sizes, convert_boxes, valid_boxes_mask
 
@@ -223,7 +224,7 @@ def to_sample(
     orig_size = image.shape[:2]
     if transforms is not None:
         image, boxes, labels, mask = transforms(image, boxes, labels, mask)
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    tensor = image_to_float(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     target = {
         "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         "labels": torch.as_tensor(labels, dtype=torch.int64).reshape(-1),

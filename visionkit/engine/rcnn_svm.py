@@ -27,10 +27,10 @@ from torch import Tensor
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from visionkit.checkpoints.store import save_checkpoint
 from visionkit.config.schema import SVMConfig
 from visionkit.data.bad_images import SkipReporter
 from visionkit.data.shapes import default_root
-from visionkit.engine.checkpoint import save_checkpoint
 from visionkit.errors import CheckpointError, DataError
 from visionkit.models.detectors.rcnn import RCNN
 from visionkit.models.heads.svm import train_linear_svms

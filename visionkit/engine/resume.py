@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from visionkit.checkpoints.store import load_checkpoint
 from visionkit.config.diff import changed_keys, flatten, show_changes
 from visionkit.config.loader import config_to_dict
 from visionkit.config.schema import Config
-from visionkit.engine.checkpoint import load_checkpoint
 from visionkit.errors import ConfigError
 
 # the files of a run; a fresh run refuses a folder holding any of them

@@ -17,17 +17,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from visionkit.checkpoints.device import place_model, select_device
+from visionkit.checkpoints.store import save_checkpoint
+from visionkit.checkpoints.weights import init_from_checkpoint, load_model_weights
 from visionkit.config.loader import config_to_dict, save_config
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.engine.checkpoint import (
-    init_from_checkpoint,
-    load_model_weights,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from visionkit.engine.device import mixed_precision, place_model, select_device
+from visionkit.engine.amp import mixed_precision
 from visionkit.engine.distributed import (
     EpochSampler,
     GatheredEvaluator,
@@ -41,16 +37,17 @@ from visionkit.engine.distributed import (
     rank_seed,
     wrap_for_training,
 )
-from visionkit.engine.evaluation_loop import evaluate
 from visionkit.engine.logger import MetricsLogger
 from visionkit.engine.optim import build_optimizer, build_scheduler, lr_factor, scaled_lr
 from visionkit.engine.resume import start_run
+from visionkit.engine.rng import rng_state, set_rng_state
 from visionkit.engine.signals import StopOnSignal, TrainingInterrupted
 from visionkit.engine.training_curves import write_run_plots
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.build import check_best_metric
 from visionkit.evaluation.direction import improves, worst_value
+from visionkit.evaluation.loop import evaluate
 from visionkit.io.atomic import leftover_temporaries
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main

@@ -1,8 +1,7 @@
-"""ONNX export of every model (``onnx.py``, the traced graphs in ``graphs.py``) and an
-onnxruntime predictor with the interface of ``visionkit.inference.Predictor`` (``runtime.py``).
-``onnx`` and ``onnxruntime`` are imported when used (the ``export`` extra)."""
+"""ONNX export of every model (``onnx.py``, the traced graphs in ``graphs.py``) with the metadata
+record that runs the file (``metadata.py``; ``visionkit.inference.onnx_backend`` runs it under
+onnxruntime). ``onnx`` is imported when used (the ``export`` extra)."""
 
 from visionkit.export.onnx import export_onnx
-from visionkit.export.runtime import OnnxPredictor
 
-__all__ = ["OnnxPredictor", "export_onnx"]
+__all__ = ["export_onnx"]

@@ -1,6 +1,6 @@
 """Export a visionkit model to ONNX: the whole detector or segmenter in one graph (normalization,
 decoding, score threshold, NMS; ``graphs.py``), with what is needed to run it in the file's
-``metadata_props`` (``runtime.py``).
+``metadata_props`` (``visionkit.inference.onnx_backend`` runs it).
 
 The exporter is PyTorch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``):
 torchvision registers its ONNX symbolics for exactly that exporter (``nms`` ->

@@ -18,15 +18,18 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from visionkit.checkpoints.device import place_model, select_device
+from visionkit.checkpoints.store import load_checkpoint
 from visionkit.config import apply_overrides, load_config
 from visionkit.config.diff import trained_config_changes
 from visionkit.config.schema import Config, DatasetConfig
-from visionkit.engine.checkpoint import load_checkpoint
-from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
+from visionkit.inference.backend import PredictorBackend
 from visionkit.inference.evaluation import evaluate_model, val_dataset
+from visionkit.inference.onnx_backend import ONNX_ACCEPTS, OnnxPredictor
 from visionkit.inference.options import check_batch_size, check_score_thresh
 from visionkit.inference.predictor import Predictor, load_predictor
 from visionkit.inference.results import Result
@@ -42,14 +45,17 @@ class VisionModel:
     """A trained model ready to apply: what :func:`load` returns (calling it is ``predict``).
 
     Attributes:
-        predictor: the batched predictor (``visionkit.inference.Predictor``, or the ONNX
-            runtime's ``OnnxPredictor``) that ``predict`` runs.
+        predictor: the :class:`~visionkit.inference.backend.PredictorBackend` that ``predict``
+            and ``evaluate`` run: ``visionkit.inference.Predictor`` (a checkpoint, in PyTorch) or
+            ``visionkit.inference.OnnxPredictor`` (an ONNX file, under onnxruntime).
         config: the resolved :class:`~visionkit.config.Config`: the one the checkpoint or
             ONNX file holds, with the data, evaluation and test-time settings ``load`` was
             given.
     """
 
-    def __init__(self, predictor: Any, config: Config | None, files: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, predictor: PredictorBackend, config: Config | None, files: Sequence[Path] = ()
+    ) -> None:
         self.predictor, self.config, self.files = predictor, config, list(files)
 
     @property
@@ -68,23 +74,13 @@ class VisionModel:
         return self.predictor.task
 
     @property
-    def model(self) -> Any:
-        """The ``nn.Module`` (for an ONNX file, the runtime's model)."""
+    def model(self) -> nn.Module | None:
+        """The ``nn.Module`` of a checkpoint (in eval mode, on :attr:`device`); None for an ONNX
+        file, whose model is its graph (``predictor.session`` runs it)."""
         return self.predictor.model
 
     @property
-    def evaluation_model(self) -> Any:
-        """What an evaluation runs (``visionkit.inference.evaluation.evaluate_model``): the
-        ``nn.Module``, or an ONNX file's predictor with no threshold beyond its graph's own (as
-        the checkpoint's model is scored)."""
-        if isinstance(self.model, nn.Module):
-            return self.model
-        predictor = copy.copy(self.predictor)
-        predictor.score_thresh = 0.0
-        return predictor
-
-    @property
-    def device(self) -> Any:
+    def device(self) -> torch.device:
         """Where the model runs."""
         return self.predictor.device
 
@@ -94,7 +90,7 @@ class VisionModel:
 
     def to(self, device: str) -> VisionModel:
         """Move the model to ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``); returns self."""
-        if not isinstance(self.model, nn.Module) or self.config is None:
+        if self.model is None or self.config is None:
             raise ConfigError(
                 "device= moves PyTorch models; an ONNX model runs where it was loaded"
             )
@@ -153,7 +149,9 @@ class VisionModel:
 
     __call__ = predict
 
-    def _results(self, predictor: Any, sources: list[Source], batch_size: int) -> Iterator[Result]:
+    def _results(
+        self, predictor: PredictorBackend, sources: list[Source], batch_size: int
+    ) -> Iterator[Result]:
         names, cat_ids = self.class_names, self.cat_ids
         frames = predict_frames(predictor, sources, batch_size, _warn_skipped)
         with contextlib.closing(frames):
@@ -197,17 +195,13 @@ class VisionModel:
         if overrides:
             cfg = apply_overrides(cfg, overrides, "config")
             trained_config_changes(self.config, cfg, "evaluate", (), EVALUATE_TAKES)
-        evaluation = evaluate_model(
-            self.evaluation_model, self.device, cfg, val_dataset(cfg), metric, progress,
-            self.cat_ids,
-        )  # fmt: skip
-        return evaluation.metrics
+        return evaluate_model(self.predictor, cfg, val_dataset(cfg), metric, progress).metrics
 
     def export(self, path: str | Path, **kwargs: Any) -> Any:
         """Export to ONNX (``visionkit.export.onnx.export_onnx``; ``kwargs`` are its options):
         normalization, decoding and NMS inside the graph, the class names and category ids in
         its metadata; ``visionkit.load(path)`` loads the file back."""
-        if not isinstance(self.model, nn.Module) or self.config is None:
+        if self.model is None or self.config is None:
             raise ConfigError("export takes a PyTorch model; this one is already an ONNX file")
         from visionkit.export.onnx import export_onnx
 
@@ -276,8 +270,6 @@ def _load_onnx(
 ) -> VisionModel:
     """An exported file under onnxruntime: its model is fixed in its graph, so ``config`` and
     ``overrides`` may change only what it can honour (``ONNX_ACCEPTS``)."""
-    from visionkit.export.runtime import ONNX_ACCEPTS, OnnxPredictor
-
     predictor = OnnxPredictor(str(path), score_thresh, _onnx_providers(device))
     stored = predictor.config
     cfg = _given_config(config, overrides) or apply_overrides(stored, overrides, str(path))

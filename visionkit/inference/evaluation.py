@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from visionkit.config.schema import Config
 from visionkit.data import build_dataloader, build_dataset
-from visionkit.engine.evaluation_loop import evaluate
 from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.coco_backends import DEFAULT_COCO_BACKEND
 from visionkit.evaluation.coco_eval import check_coco_results
+from visionkit.evaluation.loop import evaluate
+from visionkit.inference.backend import PredictorBackend
 from visionkit.io.structured import read_json
 from visionkit.models import model_task
 
@@ -53,23 +51,21 @@ def val_dataset(cfg: Config) -> Dataset:
 
 
 def evaluate_model(
-    model: nn.Module,
-    device: torch.device,
+    predictor: PredictorBackend,
     cfg: Config,
     dataset: Dataset,
     metric: str = "coco",
     progress: bool = False,
-    model_cat_ids: Sequence[int] | None = None,
 ) -> Evaluation:
-    """``model`` (already on ``device``) over ``dataset`` (:func:`val_dataset`), batched by
-    ``cfg.eval.batch_size`` with ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``,
-    ``voc07``, ``voc`` or ``all`` (box metrics; segmentation models take ``coco``);
-    ``model_cat_ids``: label -> category id of the checkpoint (``build_evaluator``); COCOeval by
-    ``cfg.eval.coco_backend``."""
+    """``predictor`` (eager or onnxruntime; its ``predict``: no score threshold beyond the
+    model's own) over ``dataset`` (:func:`val_dataset`), batched by ``cfg.eval.batch_size`` with
+    ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``, ``voc07``, ``voc`` or ``all``
+    (box metrics; segmentation models take ``coco``); the predictor's ``cat_ids`` map its labels
+    to the dataset's categories (``build_evaluator``); COCOeval by ``cfg.eval.coco_backend``."""
     task = model_task(cfg.model.name)
-    evaluator = build_evaluator(task, dataset, metric, model_cat_ids, cfg.eval.coco_backend)
+    evaluator = build_evaluator(task, dataset, metric, predictor.cat_ids, cfg.eval.coco_backend)
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
-    metrics = evaluate(model, loader, evaluator, device, progress=progress)
+    metrics = evaluate(predictor, loader, evaluator, predictor.device, progress=progress)
     skipped = len(loader.skipped)
     results = evaluator.results if task == "detection" else []
     return Evaluation(metrics, results, len(dataset) - skipped, skipped, evaluator)

@@ -1,4 +1,5 @@
-"""A trained model ready to apply: built from its config, weights loaded, in eval mode, batched."""
+"""A checkpoint's model ready to apply: built from its config, weights loaded, in eval mode, on
+its device, predicting batches (the PyTorch backend of ``backend.PredictorBackend``)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from visionkit.checkpoints.device import place_model, select_device
+from visionkit.checkpoints.store import load_checkpoint
+from visionkit.checkpoints.weights import checkpoint_classes, load_model_weights
 from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
 from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
-from visionkit.engine.checkpoint import checkpoint_classes, load_checkpoint, load_model_weights
-from visionkit.engine.device import place_model, select_device
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.io.image import image_to_float
+from visionkit.inference.backend import PredictorBackend
 from visionkit.models import build_model, model_task
 from visionkit.utils.validators import is_id
 
@@ -57,11 +58,12 @@ def class_metadata(ckpt: dict[str, Any], cfg: Config, task: str) -> tuple[list[s
     return names, cat_ids
 
 
-class Predictor:
-    """Runs ``model.predict`` on batches of RGB arrays under ``torch.inference_mode``.
+class Predictor(PredictorBackend):
+    """A checkpoint's model in PyTorch: ``model.predict`` under ``torch.inference_mode``
+    (:class:`~visionkit.inference.backend.PredictorBackend`).
 
     Args:
-        model: a visionkit model (``predict(images)``), already on ``device``.
+        model: a visionkit model (``predict(images)``), already on ``device``; put in eval mode.
         device: where images go.
         task: ``"detection"`` or ``"sem_seg"`` (``visionkit.models.model_task``).
         class_names, cat_ids: label -> name / the dataset's category id.
@@ -85,43 +87,19 @@ class Predictor:
         self.class_names, self.cat_ids = list(class_names), list(cat_ids)
         self.score_thresh, self.half = score_thresh, half
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, Tensor]]:
-        """Predict a batch.
+    @property
+    def predict_extras(self) -> tuple[str, ...]:
+        """The model's ``predict_extras``."""
+        return tuple(self.model.predict_extras)
 
-        Args:
-            images: ``(H_i, W_i, 3)`` uint8 RGB arrays, any sizes (the model resizes).
-
-        Returns:
-            Per image, on the CPU: detection models ``boxes`` ``(N, 4)`` float32 xyxy in the
-            image's pixels, ``scores`` ``(N,)`` float32 (``>= score_thresh``), ``labels``
-            ``(N,)`` int64 in ``0..C-1``; segmentation models ``sem_seg`` ``(H_i, W_i)`` int64.
-            Fast R-CNN, SPPNet and R-CNN compute selective search proposals for each image
-            themselves (``model.selective_search.mode``, default ``fast``).
-        """
+    def predict(self, images: Sequence[Tensor], **extras: Any) -> list[dict[str, Tensor]]:
+        """``model.predict(images, **extras)`` in inference mode (float16 autocast with
+        ``half``); see :meth:`PredictorBackend.predict`."""
         with (
             torch.inference_mode(),
             torch.autocast(self.device.type, torch.float16, enabled=self.half),
         ):
-            tensors = [
-                image_to_float(
-                    torch.from_numpy(img).to(self.device, non_blocking=True).permute(2, 0, 1)
-                )
-                for img in images
-            ]
-            outputs = self.model.predict(tensors)
-        if self.task == "sem_seg":
-            return [{"sem_seg": o["sem_seg"].cpu()} for o in outputs]
-        results = []
-        for o in outputs:
-            keep = o["scores"] >= self.score_thresh
-            results.append(
-                {
-                    "boxes": o["boxes"][keep].float().cpu(),
-                    "scores": o["scores"][keep].float().cpu(),
-                    "labels": o["labels"][keep].cpu(),
-                }
-            )
-        return results
+            return self.model.predict(images, **extras)
 
 
 def load_predictor(

@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 from tqdm import tqdm
 
-from visionkit.inference.predictor import Predictor
+from visionkit.inference.backend import PredictorBackend
 from visionkit.inference.sources import (
     Frame,
     Skipped,
@@ -84,7 +84,7 @@ def _batches(
 
 
 def predict_frames(
-    predictor: Predictor,
+    predictor: PredictorBackend,
     sources: list[Source],
     batch_size: int,
     on_skip: Callable[[Skipped], None],
@@ -105,7 +105,7 @@ def predict_frames(
 class _Outputs:
     """Writes each annotated image or frame, the label maps and the JSON files."""
 
-    def __init__(self, predictor: Predictor, folder: Path) -> None:
+    def __init__(self, predictor: PredictorBackend, folder: Path) -> None:
         self.p, self.folder = predictor, folder
         self.colors = class_colors(len(predictor.class_names))
         self.names = OutputNames()
@@ -150,7 +150,7 @@ class _Outputs:
 
 
 def run_inference(
-    predictor: Predictor,
+    predictor: PredictorBackend,
     sources: list[Source],
     output: Path,
     batch_size: int = 8,

@@ -13,6 +13,11 @@ COCO category id ``i`` (ten ids COCO leaves unused are "N/A" slots); visionkit's
 background last, so label ``l`` in ``0..89`` is COCO id ``l + 1``, and the class rows roll by one
 (``cls_score``) or lose the background's four (``bbox_pred``). FCN's 21 classes are the same in
 both: background, then VOC's 20 (COCO ids :data:`~visionkit.structures.labels.COCO_VOC_CAT_IDS`).
+
+BatchNorm's ``num_batches_tracked`` counters are not converted: they only count training steps
+(visionkit's BatchNorms use a fixed momentum, and Faster R-CNN's frozen ones have none), so a file
+saved from a model with plain BatchNorm converts as one saved with frozen BatchNorm. The FCN's
+BatchNorms get 0, as from the published files, which do not store them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from visionkit.errors import CheckpointError
 from visionkit.structures.labels import COCO_VOC_CAT_IDS, VOC_CLASSES
 
 PREFIX = "torchvision:"
+TRACKED = "num_batches_tracked"  # BatchNorm's step counter: not converted (see the module)
 
 RESNET_TRUNK = [
     ("conv1.", "stages.res2.0."),
@@ -147,13 +153,13 @@ def _rename(key: str, entry: TorchvisionModel, name: str) -> str | None:
 def convert_state_dict(name: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """torchvision ``name``'s state dict -> the state dict of the visionkit model its config
     builds (same tensors, renamed; Faster R-CNN's background row moved last in ``cls_score`` and
-    its four deltas dropped from ``bbox_pred``; BatchNorms without ``num_batches_tracked``, as
-    older files store them, get 0)."""
+    its four deltas dropped from ``bbox_pred``; BatchNorm's ``num_batches_tracked`` ignored, and
+    the FCN's set to 0: see the module)."""
     entry = torchvision_model(name)
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         ours = _rename(key, entry, name)
-        if ours is None:
+        if ours is None or ours.endswith(f".{TRACKED}"):
             continue
         if ours.startswith("roi_heads.cls_score."):
             value = torch.cat([value[1:], value[:1]])
@@ -162,5 +168,5 @@ def convert_state_dict(name: str, state: dict[str, Tensor]) -> dict[str, Tensor]
         out[ours] = value
     if entry.model_name == "fcn":
         for key in [k for k in out if k.endswith(".running_mean")]:
-            out.setdefault(key.replace(".running_mean", ".num_batches_tracked"), torch.tensor(0))
+            out[key.replace(".running_mean", f".{TRACKED}")] = torch.tensor(0)
     return out

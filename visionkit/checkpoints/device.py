@@ -1,4 +1,5 @@
-"""Choosing the device a run uses and placing a model on it."""
+"""The device a model is loaded onto: chosen by name (``train.device``, ``--device``), and the
+model placed there (training, inference and the benchmarks alike)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 from visionkit.config.validate import check_device
-from visionkit.errors import ConfigError, VisionkitError
+from visionkit.errors import VisionkitError
 
 
 def select_device(name: str) -> torch.device:
@@ -39,24 +40,3 @@ def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> 
     """Move ``model`` to ``device``, in NHWC layout when ``channels_last`` (faster convolutions)."""
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-def mixed_precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
-    """``train.amp`` on ``device``: the autocast dtype (None: float32) and the line that says so.
-
-    ``bf16`` autocasts to bfloat16 on CUDA and on CPU (float32's exponent range: no gradient
-    scaling); ``fp16`` is CUDA only (its range needs the gradient scaler, and CPUs have no fast
-    float16 arithmetic).
-
-    Raises:
-        ConfigError: ``fp16`` off CUDA.
-    """
-    if amp == "none":
-        return None, None
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError(
-            f"train.amp=fp16 runs on CUDA only; the device is {device} (use train.amp=bf16)"
-        )
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    scaler = " with a gradient scaler" if amp == "fp16" else ""
-    return dtype, f"mixed precision: {dtype} autocast on {device.type}{scaler} (train.amp={amp})"

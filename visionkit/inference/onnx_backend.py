@@ -1,11 +1,13 @@
-"""Run an exported ``.onnx`` file with onnxruntime, as ``visionkit.inference.Predictor`` runs a
-checkpoint: RGB arrays in, per-image results in original pixels out.
+"""Run an exported ``.onnx`` file with onnxruntime, as ``predictor.Predictor`` runs a checkpoint
+(the onnxruntime backend of ``backend.PredictorBackend``): RGB arrays in, per-image results in
+original pixels out.
 
-Everything comes from the file's metadata (``onnx.py``): the model's
-:class:`~visionkit.models.preprocess.Preprocessor` is rebuilt from the stored settings with an
-identity normalization (the graph normalizes), so resizing, padding and the way back are the
-model's own code; given-proposal detectors get :class:`~visionkit.models.proposers.GivenProposals`'
-selective search per image, as their ``predict`` does. FCN's results come from the graph's
+Everything comes from the file's metadata (written by ``visionkit.export.onnx``, read by
+``visionkit.export.metadata``): the model's :class:`~visionkit.models.preprocess.Preprocessor`
+is rebuilt from the stored settings with an identity normalization (the graph normalizes), so
+resizing, padding and the way back are the model's own code; given-proposal detectors get
+:class:`~visionkit.models.proposers.GivenProposals`' selective search per image, as their
+``predict`` does. FCN's results come from the graph's
 ``logits`` through ``ImageBatch.postprocess`` (resized to the original image, then arg-maxed, as
 the model's ``predict``); its ``sem_seg`` output is the label map in input pixels.
 """
@@ -23,7 +25,8 @@ from torch import Tensor
 from visionkit.config.schema import Config
 from visionkit.errors import CheckpointError
 from visionkit.export.metadata import read_metadata
-from visionkit.io.image import image_to_float, image_to_uint8
+from visionkit.inference.backend import PredictorBackend
+from visionkit.io.image import image_to_uint8
 from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.preprocess import ImageBatch, Preprocessor
 from visionkit.models.proposers import GivenProposals
@@ -39,7 +42,7 @@ def read_session(
     path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
 ) -> tuple[Any, dict[str, Any], Config]:
     """An ``onnxruntime.InferenceSession`` of ``path``, its visionkit metadata record and the
-    config the record holds (``metadata.py``, checked against the graph); a one-line
+    config the record holds (``visionkit.export.metadata``, checked against the graph); a one-line
     CheckpointError for a missing, corrupt or foreign file or a record that does not fit it."""
     import onnxruntime as ort
 
@@ -63,8 +66,9 @@ def read_session(
     return (session, *read_metadata(session, path))
 
 
-class OnnxPredictor:
-    """An exported model under onnxruntime, with ``Predictor``'s interface.
+class OnnxPredictor(PredictorBackend):
+    """An exported model under onnxruntime
+    (:class:`~visionkit.inference.backend.PredictorBackend`).
 
     Args:
         path: a ``.onnx`` file written by :func:`visionkit.export.export_onnx`.
@@ -74,8 +78,8 @@ class OnnxPredictor:
 
     Attributes:
         task, class_names, cat_ids, score_thresh, device (``cpu``: where results are), model
-        (its name), config (the resolved config the file holds), meta (the whole record,
-        checked against the graph: ``metadata.py``), path.
+        (None: the model is the graph), config (the resolved config the file holds), meta (the
+        whole record, checked against the graph: ``visionkit.export.metadata``), path.
     """
 
     def __init__(
@@ -87,7 +91,7 @@ class OnnxPredictor:
     ) -> None:
         self.session, self.meta, self.config = read_session(path, providers, threads)
         meta, self.path = self.meta, Path(path)
-        self.task, self.model = meta["task"], meta["model"]
+        self.task, self.model = meta["task"], None
         self.class_names, self.cat_ids = list(meta["class_names"]), list(meta["cat_ids"])
         self.score_thresh, self.device = score_thresh, torch.device("cpu")
         p = meta["input"]
@@ -101,8 +105,7 @@ class OnnxPredictor:
 
     @property
     def predict_extras(self) -> tuple[str, ...]:
-        """What :meth:`predict` takes besides the images (``proposals`` for Fast R-CNN, SPPNet
-        and R-CNN), as a model declares it: the evaluation loop passes the dataset's."""
+        """``("proposals",)`` when the graph takes proposals (Fast R-CNN, SPPNet, R-CNN)."""
         return ("proposals",) if "proposals" in self.meta["inputs"] else ()
 
     def inputs(
@@ -121,21 +124,6 @@ class OnnxPredictor:
         if given is not None:
             feed["proposals"] = boxes_to_rois(batch.clip_to_input(given)).numpy()
         return batch, {name: feed[name] for name in self.meta["inputs"]}
-
-    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, Tensor]]:
-        """Predict a batch.
-
-        Args:
-            images: ``(H_i, W_i, 3)`` uint8 RGB arrays, any sizes.
-
-        Returns:
-            Per image, on the CPU, as ``Predictor``: detection models ``boxes`` ``(N, 4)``
-            float32 xyxy in the image's pixels, ``scores`` ``(N,)`` float32
-            (``>= score_thresh``), ``labels`` ``(N,)`` int64 in ``0..C-1``; segmentation models
-            ``sem_seg`` ``(H_i, W_i)`` int64.
-        """
-        tensors = [torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) for img in images]
-        return self.predict([image_to_float(t) for t in tensors])
 
     @staticmethod
     def _label_maps(batch: ImageBatch, outputs: dict[str, np.ndarray]) -> list[dict[str, Tensor]]:
@@ -159,9 +147,10 @@ class OnnxPredictor:
     def predict(
         self, images: Sequence[Tensor], proposals: Sequence[Tensor] | None = None
     ) -> list[dict[str, Tensor]]:
-        """:meth:`__call__` on ``(3, H_i, W_i)`` float RGB tensors in ``[0, 1]`` (as a model's
-        ``predict``), with the given-proposal models' optional ``proposals`` (per image
-        ``(K_i, 4)`` xyxy in its pixels)."""
+        """The graph on ``(3, H_i, W_i)`` float RGB tensors in ``[0, 1]``, with the given-proposal
+        models' optional ``proposals`` (per image ``(K_i, 4)`` xyxy in its pixels), mapped back
+        to the images' pixels: :meth:`PredictorBackend.predict` (every detection the graph
+        gives; :meth:`__call__` applies ``score_thresh``)."""
         batch, feed = self.inputs(images, proposals)
         try:
             raw = self.session.run(None, feed)
@@ -183,6 +172,6 @@ class OnnxPredictor:
             )
         results = []
         for i in range(len(images)):
-            mine = (out["batch_index"] == i) & (out["scores"] >= self.score_thresh)
+            mine = out["batch_index"] == i
             results.append({k: out[k][mine] for k in ("boxes", "scores", "labels")})
         return batch.postprocess(results)

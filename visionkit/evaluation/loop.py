@@ -1,4 +1,5 @@
-"""The evaluation loop: a model's predictions over a data loader, fed to an evaluator."""
+"""The evaluation loop: a model's predictions over a data loader, fed to an evaluator (the
+trainer's validation, ``VisionModel.evaluate`` and ``tools/eval.py`` alike)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def evaluate(
 
     The inputs the model declares in ``predict_extras`` besides the images (Fast R-CNN's and
     SPPNet's precomputed ``proposals``) are taken from the targets that carry them. ``model``
-    may also be anything with that ``predict`` (an ONNX file's ``OnnxPredictor``).
+    may also be anything with that ``predict`` and ``predict_extras``: a predictor backend
+    (``visionkit.inference.backend.PredictorBackend``, eager or onnxruntime) predicts as its
+    model does, with no score threshold beyond the model's own.
     """
     module = model if isinstance(model, nn.Module) else None
     was_training = module is not None and module.training

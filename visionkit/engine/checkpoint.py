@@ -31,6 +31,7 @@ import torch
 from visionkit.errors import CheckpointError
 from visionkit.io.atomic import atomic_path
 from visionkit.io.outputs import files_of
+from visionkit.models.base import upgrade_state_dict
 from visionkit.models.torchvision_weights import (
     PREFIX,
     class_metadata,
@@ -185,6 +186,7 @@ def load_model_weights(
         raise CheckpointError(f"{path}: its 'model' is not a state_dict (names -> tensors)")
     if weights and all(k.startswith("module.") for k in weights):  # saved from (D)DP's wrapper
         weights = {k.removeprefix("module."): v for k, v in weights.items()}
+    weights = upgrade_state_dict(model, weights)  # keys renamed since the file was written
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
@@ -230,6 +232,7 @@ def load_matching_weights(
         their current values (absent from ``state``, or of another shape there).
     """
     weights = state["model"] if isinstance(state.get("model"), Mapping) else state
+    weights = upgrade_state_dict(model, weights)  # keys renamed since the file was written
     own = model.state_dict()
     matching = {
         k: v

@@ -66,7 +66,7 @@ def evaluate_model(
     ``voc07``, ``voc`` or ``all`` (box metrics; segmentation models take ``coco``);
     ``model_cat_ids``: label -> category id of the checkpoint (``build_evaluator``); COCOeval by
     ``cfg.eval.coco_backend``."""
-    task = model_task(cfg.model.name)
+    task = model.task
     evaluator = build_evaluator(task, dataset, metric, model_cat_ids, cfg.eval.coco_backend)
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
     metrics = evaluate(model, loader, evaluator, device, progress=progress)

@@ -157,9 +157,9 @@ def make_models(cfg, seed: int = 0) -> tuple[nn.Module, nn.Module]:
         rh.pool_size, strides, m.fpn.canonical_size, m.fpn.canonical_level
     )
     rpn = tv.rpn.head
-    rpn.conv[0][0].load_state_dict(vk.rpn.head.conv.state_dict())
-    rpn.cls_logits.load_state_dict(vk.rpn.head.objectness.state_dict())
-    rpn.bbox_pred.load_state_dict(vk.rpn.head.deltas.state_dict())
+    rpn.conv[0][0].load_state_dict(vk.proposer.head.conv.state_dict())
+    rpn.cls_logits.load_state_dict(vk.proposer.head.objectness.state_dict())
+    rpn.bbox_pred.load_state_dict(vk.proposer.head.deltas.state_dict())
     fc = [layer for layer in vk.roi_heads.box_head.layers if isinstance(layer, nn.Linear)]
     tv.roi_heads.box_head.fc6.load_state_dict(fc[0].state_dict())
     tv.roi_heads.box_head.fc7.load_state_dict(fc[1].state_dict())

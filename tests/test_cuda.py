@@ -54,10 +54,10 @@ def test_raw_outputs_match_the_cpu(name, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     model = build(name).eval()
     batch = model.preprocess(images()).tensor
-    extra = [RoIs] if name == "fast_rcnn" else []
+    extra = {"rois": RoIs} if name == "fast_rcnn" else {}
     with torch.no_grad():
-        cpu = model(batch, *extra)
-        gpu = model.cuda()(batch.cuda(), *[r.cuda() for r in extra])
+        cpu = model(batch, **extra)
+        gpu = model.cuda()(batch.cuda(), **{k: r.cuda() for k, r in extra.items()})
     pairs = [(cpu, gpu)] if torch.is_tensor(cpu) else [(cpu[k], gpu[k]) for k in cpu]
     for a, b in pairs:
         torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)

@@ -85,7 +85,7 @@ def test_predict_without_proposals_runs_selective_search():
     model = build_model(tiny_cfg("sppnet")).eval()
     image = torch.full((3, 64, 80), 0.5)
     image[:, 10:40, 20:60] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
-    proposals = model.proposals.search(image)
+    proposals = model.proposer.search(image)
     assert proposals.dtype == torch.float32 and proposals.shape[1] == 4
     assert [20.0, 10.0, 60.0, 40.0] in proposals.tolist()
     (out,) = model.predict([image])

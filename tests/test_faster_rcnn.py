@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 from detection_helpers import check_losses_and_gradients
+from visionkit.engine.checkpoint import load_matching_weights, load_model_weights
 
 from visionkit.config import ModelConfig, load_config
 from visionkit.errors import ConfigError
 from visionkit.models import MODELS, build_model
+from visionkit.models.base import upgrade_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_KEYS = {"loss_rpn_cls", "loss_rpn_box", "loss_roi_cls", "loss_roi_box"}
@@ -169,18 +171,34 @@ def test_shapes_config_builds_and_trains_one_step():
 def test_images_without_proposals():
     torch.manual_seed(0)
     model = build_model(tiny_cfg())
-    rpn_forward = model.rpn.forward
+    rpn_forward = model.proposer.forward
 
     def no_proposals(features, image_sizes, gt_boxes=None):
         proposals, losses = rpn_forward(features, image_sizes, gt_boxes)
         return [p[:0] for p in proposals], losses
 
-    model.rpn.forward = no_proposals  # training
-    rpn_rois = model.rpn.rois  # prediction: the batch's (R, 5) rois
-    model.rpn.rois = lambda features, image_sizes: rpn_rois(features, image_sizes)[:0]
+    model.proposer.forward = no_proposals  # training and prediction (Proposer.propose)
     images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
     # training still has the ground-truth boxes as RoIs; the empty image has none at all
     check_losses_and_gradients(model, images, targets([[8, 8, 40, 48]], []), LOSS_KEYS)
     outs = model.eval().predict(images)
     assert [len(o["boxes"]) for o in outs] == [0, 0]
     assert outs[0]["boxes"].shape == (0, 4)
+
+
+def test_state_dicts_from_before_the_proposer_slot_load():
+    # checkpoints written before models/proposers/ name the RPN's tensors `rpn.*`
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg())
+    new = model.state_dict()
+    old = {k.replace("proposer.", "rpn.", 1): v + 1 for k, v in new.items()}
+    assert any(k.startswith("rpn.head.") for k in old)
+    fresh = build_model(tiny_cfg())
+    fresh.load_state_dict(old)  # strict: every key, no extra one
+    assert all(torch.equal(fresh.state_dict()[k], v + 1) for k, v in new.items())
+    assert upgrade_state_dict(fresh, old).keys() == new.keys()
+    loaded, skipped = load_matching_weights(build_model(tiny_cfg()), {"model": old})
+    assert loaded == list(new) and skipped == []
+    other = build_model(tiny_cfg())
+    load_model_weights(other, {"model": old, "model_name": "faster_rcnn"}, "faster_rcnn", "old.pth")
+    assert all(torch.equal(other.state_dict()[k], v + 1) for k, v in new.items())

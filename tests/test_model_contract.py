@@ -1,22 +1,31 @@
-"""The contract every entry of ``MODELS`` keeps (docs/architecture.md, "The model contract"):
+"""The contract every entry of ``MODELS`` keeps (``visionkit/models/base.py``, docs/architecture.md
+"The model contract"):
 
-- ``forward(batch)``: the raw network on a normalized batch (regions as ``(R, 5)`` rois where
-  the model classifies regions);
+- its class subclasses ``BaseModel`` (checked at registration too) and the model built is one;
+- ``forward(batch, image_sizes=None, rois=None)``: the raw network on a normalized batch
+  (regions as ``(R, 5)`` rois where the model classifies regions, required where they come from
+  outside);
 - ``loss(images, targets) -> {loss_<part>_<term>: scalar}``, a gradient on every trainable
   parameter;
 - ``predict(images, **extras) -> list[dict]`` in each image's original pixels, the extras
   declared in ``model.predict_extras`` and honoured;
-- ``model.task`` agrees with the registry's ``model_task``.
+- ``model.task`` agrees with the registry's ``model_task``;
+- the hooks the code outside ``models/`` calls work: ``export_module`` traces and gives what it
+  runs eagerly; ``regions_per_image``/``summary_input``/``summary_paths`` run a summary.
 """
 
 import inspect
 import re
+import warnings
 
 import pytest
 import torch
+from torch import nn
 
+from visionkit.analysis.complexity import summarize
 from visionkit.config import load_config
-from visionkit.models import MODELS, build_model, model_task
+from visionkit.models import MODELS, ModelEntry, build_model, model_task
+from visionkit.models.base import DETECTION_OUTPUTS, SEGMENTATION_OUTPUTS, BaseModel
 from visionkit.models.proposers import GivenProposals
 
 C = 3
@@ -61,12 +70,27 @@ PROPOSALS = [
 ]
 
 
-# regions for forward(batch, rois): (R, 5) image index + xyxy in input pixels
+# regions for forward(batch, rois=): (R, 5) image index + xyxy in input pixels
 RoIs = torch.tensor([[0.0, 4.0, 4.0, 40.0, 30.0], [1.0, 10.0, 20.0, 50.0, 60.0]])
 
 
 def test_every_registered_model_is_covered():
     assert set(TINY) == set(MODELS)
+
+
+def test_every_registered_class_is_a_base_model_and_registration_checks_it():
+    for entry in MODELS.values():
+        assert issubclass(entry.cls, BaseModel) and not inspect.isabstract(entry.cls)
+
+    class NotAModel(nn.Module):
+        task = "detection"
+
+    class Unfinished(BaseModel):  # no forward, loss, predict, export_module
+        task = "detection"
+
+    for cls in (NotAModel, Unfinished):
+        with pytest.raises(TypeError):
+            ModelEntry(cls, lambda cfg: None, lambda cfg: [])
 
 
 def build(name: str) -> torch.nn.Module:
@@ -101,6 +125,7 @@ def targets(model) -> list[dict]:
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_task_and_declared_extras(name):
     model = build(name)
+    assert isinstance(model, MODELS[name].cls) and isinstance(model, BaseModel)
     assert model.task == model_task(name)
     params = set(inspect.signature(model.predict).parameters) - {"images"}
     assert set(model.predict_extras) <= params
@@ -123,7 +148,7 @@ def test_forward_gives_the_raw_outputs(name):
             assert model(batch.tensor).shape == (n, C, h, w)
         else:
             rois = RoIs
-            out = model(batch.tensor, rois)
+            out = model(batch.tensor, batch.image_sizes, rois)
             assert torch.equal(out["rois"], rois)
             assert out["class_logits"].shape == (2, C + 1)
             assert out["box_deltas"].shape == (2, 4 * C)
@@ -134,6 +159,9 @@ def test_forward_gives_the_raw_outputs(name):
                 r = len(own["rois"])
                 assert own["rois"].shape == (r, 5) and own["class_logits"].shape == (r, C + 1)
                 assert set(own["rois"][:, 0].long().tolist()) <= {0, 1}
+            else:  # regions from outside: required
+                with pytest.raises(ValueError, match="given regions: pass rois"):
+                    model(batch.tensor, batch.image_sizes)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -203,3 +231,41 @@ def test_fcn_return_logits_extra():
 def test_a_model_that_proposes_refuses_given_proposals():
     with pytest.raises(ValueError, match="proposes its own regions"):
         build("faster_rcnn").eval().predict(images(), proposals=PROPOSALS)
+
+
+def export_inputs(model, inputs) -> tuple[torch.Tensor, ...]:
+    """The export body's inputs: the normalized batch, its int64 sizes, rois of PROPOSALS."""
+    batch = model.preprocess(images())
+    rois = torch.cat(
+        [torch.cat([torch.full((len(p), 1), float(i)), p], 1) for i, p in
+         enumerate(batch.clip_to_input(PROPOSALS))]
+    )  # fmt: skip
+    return (batch.tensor, batch.image_sizes.long(), rois)[: len(inputs)]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_export_module_traces_and_matches_its_eager_run(name):
+    model = build(name).eval()
+    body = model.export_module().eval()
+    outputs = DETECTION_OUTPUTS if model.task == "detection" else SEGMENTATION_OUTPUTS
+    assert body.inputs[0] == "images" and tuple(body.outputs) == outputs
+    assert set(body.inputs[1:]) <= {"image_sizes", *model.predict_extras}
+    example = export_inputs(model, body.inputs)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on the constants it records
+        traced = torch.jit.trace(body, example, check_trace=False)
+        eager, got = body(*example), traced(*example)
+    assert len(eager) == len(outputs) and len(eager[0]) > 0
+    for e, g in zip(eager, got, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_summary_hooks_run_and_count_every_parameter(name):
+    model = build(name).eval()
+    rois = model.regions_per_image()
+    assert (rois is None) == (name in ("yolo_v1", "fcn"))  # dense models: no per-region layers
+    stats = summarize(model, SIZES[0], num_rois=5)
+    assert stats.params == sum(p.numel() for p in model.parameters()) and stats.macs > 0
+    assert stats.idle_params == 0  # the summary runs every layer with parameters
+    assert stats.rois == (None if rois is None else 5)

@@ -206,7 +206,7 @@ def test_predict_without_proposals_runs_selective_search():
     model = build_model(tiny_cfg()).eval()
     image = torch.full((3, 64, 80), 0.5)
     image[:, 10:40, 20:60] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
-    assert [20.0, 10.0, 60.0, 40.0] in model.proposals.search(image).tolist()
+    assert [20.0, 10.0, 60.0, 40.0] in model.proposer.search(image).tolist()
     (out,) = model.predict([image])
     assert len(out["boxes"]) > 0 and (out["boxes"][:, 2] <= 80).all()
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from visionkit.models.anchors import AnchorGenerator
-from visionkit.models.heads.rpn import RegionProposalNetwork, RPNHead
+from visionkit.models.heads.rpn import RPNHead
 from visionkit.models.matching import BalancedSampler, Matcher
 from visionkit.models.necks import FPN
 from visionkit.models.poolers import RoIPooler, boxes_to_rois
 from visionkit.models.preprocess import Preprocessor
+from visionkit.models.proposers import RegionProposalNetwork
 from visionkit.structures.box_coder import BoxCoder
 
 

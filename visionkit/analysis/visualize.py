@@ -21,8 +21,7 @@ from visionkit.errors import ConfigError, VisionkitError
 from visionkit.io.atomic import write_bytes
 from visionkit.io.image import image_to_uint8, unit_float_to_uint8
 from visionkit.models.backbones.base import Backbone
-from visionkit.models.detectors.rcnn import RCNN
-from visionkit.models.detectors.two_stage import TwoStageDetector
+from visionkit.models.base import BaseModel
 
 SEPARATOR = 255  # the grid lines' grey level
 MAX_TILE = 4096  # px: the largest a filter or feature map is enlarged to
@@ -144,8 +143,9 @@ def backbone_levels(model: nn.Module) -> dict[str, str]:
 
 def _dense(model: nn.Module) -> bool:
     """Whether the model's ``forward`` maps a batch to dense outputs (YOLOv1, FCN, a bare
-    backbone), as opposed to per-region outputs (the two-stage detectors, R-CNN)."""
-    return not isinstance(model, (TwoStageDetector, RCNN))
+    backbone), as opposed to per-region outputs (the two-stage detectors, R-CNN: models with
+    ``regions_per_image``)."""
+    return not isinstance(model, BaseModel) or model.regions_per_image() is None
 
 
 def _computed(model: nn.Module, name: str) -> bool:

@@ -48,10 +48,10 @@ FASTER_RCNN_RULES = [
     *[(f"backbone.body.{a}", f"backbone.{b}") for a, b in RESNET_TRUNK],
     *[(f"backbone.fpn.inner_blocks.{i}.0.", f"neck.lateral.{i}.") for i in range(4)],
     *[(f"backbone.fpn.layer_blocks.{i}.0.", f"neck.output.{i}.") for i in range(4)],
-    ("rpn.head.conv.0.0.", "rpn.head.conv."),  # torchvision >= 0.13
-    ("rpn.head.conv.", "rpn.head.conv."),  # older files (the published COCO weights)
-    ("rpn.head.cls_logits.", "rpn.head.objectness."),
-    ("rpn.head.bbox_pred.", "rpn.head.deltas."),
+    ("rpn.head.conv.0.0.", "proposer.head.conv."),  # torchvision >= 0.13
+    ("rpn.head.conv.", "proposer.head.conv."),  # older files (the published COCO weights)
+    ("rpn.head.cls_logits.", "proposer.head.objectness."),
+    ("rpn.head.bbox_pred.", "proposer.head.deltas."),
     ("roi_heads.box_head.fc6.", "roi_heads.box_head.layers.1."),
     ("roi_heads.box_head.fc7.", "roi_heads.box_head.layers.4."),
     ("roi_heads.box_predictor.cls_score.", "roi_heads.cls_score."),

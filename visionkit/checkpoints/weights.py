@@ -12,6 +12,7 @@ import torch
 
 from visionkit.checkpoints.store import load_checkpoint
 from visionkit.errors import CheckpointError
+from visionkit.models.base import upgrade_state_dict
 
 
 def load_model_weights(
@@ -38,6 +39,7 @@ def load_model_weights(
         raise CheckpointError(f"{path}: its 'model' is not a state_dict (names -> tensors)")
     if weights and all(k.startswith("module.") for k in weights):  # saved from (D)DP's wrapper
         weights = {k.removeprefix("module."): v for k, v in weights.items()}
+    weights = upgrade_state_dict(model, weights)  # keys renamed since the file was written
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
@@ -83,6 +85,7 @@ def load_matching_weights(
         their current values (absent from ``state``, or of another shape there).
     """
     weights = state["model"] if isinstance(state.get("model"), Mapping) else state
+    weights = upgrade_state_dict(model, weights)  # keys renamed since the file was written
     own = model.state_dict()
     matching = {
         k: v

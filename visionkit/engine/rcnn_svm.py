@@ -69,7 +69,7 @@ def image_features(
     batch = model.preprocess([image])
     device = batch.tensor.device
     (gt,), (labels,) = batch.targets_to_input([target["boxes"]], [target["labels"]])
-    (props,) = batch.clip_to_input(model.proposals([image], [target["proposals"]]))
+    (props,), _ = model.proposer.propose(batch, (), [target])
     props = props[: max_proposals or None]
     boxes = torch.cat([gt, props])
     _, fc7 = model.region_features(

@@ -1,5 +1,6 @@
-"""What each model's ONNX graph computes: modules around a visionkit model that the exporter
-traces (``visionkit/export/onnx.py``).
+"""What each model's ONNX graph computes: the model's own graph body
+(:meth:`~visionkit.models.base.BaseModel.export_module`) behind the normalization, traced by the
+exporter (``visionkit/export/onnx.py``).
 
 Every graph takes ``images`` ``(B, 3, H, W)``, already resized and padded by the caller as the
 model's :class:`~visionkit.models.preprocess.Preprocessor` would (``runtime.py`` uses that
@@ -15,7 +16,8 @@ detection simply has no rows: ``boxes`` ``(D, 4)`` float32 xyxy in input pixels,
 ``(D,)`` float32, ``labels`` ``(D,)`` int64 in ``0..C-1`` and ``batch_index`` ``(D,)`` int64,
 sorted by score over the batch (decoding, score threshold, per-class NMS and per-image top-k
 inside the graph: the models' own ``detect``). FCN gives ``logits`` ``(B, C, H, W)`` float32 and
-``sem_seg`` ``(B, H, W)`` int64, their arg-max, in input pixels.
+``sem_seg`` ``(B, H, W)`` int64, their arg-max, in input pixels. Each model's body names its
+inputs and outputs.
 """
 
 from __future__ import annotations
@@ -24,13 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.errors import ConfigError
-from visionkit.models.detectors.rcnn import RCNN
-from visionkit.models.detectors.two_stage import TwoStageDetector
-from visionkit.models.detectors.yolo_v1 import YOLOv1
-from visionkit.models.segmentors.fcn import FCN
+from visionkit.models.base import BaseModel
 
-DETECTION_OUTPUTS = ("boxes", "scores", "labels", "batch_index")
-SEGMENTATION_OUTPUTS = ("logits", "sem_seg")
 INPUT_DTYPES = ("float32", "uint8")
 
 
@@ -57,88 +54,28 @@ class Normalize(nn.Module):
         return x * inside[:, None].to(x.dtype)
 
 
-def _detections(d: dict[str, Tensor]) -> tuple[Tensor, ...]:
-    return d["boxes"], d["scores"], d["labels"], d["image_index"]
+class ModelGraph(nn.Module):
+    """``images`` (and the body's other inputs, ``image_sizes`` first where the batch is padded)
+    -> :class:`Normalize` -> the model's graph body; ``inputs`` and ``outputs`` are the body's."""
 
-
-class YoloGraph(nn.Module):
-    """YOLOv1: ``images`` at the model's fixed input size -> detections."""
-
-    inputs = ("images",)
-    outputs = DETECTION_OUTPUTS
-
-    def __init__(self, model: YOLOv1, normalize: Normalize) -> None:
+    def __init__(self, body: nn.Module, normalize: Normalize) -> None:
         super().__init__()
-        self.model, self.normalize = model, normalize
+        self.model, self.normalize = body, normalize
+        self.inputs, self.outputs = tuple(body.inputs), tuple(body.outputs)
+        self.padded = "image_sizes" in self.inputs
 
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        return _detections(self.model.detect(self.normalize(images)))
-
-
-class TwoStageGraph(nn.Module):
-    """Faster R-CNN (``images``, ``image_sizes``), Fast R-CNN and SPPNet (also ``proposals``)
-    -> detections."""
-
-    outputs = DETECTION_OUTPUTS
-
-    def __init__(self, model: TwoStageDetector, normalize: Normalize) -> None:
-        super().__init__()
-        self.model, self.normalize = model, normalize
-        given = model.rpn is None
-        self.inputs = ("images", "image_sizes", "proposals") if given else ("images", "image_sizes")
-
-    def forward(
-        self, images: Tensor, image_sizes: Tensor, proposals: Tensor | None = None
-    ) -> tuple[Tensor, ...]:
-        batch = self.normalize(images, image_sizes)
-        return _detections(self.model.detect(batch, image_sizes.float(), proposals))
-
-
-class RcnnGraph(nn.Module):
-    """R-CNN (``images``, ``image_sizes``, ``proposals``) -> detections. Every region is warped
-    and embedded in one pass (the eager model's ``chunk_size`` loop would be unrolled for the
-    traced proposal count), so memory grows with the proposals: ``R x 3 x warp_size^2`` floats
-    and the backbone's activations on them."""
-
-    inputs = ("images", "image_sizes", "proposals")
-    outputs = DETECTION_OUTPUTS
-
-    def __init__(self, model: RCNN, normalize: Normalize) -> None:
-        super().__init__()
-        self.model, self.normalize = model, normalize
-
-    def forward(self, images: Tensor, image_sizes: Tensor, proposals: Tensor) -> tuple[Tensor, ...]:
-        m = self.model
-        batch = self.normalize(images, image_sizes)
-        crops = m.warp(batch, proposals[:, 0].long(), proposals[:, 1:])
-        out = m.outputs(proposals, *m.embed(crops))
-        return _detections(m.detections(out, image_sizes.float()))
-
-
-class FcnGraph(nn.Module):
-    """FCN: ``images``, ``image_sizes`` -> ``logits`` and the ``sem_seg`` label map."""
-
-    inputs = ("images", "image_sizes")
-    outputs = SEGMENTATION_OUTPUTS
-
-    def __init__(self, model: FCN, normalize: Normalize) -> None:
-        super().__init__()
-        self.model, self.normalize = model, normalize
-
-    def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(self.normalize(images, image_sizes)).float()
-        return logits, logits.argmax(1)
+    def forward(self, images: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
+        batch = self.normalize(images, others[0] if self.padded else None)
+        return self.model(batch, *others)
 
 
 def export_graph(model: nn.Module, input_dtype: str) -> nn.Module:
-    """The traced module of ``model`` (a YOLOv1, two-stage detector, R-CNN or FCN) taking
+    """The traced module of ``model`` (a :class:`~visionkit.models.base.BaseModel`) taking
     ``input_dtype`` images (``float32`` in ``[0, 1]`` or ``uint8``)."""
     if input_dtype not in INPUT_DTYPES:
         raise ConfigError(f"input dtype {input_dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
+    if not isinstance(model, BaseModel):
+        raise ConfigError(f"no ONNX graph for {type(model).__name__} (not a visionkit model)")
     p = model.preprocess
     normalize = Normalize(p.pixel_mean, p.pixel_std, input_dtype == "uint8")
-    graphs = ((YOLOv1, YoloGraph), (TwoStageDetector, TwoStageGraph), (RCNN, RcnnGraph))
-    for kind, graph in (*graphs, (FCN, FcnGraph)):
-        if isinstance(model, kind):
-            return graph(model, normalize)
-    raise ConfigError(f"no ONNX graph for {type(model).__name__} (not a visionkit model)")
+    return ModelGraph(model.export_module(), normalize)

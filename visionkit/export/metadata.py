@@ -18,10 +18,11 @@ from typing import Any
 from visionkit.config import apply_overrides
 from visionkit.config.schema import MAX_SIDE, Config
 from visionkit.errors import CheckpointError, ConfigError
-from visionkit.export.graphs import DETECTION_OUTPUTS, INPUT_DTYPES, SEGMENTATION_OUTPUTS
+from visionkit.export.graphs import INPUT_DTYPES
 from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
 from visionkit.io.structured import loads_json
 from visionkit.models import model_task
+from visionkit.models.base import DETECTION_OUTPUTS, SEGMENTATION_OUTPUTS
 from visionkit.models.preprocess import RESIZE_MODES
 
 # each model's graph inputs (graphs.py; tests/test_checkpoint_truth.py checks them against it)

@@ -30,7 +30,6 @@ from visionkit.errors import ConfigError
 from visionkit.export.graphs import export_graph
 from visionkit.io.atomic import write_bytes
 from visionkit.io.image import image_to_uint8
-from visionkit.models import model_task
 
 METADATA_KEY = "visionkit"  # metadata_props key of the JSON record
 FORMAT_VERSION = 1
@@ -82,14 +81,15 @@ def export_metadata(
     outputs: Sequence[str],
     input_dtype: str,
     dynamic_size: bool,
-    preprocess: nn.Module,
+    model: nn.Module,
 ) -> dict[str, Any]:
-    """The JSON record the file carries: everything ``OnnxPredictor`` needs beside the graph."""
-    p = preprocess
+    """The JSON record the file carries: everything ``OnnxPredictor`` needs beside the graph
+    (``model``: the exported model, for its task and preprocessing)."""
+    p = model.preprocess
     return {
         "format_version": FORMAT_VERSION,
         "model": cfg.model.name,
-        "task": model_task(cfg.model.name),
+        "task": model.task,
         "class_names": list(class_names),
         "cat_ids": [int(c) for c in cat_ids],
         "inputs": list(inputs),
@@ -168,9 +168,8 @@ def export_onnx(
 
     proto = onnx.load_from_string(graph_file.getvalue())
     meta = export_metadata(
-        cfg, class_names, cat_ids, graph.inputs, graph.outputs, input_dtype, dynamic_size,
-        model.preprocess,
-    )  # fmt: skip
+        cfg, class_names, cat_ids, graph.inputs, graph.outputs, input_dtype, dynamic_size, model
+    )
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     path = write_bytes(path, proto.SerializeToString())

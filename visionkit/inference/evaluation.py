@@ -62,7 +62,7 @@ def evaluate_model(
     ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``, ``voc07``, ``voc`` or ``all``
     (box metrics; segmentation models take ``coco``); the predictor's ``cat_ids`` map its labels
     to the dataset's categories (``build_evaluator``); COCOeval by ``cfg.eval.coco_backend``."""
-    task = model_task(cfg.model.name)
+    task = predictor.task
     evaluator = build_evaluator(task, dataset, metric, predictor.cat_ids, cfg.eval.coco_backend)
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
     metrics = evaluate(predictor, loader, evaluator, predictor.device, progress=progress)

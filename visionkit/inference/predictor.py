@@ -18,7 +18,7 @@ from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.inference.backend import PredictorBackend
-from visionkit.models import build_model, model_task
+from visionkit.models import build_model
 from visionkit.utils.validators import is_id
 
 
@@ -65,7 +65,7 @@ class Predictor(PredictorBackend):
     Args:
         model: a visionkit model (``predict(images)``), already on ``device``; put in eval mode.
         device: where images go.
-        task: ``"detection"`` or ``"sem_seg"`` (``visionkit.models.model_task``).
+        task: ``"detection"`` or ``"sem_seg"`` (the model's ``task``).
         class_names, cat_ids: label -> name / the dataset's category id.
         score_thresh: detections scoring below it are dropped (after the model's own threshold).
         half: float16 autocast (CUDA only).
@@ -132,8 +132,8 @@ def load_predictor(
         for line in changes:
             report(line)
     device = select_device(cfg.train.device)
-    task = model_task(cfg.model.name)
     model = build_model(cfg.model)
+    task = model.task
     load_model_weights(model, ckpt, cfg.model.name, weights, cfg.model.num_classes)
     names, cat_ids = class_metadata(ckpt, cfg, task)
     model = place_model(model, device, cfg.train.channels_last)

@@ -41,12 +41,15 @@ class ImageBatch:
         original_sizes: ``(N, 2)`` float ``(H, W)`` of each image as given.
         scales: ``(N, 4)`` float ``(sx, sy, sx, sy)``: xyxy boxes in original pixels times a
             row are in input (batch) pixels.
+        images: the images as given (what a proposer that reads pixels, selective search,
+            looks at).
     """
 
     tensor: Tensor
     image_sizes: Tensor
     original_sizes: Tensor
     scales: Tensor
+    images: Sequence[Tensor] | Tensor
 
     def __len__(self) -> int:
         return self.tensor.shape[0]
@@ -206,7 +209,7 @@ class Preprocessor(nn.Module):
         scale_hw = new / sizes
         scales = torch.stack([scale_hw[:, 1], scale_hw[:, 0]] * 2, 1)
         device = batch.device
-        return ImageBatch(batch, new.to(device), sizes.to(device), scales.to(device))
+        return ImageBatch(batch, new.to(device), sizes.to(device), scales.to(device), images)
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -215,7 +218,8 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def build_preprocessor(cfg: ModelConfig, resize: str, size_divisor: int = 1) -> Preprocessor:
     """The :class:`Preprocessor` of model config ``cfg`` (``pixel_mean``/``pixel_std``,
-    ``input_size`` for ``fixed``, ``resize.min_size``/``max_size`` for ``shorter_side``)."""
+    ``input_size`` for ``fixed``, ``resize.min_size``/``max_size`` for ``shorter_side``; with
+    ``none`` no input size: each image keeps its own)."""
     if resize == "fixed" and len(cfg.input_size) != 2:
         raise ConfigError(
             f"model.input_size must be [height, width] for {cfg.name} (it is {cfg.input_size})"
@@ -224,7 +228,7 @@ def build_preprocessor(cfg: ModelConfig, resize: str, size_divisor: int = 1) -> 
         resize,
         cfg.pixel_mean,
         cfg.pixel_std,
-        cfg.input_size,
+        () if resize == "none" else cfg.input_size,
         cfg.resize.min_size,
         cfg.resize.max_size,
         size_divisor,

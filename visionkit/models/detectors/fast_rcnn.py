@@ -10,8 +10,8 @@ ground truth.
 Proposals come with the targets (``target["proposals"]``, ``(K, 4)`` xyxy in the image tensor's
 pixels: ``data.*.proposals``, ``data/proposal_dataset.py``) or, at test time, as ``predict``'s
 ``proposals`` argument; without them ``predict`` runs visionkit's selective search on each image
-(:class:`~visionkit.models.proposers.GivenProposals`, the proposer of a
-:class:`~visionkit.models.detectors.two_stage.TwoStageDetector`).
+(:class:`~visionkit.models.proposers.GivenProposals`, its
+:class:`~visionkit.models.detectors.two_stage.TwoStageDetector`'s proposer).
 """
 
 from __future__ import annotations

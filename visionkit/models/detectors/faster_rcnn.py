@@ -18,15 +18,16 @@ from visionkit.models.detectors.two_stage import (
     build_roi_heads,
     two_stage_preprocessor,
 )
-from visionkit.models.heads.rpn import RegionProposalNetwork, RPNHead
+from visionkit.models.heads.rpn import RPNHead
 from visionkit.models.matching import BalancedSampler, Matcher
 from visionkit.models.necks.fpn import FPN
+from visionkit.models.proposers import RegionProposalNetwork
 from visionkit.structures.box_coder import BoxCoder
 
 
 def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
-    """Turn a model config into Faster R-CNN: a :class:`TwoStageDetector` with an RPN on one
-    backbone level, or on an FPN over several."""
+    """Turn a model config into Faster R-CNN: a :class:`TwoStageDetector` whose proposer is a
+    :class:`RegionProposalNetwork` on one backbone level, or on an FPN over several."""
     backbone = build_backbone(cfg.backbone)
     levels = [backbone.levels[name] for name in backbone.out_features]
     neck = None
@@ -52,7 +53,7 @@ def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     if len(set(anchors.num_anchors)) != 1:
         raise ConfigError("model.anchors.sizes needs as many sizes on every level")
     r = cfg.rpn
-    rpn = RegionProposalNetwork(
+    proposer = RegionProposalNetwork(
         RPNHead(channels, r.conv_channels, anchors.num_anchors[0]),
         anchors,
         Matcher([r.neg_iou_thresh, r.pos_iou_thresh], [0, -1, 1], r.allow_low_quality_matches),
@@ -69,10 +70,5 @@ def build_faster_rcnn(cfg: ModelConfig) -> TwoStageDetector:
     )
     roi_heads = build_roi_heads(cfg, backbone, channels, strides[:roi_levels])
     return TwoStageDetector(
-        backbone,
-        roi_heads,
-        two_stage_preprocessor(cfg),
-        rpn=rpn,
-        neck=neck,
-        roi_levels=roi_levels,
+        backbone, proposer, roi_heads, two_stage_preprocessor(cfg), neck=neck, roi_levels=roi_levels
     )

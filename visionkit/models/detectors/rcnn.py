@@ -30,22 +30,25 @@ from visionkit.config.schema import ModelConfig
 from visionkit.errors import ConfigError
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
+from visionkit.models.base import DETECTION_OUTPUTS, Detector, detection_outputs, frame_sizes
 from visionkit.models.heads.box_heads import TwoFCHead
 from visionkit.models.heads.roi_heads import box_predictor
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BalancedSampler
 from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.postprocess import class_specific_detections, split_by_image
-from visionkit.models.preprocess import Preprocessor
+from visionkit.models.preprocess import Preprocessor, build_preprocessor
 from visionkit.models.proposers import GivenProposals
 from visionkit.structures.box_coder import BoxCoder
 
 
-class RCNN(nn.Module):
+class RCNN(Detector):
     """Warped regions -> backbone -> pool5 -> fc6/fc7 -> softmax (or SVM) scores and boxes.
 
     Args:
         backbone: its deepest returned level is pooled. num_classes: C (no background).
+        preprocess: normalizes images, each at its own size (``resize`` ``none``).
+        proposer: the regions: given with the images, or selective search.
         warp_size, context_pad: the warped frame's side and the context around the box, in px.
         pool_size: pool5's side. fc_dim, dropout: fc6/fc7.
         sampler: the fine-tuning mini-batch over a whole batch (e.g. 128 at 25 % foreground).
@@ -53,19 +56,17 @@ class RCNN(nn.Module):
         box_coder: the regression deltas. smooth_l1_beta: the box loss's beta (0 = L1).
         score_thresh, svm_score_thresh: test-time thresholds on softmax / SVM scores.
         nms_thresh, max_detections: per-class NMS and the per-image cap at test time.
-        pixel_mean, pixel_std: RGB normalization of ``[0, 1]`` images.
-        search_mode, max_proposals: selective search for images without proposals, and the
-            proposals used per image (0 = all).
         chunk_size: warped regions per CNN forward at test time.
     """
 
-    task = "detection"
-    predict_extras: tuple[str, ...] = ("proposals",)
+    predict_extras: tuple[str, ...] = GivenProposals.predict_extras
 
     def __init__(
         self,
         backbone: Backbone,
         num_classes: int,
+        preprocess: Preprocessor,
+        proposer: GivenProposals,
         *,
         warp_size: int = 227,
         context_pad: int = 16,
@@ -81,10 +82,6 @@ class RCNN(nn.Module):
         svm_score_thresh: float = -1.0,
         nms_thresh: float = 0.3,
         max_detections: int = 100,
-        pixel_mean: Sequence[float] = (0.485, 0.456, 0.406),
-        pixel_std: Sequence[float] = (0.229, 0.224, 0.225),
-        search_mode: str = "fast",
-        max_proposals: int = 2000,
         chunk_size: int = 256,
     ) -> None:
         super().__init__()
@@ -92,7 +89,7 @@ class RCNN(nn.Module):
             raise ConfigError(f"model.rcnn.context_pad {context_pad} leaves no room in {warp_size}")
         self.backbone, self.num_classes = backbone, num_classes
         self.warp_size, self.context_pad, self.pool_size = warp_size, context_pad, pool_size
-        self.preprocess = Preprocessor("none", pixel_mean, pixel_std)
+        self.preprocess = preprocess
         channels = backbone.levels[backbone.out_features[-1]][0]
         pool5_dim = channels * pool_size * pool_size
         self.head = TwoFCHead(pool5_dim, fc_dim, dropout)
@@ -105,7 +102,7 @@ class RCNN(nn.Module):
         self.box_coder, self.beta = box_coder or BoxCoder((10.0, 10.0, 5.0, 5.0)), smooth_l1_beta
         self.score_thresh, self.svm_score_thresh = score_thresh, svm_score_thresh
         self.nms_thresh, self.max_detections = nms_thresh, max_detections
-        self.proposals = GivenProposals(search_mode, max_proposals)
+        self.proposer = proposer
         self.chunk_size = chunk_size
 
     @property
@@ -172,13 +169,12 @@ class RCNN(nn.Module):
             ``loss_rcnn_cls`` (cross-entropy) and ``loss_rcnn_box`` (smooth-L1 on the windows at
             IoU >= ``box_iou_thresh``, for their class), both divided by the windows sampled.
         """
-        given = self.proposals.of_targets(images, targets)
         batch = self.preprocess(images)
         device = batch.tensor.device
         gt_boxes, gt_labels = batch.targets_to_input(
             [t["boxes"] for t in targets], [t["labels"] for t in targets]
         )
-        proposals = batch.clip_to_input(given)
+        proposals, _ = self.proposer.propose(batch, (), targets)
         windows, index, best_iou, classes, matched = [], [], [], [], []
         for i, (gt, lab, props) in enumerate(zip(gt_boxes, gt_labels, proposals, strict=True)):
             cand = torch.cat([props, gt])
@@ -206,18 +202,25 @@ class RCNN(nn.Module):
         box = box_regression_loss(deltas, target, self.beta)
         return {"loss_rcnn_cls": cls_loss, "loss_rcnn_box": box / num}
 
-    def forward(self, batch: Tensor, rois: Tensor) -> dict[str, Tensor]:
-        """The raw network on regions of a normalized batch (what export traces).
+    def forward(
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """The raw network on regions of a normalized batch, warped and embedded in chunks of
+        ``chunk_size`` regions.
 
         Args:
             batch: ``(N, 3, H, W)`` normalized images (:class:`Preprocessor`'s ``tensor``).
-            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels.
+            image_sizes: not used (regions are warped from the whole batch, 0 outside images).
+            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels; required
+                (ValueError without: R-CNN classifies regions it is given).
 
         Returns:
             ``rois`` ``(R, 5)``; ``class_logits`` ``(R, C + 1)`` (background last);
             ``box_deltas`` ``(R, 4C)`` (deltas of each region, per class); ``svm_scores``
             ``(R, C)``: the SVMs' margins on fc7 (meaningful once :attr:`has_svms`).
         """
+        if rois is None:
+            raise ValueError("R-CNN classifies given regions: pass rois (R, 5)")
         return self.outputs(rois, *self.region_features(batch, rois[:, 0].long(), rois[:, 1:]))
 
     def outputs(self, rois: Tensor, pool5: Tensor, fc7: Tensor) -> dict[str, Tensor]:
@@ -233,7 +236,8 @@ class RCNN(nn.Module):
     def predict(
         self, images: Sequence[Tensor] | Tensor, proposals: Sequence[Tensor] | None = None
     ) -> list[dict[str, Tensor]]:
-        """Score each image's regions (warped one image at a time, in chunks) and keep the best.
+        """Score each image's regions (the whole batch's, warped and embedded in chunks of
+        ``chunk_size``) and keep the best.
 
         Args:
             images: float RGB in [0, 1], a ``(N,3,H,W)`` tensor or a list of ``(3,H_i,W_i)``.
@@ -245,13 +249,20 @@ class RCNN(nn.Module):
             ``(D,)`` (SVM margins once the SVMs are set, else softmax probabilities) and
             ``labels`` ``(D,)`` int64 in ``0..C-1``, sorted by score after per-class NMS.
         """
-        given = self.proposals(images, proposals)
         batch = self.preprocess(images)
-        rois = boxes_to_rois(batch.clip_to_input(given))  # forward goes in chunks of regions
-        detections = self.detections(self(batch.tensor, rois), batch.image_sizes)
+        regions, _ = self.proposer.propose(batch, (), proposals=proposals)
+        detections = self.detect(batch.tensor, batch.image_sizes, boxes_to_rois(regions))
         return batch.postprocess(split_by_image(detections, len(batch)))
 
-    def detections(self, out: dict[str, Tensor], image_sizes: Tensor) -> dict[str, Tensor]:
+    def detect(
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """:meth:`forward` and the post-processing (:meth:`_detections`); arguments as
+        :meth:`forward`'s, ``image_sizes`` to clip boxes to (None: the batch frame)."""
+        sizes = frame_sizes(batch, image_sizes)
+        return self._detections(self(batch, sizes, rois), sizes)
+
+    def _detections(self, out: dict[str, Tensor], image_sizes: Tensor) -> dict[str, Tensor]:
         """The flat detections of a batch (:func:`class_specific_detections`) from
         :meth:`forward`'s outputs: scored by the SVMs once they are set, else by the softmax;
         ``image_sizes`` ``(N, 2)`` ``(h, w)`` to clip to."""
@@ -271,6 +282,45 @@ class RCNN(nn.Module):
             self.max_detections,
         )
 
+    def export_module(self) -> nn.Module:
+        """:class:`RcnnExport`: every region warped and embedded in one pass."""
+        return RcnnExport(self)
+
+    def regions_per_image(self) -> int:
+        """The proposals used per image at test time."""
+        return self.proposer.regions_per_image()
+
+    def summary_input(self, image_size: Sequence[int], rois: int) -> tuple[int, ...]:
+        """``(rois, 3, warp_size, warp_size)``: the warped regions (whatever the image size)."""
+        return (rois, 3, self.warp_size, self.warp_size)
+
+    def summary_paths(self, x: Tensor, rois: int) -> None:
+        """The backbone, pool5, fc6/fc7, classifier and box regressor on the warped regions
+        ``x`` (the warping itself is not run)."""
+        pool5, fc7 = self.embed(x)
+        self.cls_score(fc7)
+        self.bbox_pred(pool5)
+
+
+class RcnnExport(nn.Module):
+    """R-CNN's ONNX graph body: ``(batch, image_sizes, proposals)`` -> detections. Every region
+    is warped and embedded in one pass (the eager model's ``chunk_size`` loop would be unrolled
+    for the traced proposal count), so memory grows with the proposals: ``R x 3 x warp_size^2``
+    floats and the backbone's activations on them."""
+
+    inputs = ("images", "image_sizes", "proposals")
+    outputs = DETECTION_OUTPUTS
+
+    def __init__(self, model: RCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Tensor, image_sizes: Tensor, proposals: Tensor) -> tuple[Tensor, ...]:
+        m = self.model
+        crops = m.warp(batch, proposals[:, 0].long(), proposals[:, 1:])
+        out = m.outputs(proposals, *m.embed(crops))
+        return detection_outputs(m._detections(out, image_sizes.float()))
+
 
 def build_rcnn(cfg: ModelConfig) -> RCNN:
     """Turn a model config into an :class:`RCNN` (``model.rcnn``; post-processing, box coder
@@ -284,9 +334,12 @@ def build_rcnn(cfg: ModelConfig) -> RCNN:
     backbone = build_backbone(cfg.backbone)
     backbone.drop_unused_stages()
     total = r.fg_per_batch + r.bg_per_batch
+    ss = cfg.selective_search
     return RCNN(
         backbone,
         cfg.num_classes,
+        build_preprocessor(cfg, "none"),
+        GivenProposals(ss.mode, ss.max_proposals),
         warp_size=r.warp_size,
         context_pad=r.context_pad,
         pool_size=r.pool_size,
@@ -301,9 +354,5 @@ def build_rcnn(cfg: ModelConfig) -> RCNN:
         svm_score_thresh=r.svm.score_thresh,
         nms_thresh=rh.nms_thresh,
         max_detections=rh.max_detections,
-        pixel_mean=cfg.pixel_mean,
-        pixel_std=cfg.pixel_std,
-        search_mode=cfg.selective_search.mode,
-        max_proposals=cfg.selective_search.max_proposals,
         chunk_size=max(r.chunk_size, 1),
     )

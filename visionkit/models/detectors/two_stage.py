@@ -1,7 +1,7 @@
-"""The two-stage detector: backbone (-> neck) -> region proposals -> RoI heads.
+"""The two-stage detector: backbone (-> neck) -> proposer -> RoI heads.
 
-One class serves Faster R-CNN, Fast R-CNN and SPPNet; they differ in their *proposer* and their
-RoI pooler:
+One class serves Faster R-CNN, Fast R-CNN and SPPNet; they differ only in the *proposer* they are
+built with (:class:`~visionkit.models.proposers.Proposer`) and in their RoI pooler:
 
 - Faster R-CNN (``faster_rcnn.py``): a :class:`RegionProposalNetwork` on the feature levels
   proposes regions, trained jointly (approximate joint training: proposals are detached).
@@ -27,52 +27,50 @@ from visionkit.config.schema import ModelConfig
 from visionkit.errors import ConfigError
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
+from visionkit.models.base import DetectExport, Detector, frame_sizes
 from visionkit.models.heads.box_heads import Res5Head, TwoFCHead
 from visionkit.models.heads.roi_heads import RoIHeads, fast_rcnn_matcher
-from visionkit.models.heads.rpn import RegionProposalNetwork
 from visionkit.models.matching import BalancedSampler
 from visionkit.models.necks.fpn import FPN
 from visionkit.models.poolers import RoIPooler, boxes_to_rois
 from visionkit.models.postprocess import split_by_image
 from visionkit.models.preprocess import Preprocessor, build_preprocessor
-from visionkit.models.proposers import GivenProposals
+from visionkit.models.proposers import GivenProposals, Proposer
 from visionkit.structures.box_coder import BoxCoder
 
 
-class TwoStageDetector(nn.Module):
-    """Backbone (-> neck) -> proposals (RPN or given) -> RoI head detections.
+class TwoStageDetector(Detector):
+    """Backbone (-> neck) -> proposals (its proposer's) -> RoI head detections.
 
     Args:
         backbone: returns its ``out_features`` levels.
+        proposer: where the regions come from (an RPN, or given proposals); its
+            ``predict_extras`` are the detector's.
         roi_heads: the Fast R-CNN head on the first ``roi_levels`` feature levels.
         preprocess: resizes, normalizes and batches images.
-        rpn: the proposer learned with the detector (Faster R-CNN), or None.
-        proposals: the proposer of regions given with the images or searched (Fast R-CNN,
-            SPPNet), or None; exactly one of ``rpn`` and ``proposals``.
         neck: an optional :class:`FPN` turning the backbone levels into a pyramid.
         roi_levels: how many feature levels (fine first) the RoI head pools from.
     """
 
-    task = "detection"
+    # checkpoints written before proposers/ name Faster R-CNN's proposer slot `rpn`
+    renamed_keys = {"rpn.": "proposer."}
 
     def __init__(
         self,
         backbone: Backbone,
+        proposer: Proposer,
         roi_heads: RoIHeads,
         preprocess: Preprocessor,
         *,
-        rpn: RegionProposalNetwork | None = None,
-        proposals: GivenProposals | None = None,
         neck: FPN | None = None,
         roi_levels: int = 1,
     ) -> None:
         super().__init__()
-        if (rpn is None) == (proposals is None):
-            raise ValueError("a two-stage detector takes either an rpn or given proposals")
-        self.backbone, self.neck, self.rpn, self.roi_heads = backbone, neck, rpn, roi_heads
-        self.preprocess, self.proposals, self.roi_levels = preprocess, proposals, roi_levels
+        self.backbone, self.neck = backbone, neck
+        self.proposer, self.roi_heads = proposer, roi_heads
+        self.preprocess, self.roi_levels = preprocess, roi_levels
         # what predict() takes beside the images (the evaluation loop passes targets' fields)
-        self.predict_extras: tuple[str, ...] = ("proposals",) if rpn is None else ()
+        self.predict_extras: tuple[str, ...] = proposer.predict_extras
 
     def features(self, batch: Tensor) -> list[Tensor]:
         """``(N, 3, H, W)`` normalized batch -> per level ``(N, C, H/s, W/s)``, fine to coarse."""
@@ -81,17 +79,17 @@ class TwoStageDetector(nn.Module):
         return self.neck(features) if self.neck is not None else features
 
     def forward(
-        self, batch: Tensor, rois: Tensor | None = None, image_sizes: Tensor | None = None
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
     ) -> dict[str, Tensor]:
-        """The raw network on a normalized batch (what export traces; :meth:`predict` is this
-        between its preprocessing and its post-processing).
+        """The raw network on a normalized batch (what :meth:`detect` and export run).
 
         Args:
             batch: ``(N, 3, H, W)`` normalized images (:class:`Preprocessor`'s ``tensor``).
-            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels; None: the RPN's
-                test-time proposals (sorted by objectness over the batch).
             image_sizes: ``(N, 2)`` float ``(h, w)`` of each image inside the batch, to which
-                the RPN clips its proposals; None: the whole batch frame.
+                the proposer clips its proposals; None: the whole batch frame.
+            rois: ``(R, 5)`` ``(image index, x1, y1, x2, y2)`` in batch pixels; None: the
+                proposer's test-time regions (:meth:`Proposer.rois`: the RPN's, sorted by
+                objectness over the batch; given proposals must be passed: ValueError).
 
         Returns:
             ``rois`` ``(R, 5)``, ``class_logits`` ``(R, C + 1)`` (background last) and
@@ -99,12 +97,7 @@ class TwoStageDetector(nn.Module):
         """
         features = self.features(batch)
         if rois is None:
-            if self.rpn is None:
-                raise ValueError("this detector classifies given regions: pass rois (R, 5)")
-            if image_sizes is None:
-                n, _, h, w = batch.shape
-                image_sizes = batch.new_tensor([[h, w]], dtype=torch.float32).expand(n, 2)
-            rois = self.rpn.rois(features, image_sizes)
+            rois = self.proposer.rois(features, frame_sizes(batch, image_sizes))
         logits, deltas = self.roi_heads(features[: self.roi_levels], rois)
         return {"rois": rois, "class_logits": logits, "box_deltas": deltas}
 
@@ -118,19 +111,15 @@ class TwoStageDetector(nn.Module):
                 ``proposals`` ``(K,4)`` float xyxy in that image's pixels, best first.
 
         Returns:
-            ``loss_roi_cls``, ``loss_roi_box`` and, with an RPN, ``loss_rpn_cls``,
-            ``loss_rpn_box`` (scalars).
+            ``loss_roi_cls``, ``loss_roi_box`` and the proposer's (an RPN's ``loss_rpn_cls``,
+            ``loss_rpn_box``) (scalars).
         """
-        given = self.proposals.of_targets(images, targets) if self.rpn is None else None
         batch = self.preprocess(images)
         features = self.features(batch.tensor)
         gt_boxes, gt_labels = batch.targets_to_input(
             [t["boxes"] for t in targets], [t["labels"] for t in targets]
         )
-        if self.rpn is not None:
-            proposals, losses = self.rpn(features, batch.image_sizes, gt_boxes)
-        else:
-            proposals, losses = batch.clip_to_input(given), {}
+        proposals, losses = self.proposer.propose(batch, features, targets)
         roi_losses = self.roi_heads.loss(
             features[: self.roi_levels], proposals, gt_boxes, gt_labels
         )
@@ -140,44 +129,63 @@ class TwoStageDetector(nn.Module):
     def predict(
         self, images: Sequence[Tensor] | Tensor, proposals: Sequence[Tensor] | None = None
     ) -> list[dict[str, Tensor]]:
-        """Detect objects.
+        """Detect objects: :meth:`detect`'s operations on the proposer's regions.
 
         Args:
             images: as in :meth:`loss`.
             proposals: given-proposal detectors only (``predict_extras``): per image ``(K_i, 4)``
                 xyxy in its original pixels, best first; None: selective search on each image.
+                A detector whose proposer proposes its own regions refuses them (ValueError).
 
         Returns:
             Per image ``boxes`` ``(D,4)`` float32 xyxy in that image's original pixels,
             ``scores`` ``(D,)`` softmax probabilities and ``labels`` ``(D,)`` int64 in
             ``0..C-1``, sorted by score after per-class NMS.
         """
-        if self.rpn is not None and proposals is not None:
-            raise ValueError("this detector proposes its own regions: predict takes no proposals")
-        given = self.proposals(images, proposals) if self.rpn is None else None
         batch = self.preprocess(images)
-        rois = None if given is None else boxes_to_rois(batch.clip_to_input(given))
-        detections = self.detect(batch.tensor, batch.image_sizes, rois)
+        features = self.features(batch.tensor)
+        regions, _ = self.proposer.propose(batch, features, proposals=proposals)
+        rois = boxes_to_rois(regions)
+        logits, deltas = self.roi_heads(features[: self.roi_levels], rois)
+        detections = self.roi_heads.detections(logits, deltas, rois, batch.image_sizes)
         return batch.postprocess(split_by_image(detections, len(batch)))
 
     def detect(
-        self, batch: Tensor, image_sizes: Tensor, rois: Tensor | None = None
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
     ) -> dict[str, Tensor]:
         """:meth:`forward` and the RoI head's post-processing, tensor operations only (what the
-        ONNX export runs too).
+        ONNX export runs).
 
         Args:
-            batch, image_sizes, rois: as in :meth:`forward` (``image_sizes`` required: boxes are
-                clipped to each image).
+            batch, image_sizes, rois: as in :meth:`forward` (boxes are clipped to each image).
 
         Returns:
             The flat detections of the batch (:meth:`RoIHeads.detections`): ``boxes`` ``(D, 4)``
             float32 xyxy in input pixels, ``scores``, ``labels``, ``image_index``.
         """
-        out = self(batch, rois, image_sizes)
-        return self.roi_heads.detections(
-            out["class_logits"], out["box_deltas"], out["rois"], image_sizes
-        )
+        sizes = frame_sizes(batch, image_sizes)
+        out = self(batch, sizes, rois)
+        return self.roi_heads.detections(out["class_logits"], out["box_deltas"], out["rois"], sizes)
+
+    def export_module(self) -> nn.Module:
+        """:meth:`detect` on ``images``, ``image_sizes`` and the proposer's extras (given
+        proposals: ``proposals`` ``(R, 5)`` rois)."""
+        return DetectExport(self, ("images", "image_sizes", *self.proposer.predict_extras))
+
+    def regions_per_image(self) -> int:
+        """The proposer's test-time regions per image."""
+        return self.proposer.regions_per_image()
+
+    def summary_paths(self, x: Tensor, rois: int) -> None:
+        """Backbone (and neck), the proposer's layers, and the RoI head's box head, classifier
+        and box regressor on ``rois`` regions (the pooler is not run: no parameters, 0 MACs)."""
+        features = self.features(x)
+        self.proposer.summary_paths(features)
+        heads, levels = self.roi_heads, features[: self.roi_levels]
+        pooled = levels[0].new_zeros(rois, *heads.pooler.output_shape(levels[0].shape[1]))
+        y = heads.box_head(pooled)
+        heads.cls_score(y)
+        heads.bbox_pred(y)
 
 
 def two_stage_preprocessor(cfg: ModelConfig) -> Preprocessor:
@@ -251,5 +259,5 @@ def build_given_proposal_detector(cfg: ModelConfig) -> TwoStageDetector:
     if cfg.roi_head.freeze_backbone:
         backbone.freeze(len(backbone.stages))
     ss = cfg.selective_search
-    proposals = GivenProposals(ss.mode, ss.max_proposals)
-    return TwoStageDetector(backbone, roi_heads, two_stage_preprocessor(cfg), proposals=proposals)
+    proposer = GivenProposals(ss.mode, ss.max_proposals)
+    return TwoStageDetector(backbone, proposer, roi_heads, two_stage_preprocessor(cfg))

@@ -16,13 +16,14 @@ from torch import Tensor, nn
 from visionkit.config.schema import ModelConfig
 from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
+from visionkit.models.base import DetectExport, Detector
 from visionkit.models.heads.yolo_head import YoloHead
 from visionkit.models.postprocess import select_detections, split_by_image
 from visionkit.models.preprocess import Preprocessor, build_preprocessor
 from visionkit.structures.boxes import aligned_box_iou, clip_boxes
 
 
-class YOLOv1(nn.Module):
+class YOLOv1(Detector):
     """Backbone + :class:`YoloHead`, with the paper's loss and decoding.
 
     Args:
@@ -33,9 +34,6 @@ class YOLOv1(nn.Module):
         lambda_coord, lambda_noobj: the loss weights (paper: 5 and 0.5).
         score_thresh, nms_thresh, max_detections: post-processing at test time.
     """
-
-    task = "detection"
-    predict_extras: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -62,9 +60,12 @@ class YOLOv1(nn.Module):
         self.max_detections = max_detections
         self.feature = backbone.out_features[-1]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(N, 3, h, w)`` normalized batch -> ``(N, S, S, B*5 + C)`` raw outputs."""
-        return self.head(self.backbone(x)[self.feature])
+    def forward(
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
+    ) -> Tensor:
+        """``(N, 3, h, w)`` normalized batch at the input size -> ``(N, S, S, B*5 + C)`` raw
+        outputs. ``image_sizes`` and ``rois`` are not used (every image fills the batch)."""
+        return self.head(self.backbone(batch)[self.feature])
 
     def _split(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Raw outputs -> box terms ``(N,S,S,B,4)``, confidences ``(N,S,S,B)``, class probs."""
@@ -153,19 +154,22 @@ class YOLOv1(nn.Module):
             "loss_yolo_cls": cls_loss / n,
         }
 
-    def detect(self, x: Tensor) -> dict[str, Tensor]:
+    def detect(
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Decoding, score threshold and per-class NMS on a normalized ``(N, 3, h, w)`` batch
-        (tensor operations only: what the ONNX export runs too).
+        (tensor operations only: what the ONNX export runs too); ``image_sizes`` and ``rois``
+        are not used.
 
         Returns the flat detections of the batch (:func:`select_detections`): ``boxes``
         ``(D, 4)`` float32 xyxy in input pixels, ``scores`` ``(D,)`` (class-specific confidence
         Pr(class|object) * conf), ``labels`` and ``image_index`` ``(D,)`` int64.
         """
-        terms, conf, cls = self._split(self(x))
-        n, c, cells = x.shape[0], self.num_classes, self.S * self.S * self.B
+        terms, conf, cls = self._split(self(batch))
+        n, c, cells = batch.shape[0], self.num_classes, self.S * self.S * self.B
         boxes = clip_boxes(self._decode_boxes(terms), self.preprocess.input_size).reshape(-1, 4)
         scores = (conf.unsqueeze(-1) * cls.unsqueeze(3)).reshape(-1, c)  # (N * S*S*B, C)
-        image_index = torch.arange(n, device=x.device)[:, None].expand(n, cells).reshape(-1)
+        image_index = torch.arange(n, device=batch.device)[:, None].expand(n, cells).reshape(-1)
         return select_detections(
             boxes, scores, image_index, n, self.score_thresh, self.nms_thresh, self.max_detections
         )
@@ -180,6 +184,10 @@ class YOLOv1(nn.Module):
         """
         batch = self.preprocess(images)
         return batch.postprocess(split_by_image(self.detect(batch.tensor), len(batch)))
+
+    def export_module(self) -> nn.Module:
+        """:meth:`detect` on ``images`` at the fixed input size (no padding: no sizes)."""
+        return DetectExport(self, ("images",))
 
 
 def build_yolo_v1(cfg: ModelConfig) -> YOLOv1:

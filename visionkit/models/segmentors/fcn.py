@@ -22,6 +22,7 @@ from visionkit.errors import CheckpointError, ConfigError
 from visionkit.models.backbones import BACKBONES, build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.backbones.geometry import level_geometry
+from visionkit.models.base import SEGMENTATION_OUTPUTS, BaseModel
 from visionkit.models.heads.fcn_head import FCNHead
 from visionkit.models.preprocess import Preprocessor, build_preprocessor
 from visionkit.structures.labels import IGNORE_LABEL
@@ -29,7 +30,7 @@ from visionkit.structures.labels import IGNORE_LABEL
 NUM_LEVELS = {"32s": 1, "16s": 2, "8s": 3}
 
 
-class FCN(nn.Module):
+class FCN(BaseModel):
     """Backbone + :class:`FCNHead`; per-pixel cross-entropy and whole-image prediction.
 
     Args:
@@ -41,7 +42,6 @@ class FCN(nn.Module):
     """
 
     task = "sem_seg"
-    predict_extras: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -54,9 +54,12 @@ class FCN(nn.Module):
         self.backbone, self.head, self.preprocess = backbone, head, preprocess
         self.num_classes = num_classes
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(N, 3, H, W)`` normalized batch, any size -> ``(N, C, H, W)`` logits."""
-        return self.head(self.backbone(x), x.shape[-2:])
+    def forward(
+        self, batch: Tensor, image_sizes: Tensor | None = None, rois: Tensor | None = None
+    ) -> Tensor:
+        """``(N, 3, H, W)`` normalized batch, any size -> ``(N, C, H, W)`` logits. ``image_sizes``
+        and ``rois`` are not used (the padding is scored too; ``predict`` cuts it off)."""
+        return self.head(self.backbone(batch), batch.shape[-2:])
 
     def loss(self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict]) -> dict[str, Tensor]:
         """Per-pixel cross-entropy averaged over the labelled pixels of the batch.
@@ -92,6 +95,27 @@ class FCN(nn.Module):
             for r in results:
                 del r["logits"]
         return results
+
+    def export_module(self) -> nn.Module:
+        """:class:`FcnExport`: logits and their arg-max over the batch."""
+        return FcnExport(self)
+
+
+class FcnExport(nn.Module):
+    """FCN's ONNX graph body: ``(batch, image_sizes)`` -> ``logits`` ``(B, C, H, W)`` float32 and
+    ``sem_seg`` ``(B, H, W)`` int64, their arg-max, in input pixels (``image_sizes`` only masks
+    the padding, in the normalization before)."""
+
+    inputs = ("images", "image_sizes")
+    outputs = SEGMENTATION_OUTPUTS
+
+    def __init__(self, model: FCN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(batch).float()
+        return logits, logits.argmax(1)
 
 
 def _choose_levels(backbone: Backbone, requested: Sequence[str], variant: str) -> list[str]:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from detection_helpers import check_losses_and_gradients
-from visionkit.engine.checkpoint import load_matching_weights, load_model_weights
 
+from visionkit.checkpoints.weights import load_matching_weights, load_model_weights
 from visionkit.config import ModelConfig, load_config
 from visionkit.errors import ConfigError
 from visionkit.models import MODELS, build_model

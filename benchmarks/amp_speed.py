@@ -2,8 +2,8 @@
 run: the same model, optimizer and batches, the two precisions alternating round by round (so a
 machine's drift hits both), the median round of each reported with their ratio.
 
-    python benchmarks/amp_speed.py                       # every configs/*_shapes.yaml
-    python benchmarks/amp_speed.py --config configs/yolo_v1_shapes.yaml --rounds 5 --steps 10
+    python benchmarks/amp_speed.py                       # every visionkit/configs/*_shapes.yaml
+    python benchmarks/amp_speed.py --config visionkit/configs/yolo_v1_shapes.yaml --rounds 5 --steps 10
     python benchmarks/amp_speed.py --device cuda         # bf16 autocast on a GPU
 
 A "bf16 / fp32" above 1 means bfloat16 trains faster. On CPUs without native bfloat16 arithmetic
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help="dotted config overrides for every config")
     args = p.parse_args(argv)
     args.config = args.config or [
-        str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("configs/*_shapes.yaml"))
+        str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("visionkit/configs/*_shapes.yaml"))
     ]
     return args
 

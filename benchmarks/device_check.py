@@ -39,7 +39,7 @@ from pathlib import Path
 from visionkit.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = sorted(p.name for p in (ROOT / "configs").glob("*_shapes.yaml"))
+QUICK = sorted(p.name for p in (ROOT / "visionkit" / "configs").glob("*_shapes.yaml"))
 PROPOSAL_CONFIGS = ("fast_rcnn_shapes.yaml", "sppnet_shapes.yaml", "rcnn_shapes.yaml")
 
 
@@ -128,17 +128,17 @@ def checks(args: argparse.Namespace) -> list[Check]:
     ))  # fmt: skip
     for config in args.configs:
         run = out / f"train_{Path(config).stem}"
-        batch = load_config(ROOT / "configs" / config).data.batch_size
+        batch = load_config(ROOT / "visionkit" / "configs" / config).data.batch_size
         epochs = max(1, math.ceil(args.steps / max(1, args.images // batch)))
         listed.append(Check(
             f"train {Path(config).stem}", f"tools/train.py, visionkit/engine/trainer.py ({config})",
-            [py, str(ROOT / "tools/train.py"), "--config", str(ROOT / "configs" / config),
+            [py, str(ROOT / "tools/train.py"), "--config", str(ROOT / "visionkit" / "configs" / config),
              "--output-dir", str(run), "--no-progress", *data_overrides(args, config), *amp,
              f"train.epochs={epochs}", "train.eval_every=0", log],
             args.per_check, lambda proc, _o, run=run: read_training(proc, run),
         ))  # fmt: skip
     bench = ["--device", dev, "--amp", "--channels-last", "--steps", str(args.bench_steps)]
-    yolo_fcn = ["--config", "configs/yolo_v1_shapes.yaml", "--config", "configs/fcn8s_shapes.yaml"]
+    yolo_fcn = ["--config", "visionkit/configs/yolo_v1_shapes.yaml", "--config", "visionkit/configs/fcn8s_shapes.yaml"]
     small = data_overrides(args, "")
     listed.append(Check(
         "compile", "benchmarks/throughput.py --compile (torch.compile of backbone and FPN)",
@@ -149,7 +149,7 @@ def checks(args: argparse.Namespace) -> list[Check]:
     listed.append(Check(
         "throughput", "benchmarks/throughput.py --amp --channels-last",
         [py, str(ROOT / "benchmarks/throughput.py"), *bench, "--with-proposals", "--workers",
-         "0", str(args.workers), *[a for c in args.configs for a in ("--config", f"configs/{c}")],
+         "0", str(args.workers), *[a for c in args.configs for a in ("--config", f"visionkit/configs/{c}")],
          *small], 2 * args.per_check, lambda proc, o: read_table(proc, o / "throughput.md"),
     ))  # fmt: skip
     listed.append(Check(
@@ -160,7 +160,7 @@ def checks(args: argparse.Namespace) -> list[Check]:
     ))  # fmt: skip
     weights = out / "train_yolo_v1_shapes" / "last.pth"
     evals = [
-        [py, str(ROOT / "tools/eval.py"), "--config", str(ROOT / "configs/yolo_v1_shapes.yaml"),
+        [py, str(ROOT / "tools/eval.py"), "--config", str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml"),
          "--weights", str(weights), "--device", d, "--out", str(out / f"eval_{tag}.json"),
          "--no-progress", *small]
         for d, tag in (("cpu", "cpu"), (dev, "dev"))
@@ -175,7 +175,7 @@ def checks(args: argparse.Namespace) -> list[Check]:
     listed.append(Check(
         f"torchrun {backend} x{procs}", "tools/train.py under torchrun, engine/distributed.py",
         [py, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-         str(ROOT / "tools/train.py"), "--config", str(ROOT / "configs/yolo_v1_shapes.yaml"),
+         str(ROOT / "tools/train.py"), "--config", str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml"),
          "--output-dir", str(out / "torchrun"), "--no-progress", *small, *amp[:2],
          f"train.dist_backend={backend}", f"train.epochs={4 if args.tiny else 2}", log],
         args.per_check,

@@ -1,6 +1,6 @@
 """visionkit's Faster R-CNN against torchvision's ``FasterRCNN``, side by side, in one run.
 
-Both models are built from ``configs/faster_rcnn_shapes.yaml``'s settings (or ``--config``'s): the
+Both models are built from ``visionkit/configs/faster_rcnn_shapes.yaml``'s settings (or ``--config``'s): the
 same backbone module (copied, so both start from the same weights), FPN (torchvision's
 ``FeaturePyramidNetwork`` with visionkit's start weights) when the config has one, images kept at
 their 256 px, the same anchors, RPN (3x3 conv, 256 anchors sampled at up to 1:1, top-N per level
@@ -204,7 +204,7 @@ def evaluate(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default="configs/faster_rcnn_shapes.yaml")
+    p.add_argument("--config", default="visionkit/configs/faster_rcnn_shapes.yaml")
     p.add_argument("--epochs", type=int, default=0, help="0 = the config's train.epochs")
     p.add_argument("--train-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--val-images", type=int, default=0, help="use the first N (0 = all)")

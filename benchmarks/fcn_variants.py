@@ -1,7 +1,7 @@
 """FCN-32s, -16s and -8s trained with one schedule, side by side as the FCN paper's Table 2: the
 four region metrics, boundary quality, training minutes and inference time, as a markdown table.
 
-    python benchmarks/fcn_variants.py                         # configs/fcn8s_shapes.yaml
+    python benchmarks/fcn_variants.py                         # visionkit/configs/fcn8s_shapes.yaml
     python benchmarks/fcn_variants.py --epochs 10 --variants 32s 8s train.device=cuda
     python benchmarks/fcn_variants.py --skip-train            # tabulate runs/fcn_variants again
 
@@ -48,7 +48,7 @@ REGION_COLUMNS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default="configs/fcn8s_shapes.yaml", help="an FCN config")
+    p.add_argument("--config", default="visionkit/configs/fcn8s_shapes.yaml", help="an FCN config")
     p.add_argument("--epochs", type=int, help="train.epochs for every variant (default: config's)")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--output-root", default="runs/fcn_variants", help="runs go to <root>/<variant>")

@@ -51,7 +51,7 @@ def make_models(num_classes: int, backbone: str) -> tuple[nn.Module, nn.Module]:
         overrides = ["model.backbone.name=resnet18", "model.backbone.output_stride=32",
                      "model.fcn.head_channels=128"]  # fmt: skip
     cfg = load_config(
-        "configs/fcn_resnet50_coco.yaml", ["model.backbone.pretrained=false", *overrides]
+        "visionkit/configs/fcn_resnet50_coco.yaml", ["model.backbone.pretrained=false", *overrides]
     )
     cfg.model.num_classes = num_classes
     vk = build_model(cfg.model)
@@ -77,7 +77,7 @@ def train_models(models: dict, forwards: dict, args, loader, preprocess) -> dict
     """Train every model ``args.steps`` steps on the same batches, in lockstep; returns each
     one's seconds per step (after the first)."""
     cfg = load_config(
-        "configs/fcn_resnet50_coco.yaml",
+        "visionkit/configs/fcn_resnet50_coco.yaml",
         [f"train.optimizer={args.optimizer}", f"train.lr={args.lr}", "train.epochs=1"],
     )
     opts = {name: build_optimizer(cfg.train, m) for name, m in models.items()}
@@ -135,7 +135,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="start weights and batch order")
     args = p.parse_args()
     cfg = load_config(
-        "configs/fcn8s_shapes.yaml",
+        "visionkit/configs/fcn8s_shapes.yaml",
         ["model.input_size=[]", "data.augment.scale_range=[0.5,2.0]", "data.augment.translate=0",
          f"data.augment.crop_size=[{args.crop},{args.crop}]"],
     )  # fmt: skip

@@ -1,9 +1,9 @@
 """Latency of each model under onnxruntime against PyTorch eager on this CPU, for a single image
 and a batch, side by side in one run, as a markdown table.
 
-    python benchmarks/onnx_vs_eager.py                                # every configs/*_shapes.yaml
-    python benchmarks/onnx_vs_eager.py --config configs/yolo_v1_shapes.yaml --batch-sizes 1 8
-    python benchmarks/onnx_vs_eager.py --quick --config configs/fcn8s_shapes.yaml model.num_classes=3
+    python benchmarks/onnx_vs_eager.py                                # every visionkit/configs/*_shapes.yaml
+    python benchmarks/onnx_vs_eager.py --config visionkit/configs/yolo_v1_shapes.yaml --batch-sizes 1 8
+    python benchmarks/onnx_vs_eager.py --quick --config visionkit/configs/fcn8s_shapes.yaml model.num_classes=3
 
 - Both sides run the whole prediction of ``(3, H, W)`` float images in ``[0, 1]`` to results
   in original pixels: eager ``model.predict`` under ``torch.inference_mode``, and

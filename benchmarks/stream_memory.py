@@ -3,7 +3,7 @@ stay flat (issue 14 asks for less than 50 MB of growth over 2,000 frames after w
 
     python benchmarks/stream_memory.py                        # 2,000 frames of 128 x 128
     python benchmarks/stream_memory.py --frames 500 --size 256 --batch-size 4
-    python benchmarks/stream_memory.py --config configs/yolo_v1_shapes.yaml --full-model
+    python benchmarks/stream_memory.py --config visionkit/configs/yolo_v1_shapes.yaml --full-model
 
 - The video (mp4v, ``--size`` square frames: a few coloured shapes moving across a grey field) is
   written to a temporary folder and deleted afterwards.
@@ -87,7 +87,7 @@ def random_checkpoint(config: str, overrides: list[str], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "yolo_v1_shapes.yaml"))
+    p.add_argument("--config", default=str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"))
     p.add_argument("--frames", type=int, default=2000, help="frames in the generated video")
     p.add_argument("--size", type=int, default=128, help="square frame side in pixels")
     p.add_argument("--batch-size", type=int, default=8)

@@ -1,11 +1,11 @@
 """Images per second of each model (training step, batched inference) and of its data pipeline
 with 0, 1 and 2 loader workers, side by side in one run, as a markdown table.
 
-    python benchmarks/throughput.py                                   # every configs/*_shapes.yaml
-    python benchmarks/throughput.py --config configs/yolo_v1_shapes.yaml --sizes 192 256
-    python benchmarks/throughput.py --config configs/fcn8s_shapes.yaml --config configs/...
+    python benchmarks/throughput.py                                   # every visionkit/configs/*_shapes.yaml
+    python benchmarks/throughput.py --config visionkit/configs/yolo_v1_shapes.yaml --sizes 192 256
+    python benchmarks/throughput.py --config visionkit/configs/fcn8s_shapes.yaml --config visionkit/configs/...
     python benchmarks/throughput.py --amp --channels-last --compile   # bf16, NHWC, compiled
-    python benchmarks/throughput.py --quick --config configs/yolo_v1_shapes.yaml data.batch_size=4
+    python benchmarks/throughput.py --quick --config visionkit/configs/yolo_v1_shapes.yaml data.batch_size=4
 
 - train img/s: forward + backward + optimizer step (the config's optimizer) on batches loaded
   beforehand, so that loading is not counted; the loader columns time loading alone (the
@@ -64,14 +64,14 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config", action="append",
-        help="a config to measure, repeatable (default: the quick configs, configs/*_shapes.yaml)",
+        help="a config to measure, repeatable (default: the quick configs, visionkit/configs/*_shapes.yaml)",
     )  # fmt: skip
     return p
 
 
 def quick_configs() -> list[str]:
-    """The quick configs, ``configs/*_shapes.yaml``, relative to the repository root."""
-    return [str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("configs/*_shapes.yaml"))]
+    """The quick configs, ``visionkit/configs/*_shapes.yaml``, relative to the repository root."""
+    return [str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("visionkit/configs/*_shapes.yaml"))]
 
 
 def device_name(device: torch.device) -> str:

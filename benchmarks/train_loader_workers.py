@@ -3,7 +3,7 @@
 On a machine with few cores, loader workers compete with torch's compute threads; this measures
 the whole step (loading included) and the loader alone, for each worker count, in one run:
 
-    python benchmarks/train_loader_workers.py --config configs/yolo_v1_shapes.yaml --workers 0 1 2
+    python benchmarks/train_loader_workers.py --config visionkit/configs/yolo_v1_shapes.yaml --workers 0 1 2
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def measure(config: str, workers: int, iterations: int) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default="configs/yolo_v1_shapes.yaml")
+    p.add_argument("--config", default="visionkit/configs/yolo_v1_shapes.yaml")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iterations", type=int, default=50)
     args = p.parse_args()

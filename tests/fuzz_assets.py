@@ -21,7 +21,7 @@ CLASS_NAMES = ["box", "disc"]
 CAT_IDS = [3, 7]  # non-contiguous on purpose
 SIZE = 64
 NUM_IMAGES = 4
-BASE_CONFIG = ROOT / "configs" / "yolo_v1_shapes.yaml"
+BASE_CONFIG = ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"
 
 
 def tiny_overrides(images: Path, ann: Path) -> list[str]:

@@ -76,7 +76,7 @@ finally:
 def test_train_tool_trains_under_bf16_autocast_on_cpu(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE.format(train=ROOT / "tools" / "train.py"))
-    args = ["--config", str(ROOT / "configs/yolo_v1_shapes.yaml"), "--output-dir",
+    args = ["--config", str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml"), "--output-dir",
             str(tmp_path / "run"), "--no-progress", *tiny_overrides(tmp_path / "cache", 1),
             "train.amp=bf16", "train.device=cpu"]  # fmt: skip
     proc = subprocess.run([sys.executable, str(probe), *args], capture_output=True, text=True,

@@ -24,7 +24,7 @@ from visionkit.errors import CheckpointError, ConfigError, DataError
 from visionkit.inference.results import Result
 from visionkit.models import build_model
 
-YOLO_CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO_CONFIG = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 
 @pytest.fixture(scope="module")

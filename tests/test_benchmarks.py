@@ -25,7 +25,7 @@ def test_throughput_quick_table(tmp_path):
     ]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--device", "cpu",
-         "--config", "configs/yolo_v1_shapes.yaml", "--config", "configs/fast_rcnn_shapes.yaml",
+         "--config", "visionkit/configs/yolo_v1_shapes.yaml", "--config", "visionkit/configs/fast_rcnn_shapes.yaml",
          *overrides],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -88,7 +88,7 @@ def test_fcn_variants_table(tmp_path):
 
 def test_fcn_variants_levels_from_the_config():
     bench = load_script("benchmarks/fcn_variants.py")
-    levels = ["res3", "res4", "res5"]  # configs/fcn8s_shapes.yaml
+    levels = ["res3", "res4", "res5"]  # visionkit/configs/fcn8s_shapes.yaml
     got = {v: bench.level_override(levels, v) for v in ("32s", "16s", "8s")}
     assert got == {
         "32s": "model.backbone.out_features=[res5]",
@@ -108,7 +108,7 @@ def test_amp_speed_table(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "amp_speed.py"), "--device", "cpu",
          "--rounds", "1", "--steps", "1", "--warmup", "0", "--batch-size", "2",
-         "--config", "configs/yolo_v1_shapes.yaml", "--config", "configs/sppnet_shapes.yaml",
+         "--config", "visionkit/configs/yolo_v1_shapes.yaml", "--config", "visionkit/configs/sppnet_shapes.yaml",
          *overrides],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

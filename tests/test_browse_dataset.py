@@ -16,7 +16,7 @@ from visionkit.analysis.dataset_summary import detection_summary, format_summary
 from visionkit.config.schema import AugmentConfig, DatasetConfig
 from visionkit.data import build_dataset, ensure_shapes
 
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 
 def expected_counts(images, objects, names, degenerate_min):

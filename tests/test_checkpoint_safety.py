@@ -15,7 +15,7 @@ from visionkit.engine.rng import rng_state, set_rng_state
 from visionkit.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 
 class CreatesAFile:
@@ -100,7 +100,7 @@ def test_every_tool_refuses_a_crafted_checkpoint_in_one_line(tool, tmp_path):
         args = ["visualize.py", "--config", YOLO, "--weights", str(path), "--output",
                 str(tmp_path / "vis"), *tiny]  # fmt: skip
     elif tool == "train_rcnn_svms":
-        rcnn = str(ROOT / "configs" / "rcnn_shapes.yaml")
+        rcnn = str(ROOT / "visionkit" / "configs" / "rcnn_shapes.yaml")
         args = ["train_rcnn_svms.py", "--config", rcnn, "--weights", str(path)]
     elif tool == "train_init_from":
         args = ["train.py", "--config", YOLO, "--init-from", str(path), "--output-dir",

@@ -30,7 +30,7 @@ from visionkit.inference.evaluation import val_dataset
 from visionkit.models import MODELS, build_model
 from visionkit.models.backbones import build_backbone
 
-YOLO_CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO_CONFIG = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -377,7 +377,7 @@ def test_visualize_and_svm_training_refuse_a_model_change(trained, tmp_path):
     assert vis.main([*args, "--output", str(tmp_path / "vis2"), *overrides]) == 0
     assert (tmp_path / "vis2" / "filters.png").is_file()
     svms = load_script("tools/train_rcnn_svms.py")
-    rcnn_config = str(ROOT / "configs" / "rcnn_shapes.yaml")
+    rcnn_config = str(ROOT / "visionkit" / "configs" / "rcnn_shapes.yaml")
     rcnn = tmp_path / "rcnn.pth"  # the refusal comes before any weight is read
     torch.save({"model": {}, "model_name": "rcnn",
                 "config": config_to_dict(load_config(rcnn_config))}, rcnn)  # fmt: skip

@@ -142,7 +142,7 @@ def test_without_faster_coco_eval_pycocotools_scores_with_one_warning(monkeypatc
 
 
 def test_the_backend_is_a_config_key_and_reaches_the_evaluator(tmp_path):
-    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
     assert load_config(cfg).eval.coco_backend == "faster-coco-eval"
     assert load_config(cfg, ["eval.coco_backend=pycocotools"]).eval.coco_backend == "pycocotools"
     with pytest.raises(ConfigError, match="eval.coco_backend"):
@@ -160,7 +160,10 @@ def test_the_backend_is_a_config_key_and_reaches_the_evaluator(tmp_path):
 
 def test_eval_tool_gives_the_same_numbers_with_either_backend(tmp_path):
     """tools/eval.py --predictions on the tiny shapes data, --coco-backend each way."""
-    cfg, tiny = str(ROOT / "configs" / "yolo_v1_shapes.yaml"), tiny_overrides(tmp_path / "cache")
+    cfg, tiny = (
+        str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"),
+        tiny_overrides(tmp_path / "cache"),
+    )
     gt = shapes_val(tmp_path).coco.dataset
     rng = np.random.default_rng(0)
     sizes = {im["id"]: np.array([im["width"], im["height"]]) for im in gt["images"]}

@@ -45,7 +45,7 @@ def test_noncontiguous_ids_train_evaluate_and_predict_with_own_ids(tmp_path):
         for k, v in (("type", "coco"), ("root", images), ("ann_file", ann))
     ]
     tiny = [o for o in tiny_overrides(tmp_path / "unused", epochs=1) if ".root=" not in o]
-    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
     out = tmp_path / "run"
     run_tool("train.py", "--config", cfg, "--output-dir", str(out), "--no-progress", *tiny, *coco)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

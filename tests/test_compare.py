@@ -15,7 +15,7 @@ from visionkit.evaluation.direction import best_index, improves, metric_directio
 from visionkit.utils.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "yolo_v1_shapes.yaml"
+CONFIG = ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"
 TINY = [
     "model.backbone.name=lenet",
     "model.backbone.out_features=[]",
@@ -78,7 +78,7 @@ def test_metric_choice_and_missing_metric(runs, capsys):
 def test_help_shows_an_example(capsys):
     with pytest.raises(SystemExit):
         load_script("tools/compare.py").main(["--help"])
-    assert "python tools/compare.py runs/" in capsys.readouterr().out
+    assert "visionkit compare runs/" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

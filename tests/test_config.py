@@ -61,14 +61,16 @@ def test_override_errors_and_missing_files(tmp_path):
 
 
 def test_resolved_config_round_trip(tmp_path):
-    cfg = load_config(ROOT / "configs" / "yolo_v1_shapes.yaml", ["train.epochs=2"])
+    cfg = load_config(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml", ["train.epochs=2"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert config_from_dict(config_to_dict(cfg)) == cfg
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "visionkit" / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path):
     load_config(path)
 
@@ -76,7 +78,7 @@ def test_every_shipped_config_loads(path):
 def test_tool_reports_config_typo_in_one_line(tmp_path):
     bad = write(
         tmp_path / "bad.yaml",
-        "base: " + str(ROOT / "configs/yolo_v1_shapes.yaml") + "\ntrain:\n  epochz: 1\n",
+        "base: " + str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml") + "\ntrain:\n  epochz: 1\n",
     )
     proc = subprocess.run(
         [

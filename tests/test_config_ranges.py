@@ -27,7 +27,7 @@ from visionkit.models import MODELS, build_model
 from visionkit.models.backbones.geometry import min_input_side, runs_at
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 FIELDS = list(numeric_fields())
 DEFAULTS = Config()
 
@@ -75,7 +75,9 @@ def test_a_bad_value_in_a_file_names_the_file(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "visionkit" / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path):
     load_config(path)
 

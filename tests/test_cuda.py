@@ -66,7 +66,7 @@ def test_raw_outputs_match_the_cpu(name, monkeypatch):
 @pytest.mark.slow
 def test_train_tool_on_cuda_with_fp16(tmp_path):
     proc = run_tool(
-        "train.py", "--config", str(ROOT / "configs/yolo_v1_shapes.yaml"), "--output-dir",
+        "train.py", "--config", str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml"), "--output-dir",
         str(tmp_path / "run"), "--no-progress", *tiny_overrides(tmp_path / "cache", 1),
         "train.device=cuda", "train.amp=fp16", "data.num_workers=2",
     )  # fmt: skip

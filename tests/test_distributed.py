@@ -89,7 +89,7 @@ def run_probe(tmp: Path, name: str, torchrun: bool, overrides: list[str]) -> dic
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd = [
         sys.executable, *(launcher if torchrun else []), str(script),
-        str(ROOT / "tools" / "train.py"), "--config", str(ROOT / "configs" / "yolo_v1_shapes.yaml"),
+        str(ROOT / "tools" / "train.py"), "--config", str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"),
         "--output-dir", str(probe_dir / "out"), "--no-progress", "--device", "cpu", *overrides,
     ]  # fmt: skip
     env = {**os.environ, "PROBE_DIR": str(probe_dir), "OMP_NUM_THREADS": "1"}

@@ -239,7 +239,7 @@ def test_tools_export_help_and_bad_weights():
     tool = [sys.executable, str(ROOT / "tools" / "export.py")]
     proc = subprocess.run([*tool, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "examples:" in proc.stdout and "--opset" in proc.stdout
-    config = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    config = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
     proc = subprocess.run(
         [*tool, "--config", config, "--weights", str(ROOT / "README.md"), "--output", "x.onnx"],
         capture_output=True, text=True, timeout=120,
@@ -256,7 +256,7 @@ def test_onnx_vs_eager_benchmark_quick_table(tmp_path):
     ]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "onnx_vs_eager.py"), "--quick",
-         "--batch-sizes", "1", "2", "--config", "configs/yolo_v1_shapes.yaml", *overrides],
+         "--batch-sizes", "1", "2", "--config", "visionkit/configs/yolo_v1_shapes.yaml", *overrides],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

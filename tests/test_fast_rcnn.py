@@ -136,7 +136,7 @@ def test_config_errors(name, changes, message):
 
 @pytest.mark.parametrize("config", ["fast_rcnn_shapes", "sppnet_shapes"])
 def test_shapes_configs_build_and_train_one_step(config):
-    cfg = load_config(ROOT / "configs" / f"{config}.yaml")
+    cfg = load_config(ROOT / "visionkit" / "configs" / f"{config}.yaml")
     assert cfg.data.train.proposals.method == "selective_search"
     model = build_model(cfg.model)
     boxes = [[20, 30, 60, 80], [100, 100, 230, 200]]
@@ -147,8 +147,8 @@ def test_shapes_configs_build_and_train_one_step(config):
 
 
 def test_voc_configs_load():
-    fast = load_config(ROOT / "configs" / "fast_rcnn_vgg16_voc.yaml")
-    spp = load_config(ROOT / "configs" / "sppnet_vgg16_voc.yaml")
+    fast = load_config(ROOT / "visionkit" / "configs" / "fast_rcnn_vgg16_voc.yaml")
+    spp = load_config(ROOT / "visionkit" / "configs" / "sppnet_vgg16_voc.yaml")
     assert fast.model.roi_head.batch_size_per_image == 64 and fast.data.batch_size == 2
     assert spp.model.roi_head.pooler == "spp" and spp.model.roi_head.freeze_backbone
 

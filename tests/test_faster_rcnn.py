@@ -156,7 +156,7 @@ def test_fpn_faster_rcnn_trains_and_predicts():
 
 
 def test_shapes_config_builds_and_trains_one_step():
-    cfg = load_config(ROOT / "configs" / "faster_rcnn_shapes.yaml")
+    cfg = load_config(ROOT / "visionkit" / "configs" / "faster_rcnn_shapes.yaml")
     model = build_model(cfg.model)
     check_losses_and_gradients(
         model,
@@ -164,7 +164,7 @@ def test_shapes_config_builds_and_trains_one_step():
         targets([[20, 30, 60, 80], [100, 100, 230, 200]]),
         LOSS_KEYS,
     )
-    vgg = load_config(ROOT / "configs" / "faster_rcnn_vgg16_voc.yaml").model
+    vgg = load_config(ROOT / "visionkit" / "configs" / "faster_rcnn_vgg16_voc.yaml").model
     assert vgg.backbone.name == "vgg16" and vgg.resize.min_size == 600
 
 

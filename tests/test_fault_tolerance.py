@@ -19,7 +19,7 @@ from visionkit.engine.signals import TrainingInterrupted
 from visionkit.engine.trainer import Trainer
 from visionkit.errors import VisionkitError
 
-CONFIG = ROOT / "configs" / "yolo_v1_shapes.yaml"
+CONFIG = ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"
 
 # tools/train.py, sending itself $PROBE_SIGNAL in the loss of its $PROBE_AT-th batch (1-based)
 PROBE = """

@@ -9,7 +9,7 @@ from test_tools_e2e import ROOT, run_tool
 from visionkit.checkpoints import load_checkpoint
 from visionkit.errors import ConfigError
 
-CONFIG = str(ROOT / "configs" / "fcn8s_shapes.yaml")
+CONFIG = str(ROOT / "visionkit" / "configs" / "fcn8s_shapes.yaml")
 
 
 def tiny_fcn_overrides(cache) -> list[str]:

@@ -171,7 +171,7 @@ def test_train_tool_exits_2_on_a_set_with_nothing_to_learn(tmp_path):
     cfg = _train_set(tmp_path, NOTHING_TO_LEARN[0])
     run = subprocess.run(
         [sys.executable, str(ROOT / "tools/train.py"), "--config",
-         str(ROOT / "configs/yolo_v1_shapes.yaml"), "--output-dir", str(tmp_path / "run"),
+         str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml"), "--output-dir", str(tmp_path / "run"),
          "data.train.type=coco", f"data.train.root={cfg.root}", f"data.train.ann_file={cfg.ann_file}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -191,7 +191,7 @@ def test_warnings_are_one_line_each_and_counted_in_the_summary(tmp_path):
         {"id": 2, "image_id": 2, "category_id": 3, "bbox": [1, 2, 0.5, 12]},  # degenerate
     ])  # fmt: skip
     proc = run_tool(
-        "train.py", "--config", str(ROOT / "configs/yolo_v1_shapes.yaml"), "--output-dir",
+        "train.py", "--config", str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml"), "--output-dir",
         str(tmp_path / "run"), "--no-progress", *tiny_overrides(tmp_path / "cache", epochs=1),
         "data.train.type=coco", f"data.train.root={cfg.root}",
         f"data.train.ann_file={cfg.ann_file}", "model.num_classes=1",

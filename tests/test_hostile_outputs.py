@@ -14,7 +14,7 @@ from visionkit.config import load_config
 from visionkit.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 
 @pytest.fixture

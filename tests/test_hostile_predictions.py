@@ -15,7 +15,7 @@ from visionkit.errors import DataError
 from visionkit.evaluation.coco_eval import check_coco_results, coco_box_metrics, to_coco_results
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 GOOD = {"image_id": 1, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
 CASES = {

@@ -25,7 +25,7 @@ from visionkit.models import build_model
 from visionkit.utils.cli import run_cli
 from visionkit.utils.draw import class_colors, draw_detections, overlay_segmentation
 
-YOLO_CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO_CONFIG = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
 
 INFER = load_script("tools/infer.py")
@@ -143,7 +143,7 @@ def test_video_from_the_other_families(name, yolo, fcn, tmp_path, capsys):
         overrides = [o for o in yolo.overrides if o.startswith("data.val.")]
         overrides += ["model.backbone.name=lenet", "model.backbone.out_features=[]",
                       *TWO_STAGE[name]]  # fmt: skip
-        config = str(ROOT / "configs" / f"{name}.yaml")
+        config = str(ROOT / "visionkit" / "configs" / f"{name}.yaml")
         torch.manual_seed(0)
         model = build_model(load_config(config, overrides).model)
         torch.save(model.state_dict(), tmp_path / "w.pth")
@@ -266,7 +266,7 @@ def test_two_stage_detectors_find_classes_in_the_config(name, yolo, tmp_path, ca
     data = [o for o in yolo.overrides if o.startswith("data.val.")]
     overrides = [*data, "model.backbone.name=lenet", "model.backbone.out_features=[]",
                  *TWO_STAGE[name]]  # fmt: skip
-    config = str(ROOT / "configs" / f"{name}.yaml")
+    config = str(ROOT / "visionkit" / "configs" / f"{name}.yaml")
     torch.manual_seed(0)
     torch.save(build_model(load_config(config, overrides).model).state_dict(), tmp_path / "w.pth")
     run = SimpleNamespace(config=config, weights=tmp_path / "w.pth", overrides=overrides)

@@ -29,6 +29,7 @@ LAYERS = (
     ("engine",),
     ("export",),  # ONNX export and runtime: visionkit.load and VisionModel.export reach it
     ("inference", "analysis"),
+    ("cli",),  # the `visionkit` command's jobs
 )
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -75,9 +76,10 @@ def import_map(package_dir: Path) -> ImportMap:
 
 
 def top_package(module: str) -> str | None:
-    """``visionkit.data.coco`` -> ``data``; None for the root package itself."""
+    """``visionkit.data.coco`` -> ``data``; None for the root package itself and its
+    ``__main__`` (``python -m visionkit``: the command)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
 
 
 def upward_imports(imports: ImportMap) -> list[str]:

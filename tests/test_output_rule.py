@@ -23,7 +23,7 @@ from visionkit.io.outputs import check_outputs, numbered_folder
 from visionkit.models import build_model
 from visionkit.utils.cli import run_cli
 
-YOLO = ROOT / "configs" / "yolo_v1_shapes.yaml"
+YOLO = ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"
 COCO_VAL = [
     "data.val.type=coco",
     "data.val.root={coco}/images",
@@ -131,7 +131,7 @@ def inputs(tmp_path) -> dict[str, str]:
         folder.mkdir()
     (d["c"] / "cfg.yaml").write_text("base: ../b/base.yaml\n")
     shutil.copy(YOLO, d["b"] / "base.yaml")
-    shutil.copy(ROOT / "configs" / "rcnn_shapes.yaml", d["r"] / "rcnn.yaml")
+    shutil.copy(ROOT / "visionkit" / "configs" / "rcnn_shapes.yaml", d["r"] / "rcnn.yaml")
     (d["w"] / "w.pth").write_bytes(b"weights")
     (d["p"] / "preds.json").write_text("[]")
     image(d["src"] / "photos" / "a.jpg")

@@ -27,8 +27,8 @@ from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.confusion import coco_confusion, image_confusion
 from visionkit.utils.cli import run_cli
 
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
-FCN = str(ROOT / "configs" / "fcn8s_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
+FCN = str(ROOT / "visionkit" / "configs" / "fcn8s_shapes.yaml")
 SHAPES = ["circle", "square", "triangle", "star", "cross"]
 
 

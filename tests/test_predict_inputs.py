@@ -43,7 +43,7 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 def model() -> VisionModel:
     """An untrained tiny YOLOv1 on the CPU keeping every detection: its outputs depend on every
     pixel, so equal results mean equal inputs."""
-    cfg = load_config(ROOT / "configs" / "yolo_v1_shapes.yaml", TINY)
+    cfg = load_config(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml", TINY)
     torch.manual_seed(0)
     net = build_model(cfg.model)
     names = [f"c{i}" for i in range(cfg.model.num_classes)]

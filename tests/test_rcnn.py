@@ -212,11 +212,11 @@ def test_predict_without_proposals_runs_selective_search():
 
 
 def test_configs_load_and_build():
-    voc = load_config(ROOT / "configs" / "rcnn_alexnet_voc.yaml")
+    voc = load_config(ROOT / "visionkit" / "configs" / "rcnn_alexnet_voc.yaml")
     assert voc.model.backbone.name == "alexnet" and voc.model.backbone.pretrained is True
     assert voc.train.optimizer == "sgd" and voc.train.lr == 0.001
     assert (voc.model.rcnn.warp_size, voc.model.rcnn.context_pad) == (227, 16)
-    cfg = load_config(ROOT / "configs" / "rcnn_shapes.yaml")
+    cfg = load_config(ROOT / "visionkit" / "configs" / "rcnn_shapes.yaml")
     model = build_model(cfg.model)
     boxes = [[20, 30, 60, 80], [100, 100, 230, 200]]
     props = [[18, 28, 62, 84], [0, 0, 256, 256], [90, 110, 220, 190]]
@@ -269,7 +269,7 @@ def test_train_rcnn_svms_end_to_end(tmp_path, capsys):
         "model.rcnn.fc_dim=32", f"model.rcnn.svm.cache_dir={tmp_path / 'features'}",
         "model.rcnn.svm.max_proposals=20", "train.epochs=1",
     ]  # fmt: skip
-    cfg = str(ROOT / "configs" / "rcnn_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "rcnn_shapes.yaml")
     out = tmp_path / "run"
     run_tool("train.py", "--config", cfg, "--output-dir", str(out), "--no-progress", *common)
     weights = out / "last.pth"

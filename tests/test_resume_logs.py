@@ -16,7 +16,7 @@ from test_tools_e2e import run_tool, tiny_overrides
 from visionkit.io.atomic import leftover_temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 EPOCHS, ITERS = 3, 4  # 16 training images in batches of 4
 
 

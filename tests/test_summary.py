@@ -160,11 +160,18 @@ def test_cli_config_prints_totals_without_downloads(tool, capsys, monkeypatch):
         raise AssertionError("summary.py must not load pretrained weights")
 
     monkeypatch.setattr(torchvision.models, "get_weight", no_download)
-    assert tool.main(["--config", str(ROOT / "configs/yolo_v1_shapes.yaml")]) == 0
+    assert tool.main(["--config", str(ROOT / "visionkit/configs/yolo_v1_shapes.yaml")]) == 0
     out = capsys.readouterr().out
     assert "input [1, 3, 192, 192]" in out and "total params:" in out and "head.out" in out
     # pretrained: true in the config; 5 regions keep R-CNN's per-region AlexNet cheap
-    args = ["--config", str(ROOT / "configs/rcnn_alexnet_voc.yaml"), "--rois", "5", "--json", "-"]
+    args = [
+        "--config",
+        str(ROOT / "visionkit/configs/rcnn_alexnet_voc.yaml"),
+        "--rois",
+        "5",
+        "--json",
+        "-",
+    ]
     assert tool.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["input_shape"] == [5, 3, 227, 227] and report["rois"] == 5
@@ -172,9 +179,11 @@ def test_cli_config_prints_totals_without_downloads(tool, capsys, monkeypatch):
     assert fc6["macs"] == 5 * 4096 * 256 * 6 * 6
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "config", sorted(p.name for p in (ROOT / "visionkit" / "configs").glob("*.yaml"))
+)
 def test_cli_runs_on_every_config(tool, capsys, config):
-    assert tool.main(["--config", str(ROOT / "configs" / config)]) == 0
+    assert tool.main(["--config", str(ROOT / "visionkit" / "configs" / config)]) == 0
     assert "total params:" in capsys.readouterr().out
 
 
@@ -182,4 +191,4 @@ def test_help_shows_examples(tool, capsys):
     with pytest.raises(SystemExit) as e:
         tool.main(["--help"])
     assert e.value.code == 0
-    assert "python tools/summary.py --backbone alexnet" in capsys.readouterr().out
+    assert "visionkit summary --backbone alexnet" in capsys.readouterr().out

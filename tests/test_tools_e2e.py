@@ -64,7 +64,7 @@ def trained(tmp_path_factory):
     """One tiny training run shared by the tests of this module."""
     tmp = tmp_path_factory.mktemp("run")
     out = tmp / "out"
-    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
     run_tool(
         "train.py",
         "--config",
@@ -167,7 +167,7 @@ def test_checkpoint_of_other_classes_named_in_the_error_and_fine_tuned_with_init
 
 
 def test_killed_run_resumes_to_its_final_epoch(tmp_path):
-    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
     out = tmp_path / "out"
     args = [
         "--config",
@@ -210,14 +210,14 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
 
 
 def test_missing_data_and_corrupt_image_are_one_line_errors(tmp_path):
-    cfg = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
     proc = run_tool(
         "train.py", "--config", cfg, "--output-dir", str(tmp_path / "a"), "data.train.type=coco",
         f"data.train.root={tmp_path}/nowhere", f"data.train.ann_file={tmp_path}/nowhere.json", check=False,
     )  # fmt: skip
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr
-    proc = run_tool("train.py", "--config", str(ROOT / "configs/yolo_v1.yaml"), "--output-dir", str(tmp_path / "b"),
+    proc = run_tool("train.py", "--config", str(ROOT / "visionkit/configs/yolo_v1.yaml"), "--output-dir", str(tmp_path / "b"),
                     f"data.train.root={tmp_path}/VOCdevkit", check=False)  # fmt: skip
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "VOCdevkit" in proc.stderr and "shapes" in proc.stderr

@@ -16,7 +16,7 @@ from visionkit.checkpoints.torchvision import weights_url
 from visionkit.data import ensure_shapes
 from visionkit.errors import CheckpointError
 
-CONFIG = str(ROOT / "configs" / "faster_rcnn_r50_fpn_coco.yaml")
+CONFIG = str(ROOT / "visionkit" / "configs" / "faster_rcnn_r50_fpn_coco.yaml")
 SMALL = ["model.resize.min_size=96", "model.resize.max_size=160", "data.num_workers=0"]
 
 

@@ -73,7 +73,7 @@ def faster_rcnn_pair(overrides: list[str]) -> tuple[FasterRCNN, torch.nn.Module]
     """:func:`torchvision_faster_rcnn` at the config's sizes, and visionkit's model of the config
     with its converted weights."""
     tv = torchvision_faster_rcnn()
-    cfg = load_config("configs/faster_rcnn_r50_fpn_coco.yaml", overrides)
+    cfg = load_config("visionkit/configs/faster_rcnn_r50_fpn_coco.yaml", overrides)
     tv.transform.min_size = (cfg.model.resize.min_size,)
     tv.transform.max_size = cfg.model.resize.max_size
     vk = build_model(cfg.model)
@@ -146,7 +146,7 @@ def test_fcn_logits_and_loss_equal_torchvisions(name):
         weights=None, weights_backbone=None, aux_loss=True
     )
     randomize_norms(tv, torch.Generator().manual_seed(1))
-    cfg = load_config(f"configs/{name}_coco.yaml", ["model.backbone.pretrained=false"])
+    cfg = load_config(f"visionkit/configs/{name}_coco.yaml", ["model.backbone.pretrained=false"])
     vk = build_model(cfg.model)
     vk.load_state_dict(convert_state_dict(name, tv.state_dict()))
     g = torch.Generator().manual_seed(2)
@@ -168,12 +168,12 @@ def test_fcn_logits_and_loss_equal_torchvisions(name):
 PLAIN_BATCHNORM = {  # torchvision builds these untrained with plain BatchNorm2d
     "fasterrcnn_resnet50_fpn": (
         torchvision.models.detection.fasterrcnn_resnet50_fpn,
-        "configs/faster_rcnn_r50_fpn_coco.yaml",
+        "visionkit/configs/faster_rcnn_r50_fpn_coco.yaml",
         "backbone.body.bn1.running_mean",
     ),
     "fcn_resnet50": (
         torchvision.models.segmentation.fcn_resnet50,
-        "configs/fcn_resnet50_coco.yaml",
+        "visionkit/configs/fcn_resnet50_coco.yaml",
         "backbone.bn1.running_mean",
     ),
 }

@@ -19,7 +19,7 @@ from visionkit.models import build_model
 from visionkit.utils.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+CONFIG = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 TINY = [
     "model.backbone.name=lenet",
     "model.backbone.out_features=[]",
@@ -116,9 +116,7 @@ def test_help_shows_examples_and_list_layers_names_levels(capsys):
     tool = load_script("tools/visualize.py")
     with pytest.raises(SystemExit):
         tool.main(["--help"])
-    assert (
-        "python tools/visualize.py --config configs/yolo_v1_shapes.yaml" in capsys.readouterr().out
-    )
+    assert "visionkit visualize yolo_v1_shapes" in capsys.readouterr().out
     tool.main(["--config", CONFIG, *TINY, "--list-layers"])
     out = capsys.readouterr().out
     assert "c3           backbone.stages.c3" in out and "head.convs" in out

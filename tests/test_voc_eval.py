@@ -321,7 +321,7 @@ def test_eval_tool_metric_all_on_a_predictions_json(tmp_path):
     preds_path.write_text(json.dumps(preds))
     overrides = [f"data.val.root={cache}", "data.val.num_images=8", "data.val.image_size=96"]
     proc = run_tool(
-        "eval.py", "--config", str(ROOT / "configs" / "yolo_v1_shapes.yaml"), "--predictions",
+        "eval.py", "--config", str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"), "--predictions",
         str(preds_path), "--metric", "all", "--out", str(out), *overrides,
     )  # fmt: skip
     metrics = json.loads(out.read_text())
@@ -350,6 +350,6 @@ def test_eval_tool_metric_all_on_a_predictions_json(tmp_path):
 
 def test_metric_is_a_config_error_for_segmentation_models(tmp_path):
     tool = load_script("tools/eval.py")
-    cfg = str(ROOT / "configs" / "fcn8s_shapes.yaml")
+    cfg = str(ROOT / "visionkit" / "configs" / "fcn8s_shapes.yaml")
     with pytest.raises(ConfigError, match="--metric chooses box metrics; 'fcn' is a sem_seg"):
         tool.main(["--config", cfg, "--weights", str(tmp_path / "w.pth"), "--metric", "voc"])

@@ -1,57 +1,7 @@
-"""Overlay several training runs' curves (each loss term, the learning rate, each validation
-metric against the epoch) in one PNG."""
+"""`visionkit plot` as a script: python tools/plot_logs.py --help."""
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
-from visionkit.io.outputs import check_outputs, files_of
-from visionkit.utils.cli import HelpFormatter, run_cli
-
-EXAMPLES = """\
-Reads each run folder's metrics.jsonl (as tools/train.py writes it) and draws one panel per
-quantity (train/<loss term>, lr, <task>/<metric>; per-class numbers left out), a line per run,
-at most 24 panels (the losses, lr and the main metrics first; the rest are named in one line).
-Every point of every quantity also goes to a CSV beside the chart (<output stem>.csv).
-Training itself writes its own run's curves to <run>/plots/training_curves.png (and .csv).
-
-examples:
-  python tools/plot_logs.py runs/yolo_v1_shapes --output curves.png
-  python tools/plot_logs.py runs/fcn8s_shapes runs/fcn32s_shapes --output fcn.png \\
-      --title "FCN-8s vs FCN-32s on shapes"
-"""
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="plot_logs.py", description=EXAMPLES, formatter_class=HelpFormatter
-    )
-    p.add_argument("runs", nargs="+", help="run folders (or metrics.jsonl files)")
-    p.add_argument("--output", default="training_curves.png", help="the chart (PNG)")
-    p.add_argument("--title", default="", help="the chart's title")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from visionkit.engine.training_curves import plot_training_curves, read_metrics
-    from visionkit.evaluation.plots import figure_suffixes
-
-    check_outputs(
-        {"a run's file": [f for run in args.runs for f in files_of(run)]},
-        files={"--output": args.output, "--output's CSV": Path(args.output).with_suffix(".csv")},
-        suffixes={"--output": figure_suffixes()},
-    )
-
-    runs = {}
-    for run in args.runs:
-        path = Path(run)
-        name = path.parent.name if path.is_file() else path.name
-        runs[name if name not in runs else str(path)] = read_metrics(path)
-    print(plot_training_curves(runs, args.output, args.title).line())
-    return 0
-
+from visionkit.cli.plot import main
+from visionkit.utils.cli import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

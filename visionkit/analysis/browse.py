@@ -1,4 +1,4 @@
-"""A dataset's ground truth drawn on its images as a model sees them (``tools/browse_dataset.py``):
+"""A dataset's ground truth drawn on its images as a model sees them (``visionkit browse``):
 after the dataset's transform (the training augmentation when it was built with ``train=True``),
 boxes tagged with their class, crowd regions and VOC's difficult objects in grey, label maps as
 half-transparent class colours (ignored pixels white); and a contact sheet of the drawings.

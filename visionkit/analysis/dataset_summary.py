@@ -1,6 +1,6 @@
 """What a dataset holds, before any training: images, objects per class, images without objects,
 boxes the readers drop, image sizes and box sizes (COCO's small / medium / large), or for
-segmentation the pixels and images of each class. ``tools/browse_dataset.py`` prints it.
+segmentation the pixels and images of each class. ``visionkit browse`` prints it.
 
 Detection counts come from the dataset's evaluation ground truth (``dataset.coco``: original
 pixels, every annotation, crowd regions and VOC's difficult objects flagged ``iscrowd``), with the

@@ -6,7 +6,7 @@ the model, optimizer, scheduler and scaler states, the resolved config as a plai
 class names and the RNG states (NumPy's as a tensor). :func:`load_checkpoint` reads it with
 ``torch.load(weights_only=True)``, so a crafted file cannot run code; a file that needs more
 (pickled objects of other classes: an old visionkit checkpoint with NumPy RNG state, or a
-malicious one) is refused with one line naming ``tools/convert_checkpoint.py``, which a user
+malicious one) is refused with one line naming ``visionkit convert-checkpoint``, which a user
 runs deliberately on a file they trust.
 
 Wherever weights are given (``--weights``, ``--init-from``), ``torchvision:NAME`` names
@@ -63,7 +63,7 @@ def weights_inputs(spec: str | Path | None) -> list[Path]:
     return files_of(spec)
 
 
-CONVERT_HINT = "python tools/convert_checkpoint.py"
+CONVERT_HINT = "visionkit convert-checkpoint"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """torchvision's COCO-trained detector and segmenters as visionkit models: an explicit key map.
 
-``configs/faster_rcnn_r50_fpn_coco.yaml`` and ``configs/fcn_resnet{50,101}_coco.yaml`` rebuild
+``visionkit/configs/faster_rcnn_r50_fpn_coco.yaml`` and ``visionkit/configs/fcn_resnet{50,101}_coco.yaml`` rebuild
 torchvision's ``fasterrcnn_resnet50_fpn``, ``fcn_resnet50`` and ``fcn_resnet101`` layer for layer
 (``tests/test_torchvision_weights.py`` checks that they give the same outputs). Their state dicts
 differ only in names and in Faster R-CNN's class layout, which :func:`convert_state_dict` maps
@@ -90,20 +90,20 @@ TORCHVISION_MODELS = {
     "fasterrcnn_resnet50_fpn": TorchvisionModel(
         "faster_rcnn",
         "FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
-        "configs/faster_rcnn_r50_fpn_coco.yaml",
+        "faster_rcnn_r50_fpn_coco",
         FASTER_RCNN_RULES,
     ),
     "fcn_resnet50": TorchvisionModel(
         "fcn",
         "FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
-        "configs/fcn_resnet50_coco.yaml",
+        "fcn_resnet50_coco",
         FCN_RULES,
         FCN_DROPPED,
     ),
     "fcn_resnet101": TorchvisionModel(
         "fcn",
         "FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1",
-        "configs/fcn_resnet101_coco.yaml",
+        "fcn_resnet101_coco",
         FCN_RULES,
         FCN_DROPPED,
     ),

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from visionkit.config.packaged import find_config, is_config_name, packaged_configs
 from visionkit.config.schema import Config
 from visionkit.config.validate import validate_config
 from visionkit.errors import ConfigError, shown
@@ -49,7 +50,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _base_path(path: Path, base_name: Any) -> Path | None:
-    """The file that ``path``'s ``base:`` value names (relative to ``path``), or None."""
+    """The file that ``path``'s ``base:`` value names (relative to ``path``; else a packaged
+    config of that name, ``yolo_v1_shapes.yaml``), or None."""
     if base_name is None:
         return None
     if not isinstance(base_name, str) or not base_name or "\0" in base_name:
@@ -57,9 +59,13 @@ def _base_path(path: Path, base_name: Any) -> Path | None:
             f"{path}: 'base' must name a config file (a path relative to it), got "
             f"{shown(repr(base_name), 80)}"
         )
-    with contextlib.suppress(OSError):  # a name too long: _read_yaml says so in one line
-        return (path.parent / base_name).resolve()
-    return path.parent / base_name
+    beside = path.parent / base_name
+    name = base_name.removesuffix(".yaml")
+    with contextlib.suppress(OSError, ValueError):  # a name too long: _read_yaml says so
+        if not beside.is_file() and is_config_name(name) and name in packaged_configs():
+            return packaged_configs()[name]  # a user's config on a packaged base, by name
+        return beside.resolve()
+    return beside
 
 
 def _load_tree(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -189,8 +195,10 @@ def _finish(
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load a config file (or the defaults when ``path`` is None) and apply dotted overrides."""
-    tree, sources = _load_tree(Path(path)) if path is not None else ({}, {})
+    """Load a config file (or the defaults when ``path`` is None) and apply dotted overrides.
+    ``path`` may also name a packaged config (``"yolo_v1_shapes"``: :func:`find_config`)."""
+    path = find_config(path) if path is not None else None
+    tree, sources = _load_tree(path) if path is not None else ({}, {})
     return _finish(tree, sources, overrides, str(path) if path else "defaults")
 
 
@@ -220,6 +228,8 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def config_files(path: str | Path) -> list[Path]:
-    """The files a config is read from: ``path``, then its ``base:`` file if it names one."""
-    base = _base_path(Path(path), _read_yaml(Path(path)).get("base"))
-    return [Path(path)] + ([base] if base is not None else [])
+    """The files a config is read from: ``path`` (or the packaged config it names), then its
+    ``base:`` file if it names one."""
+    path = find_config(path)
+    base = _base_path(path, _read_yaml(path).get("base"))
+    return [path] + ([base] if base is not None else [])

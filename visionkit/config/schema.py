@@ -198,7 +198,7 @@ class SelectiveSearchConfig:
 
 @dataclass
 class SVMConfig:
-    # rcnn: per-class linear SVMs on the fine-tuned CNN's fc7 features (tools/train_rcnn_svms.py;
+    # rcnn: per-class linear SVMs on the fine-tuned CNN's fc7 features (visionkit train-svms;
     # visionkit/models/heads/svm.py). Hinge loss + 0.5 ||w||^2, full-batch LBFGS in torch.
     # weight of the summed hinge losses (paper: 1e-3)
     C: float = num(0.001, 0.0, MAX_WEIGHT, open="lo")
@@ -288,7 +288,7 @@ class ModelConfig:
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
     # fine-tuning: a checkpoint (or state_dict) whose tensors of matching name and shape
     # initialize the model before training; the others (e.g. another number of classes'
-    # classifier) keep their initialization. "" = none (tools/train.py --init-from)
+    # classifier) keep their initialization. "" = none (visionkit train --init-from)
     init_weights: str = ""
 
 
@@ -396,7 +396,7 @@ class EvalConfig:
     batch_size: int = num(8, 1, MAX_BATCH)
     # COCOeval's implementation (visionkit/evaluation/coco_backends.py): faster-coco-eval (C++,
     # pycocotools' numbers, several times faster; pycocotools if it is not installed) or
-    # pycocotools (the reference); tools/eval.py --coco-backend sets it
+    # pycocotools (the reference); visionkit eval --coco-backend sets it
     coco_backend: Literal["faster-coco-eval", "pycocotools"] = "faster-coco-eval"
 
 

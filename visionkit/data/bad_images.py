@@ -4,7 +4,7 @@
 A sample whose image (or label map) raises :class:`~visionkit.errors.UnreadableImageError` (a
 missing, empty, truncated or undecodable file) is handled by the policy:
 
-- ``stop``: the error is raised with its one line naming the file (``tools/*.py`` print it and
+- ``stop``: the error is raised with its one line naming the file (``visionkit's jobs`` print it and
   exit 1, also from a DataLoader worker, through ``utils/cli.one_line``).
 - ``skip`` (default): ``dataset[i]`` returns the sample of the next readable index instead
   (``i + 1``, ``i + 2``, ... modulo the length, deterministic; at most :data:`MAX_ATTEMPTS`

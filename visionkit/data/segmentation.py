@@ -141,7 +141,7 @@ def voc_segmentation(
     if not root.is_dir():
         raise DataError(
             f"Pascal VOC not found at {root}: put VOCdevkit there (VOC2012/, optionally SBD/) or "
-            "set data.train.root; configs/*_shapes.yaml run with no data at all"
+            "set data.train.root; visionkit/configs/*_shapes.yaml run with no data at all"
         )
     samples: dict[str, tuple[Path, Path]] = {}
     for entry in splits:

@@ -111,7 +111,7 @@ class VOCDetection(LazyGroundTruth, Dataset):
         if not self.root.is_dir():
             raise DataError(
                 f"Pascal VOC not found at {self.root}: put VOCdevkit there (VOC2007/, VOC2012/) or "
-                "set data.train.root; configs/*_shapes.yaml run with no data at all"
+                "set data.train.root; visionkit/configs/*_shapes.yaml run with no data at all"
             )
         self.transforms, self.use_difficult = transforms, use_difficult
         check_class_names(class_names, "VOC class_names")

@@ -1,6 +1,6 @@
 """Training curves from runs' ``metrics.jsonl`` (``engine/logger.py``): each loss term, the
 learning rate and each validation metric against the epoch, one panel per quantity, one line per
-run (the trainer draws its own run at the end of training; ``tools/plot_logs.py`` overlays
+run (the trainer draws its own run at the end of training; ``visionkit plot`` overlays
 several). The panels are bounded (``MAX_PANELS``: the losses, the learning rate, the main
 metrics first); every point of every quantity is also written to a CSV beside the PNG, and
 what was not drawn is named in one line.

@@ -1,5 +1,5 @@
 """Which way a metric improves, from its name: the one rule every choice of a "best" value
-follows (``train.best_metric``'s ``best.pth``, ``tools/compare.py``'s best run).
+follows (``train.best_metric``'s ``best.pth``, ``visionkit compare``'s best run).
 
 Losses and errors (any name holding ``loss`` or ``error``), times and memory are best when
 lowest; everything the evaluators give (AP, AR, IoU, accuracy, in percent) when highest. The

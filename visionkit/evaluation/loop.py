@@ -1,5 +1,5 @@
 """The evaluation loop: a model's predictions over a data loader, fed to an evaluator (the
-trainer's validation, ``VisionModel.evaluate`` and ``tools/eval.py`` alike)."""
+trainer's validation, ``VisionModel.evaluate`` and ``visionkit eval`` alike)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 curves from COCOeval's own precision array, the detection confusion matrix (PNG and CSV,
 :mod:`visionkit.evaluation.confusion`) and the normalized pixel confusion matrix of segmentation.
 
-:func:`write_evaluation_plots` writes those an evaluator can give into a folder; ``tools/eval.py
+:func:`write_evaluation_plots` writes those an evaluator can give into a folder; ``visionkit eval
 --plots`` and the trainer (at the end of training, into ``<run>/plots/``) call it.
 """
 

@@ -62,7 +62,7 @@ def _check_fields(
             got = "missing" if key not in record else f"a {type(value).__name__}"
             raise CheckpointError(
                 f"{path}: its visionkit metadata's '{prefix}{key}' is {got}; expected a "
-                f"{kind.__name__} (a file written by tools/export.py holds it)"
+                f"{kind.__name__} (a file written by visionkit export holds it)"
             )
 
 
@@ -141,7 +141,7 @@ def read_metadata(session: Any, path: str | Path) -> tuple[dict[str, Any], Confi
     record = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if record is None:
         raise CheckpointError(
-            f"{path}: an ONNX model without visionkit metadata (export it with tools/export.py)"
+            f"{path}: an ONNX model without visionkit metadata (export it with visionkit export)"
         )
     meta = parse_metadata(record, path)
     if not isinstance(meta, dict):

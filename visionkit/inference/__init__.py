@@ -4,9 +4,9 @@
 interface of a model that predicts batches, which ``predictor.py`` (a checkpoint, in PyTorch) and
 ``onnx_backend.py`` (an exported file, under onnxruntime) implement; ``draw.py`` draws boxes and
 segmentation overlays, ``writers.py`` writes annotated images, label PNGs, videos and COCO JSON,
-and ``runner.py`` ties them together (``tools/infer.py`` is its command line). ``api.py`` is the
+and ``runner.py`` ties them together (``visionkit predict`` is its command line). ``api.py`` is the
 Python side: ``visionkit.load`` and ``VisionModel`` (predict, evaluate, export), with a
-``Result`` per image (``results.py``) and the evaluation ``tools/eval.py`` also runs
+``Result`` per image (``results.py``) and the evaluation ``visionkit eval`` also runs
 (``evaluation.py``).
 """
 

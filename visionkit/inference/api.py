@@ -134,7 +134,7 @@ class VisionModel:
         Returns:
             One :class:`~visionkit.inference.results.Result` per image or frame, in order.
             Files that cannot be read are skipped with a one-line warning each
-            (``skipped: <reason>``, as ``tools/infer.py`` reports them).
+            (``skipped: <reason>``, as ``visionkit predict`` reports them).
         """
         check_batch_size(batch_size)
         if device is not None:
@@ -166,7 +166,7 @@ class VisionModel:
         overrides: list[str] | None = None,
         progress: bool = False,
     ) -> dict[str, dict[str, float]]:
-        """Evaluate on a dataset; returns the metrics dict ``tools/eval.py --out`` writes.
+        """Evaluate on a dataset; returns the metrics dict ``visionkit eval --out`` writes.
 
         Args:
             data: None (the model's config's ``data.val``), a YAML config file or a ``Config``

@@ -1,5 +1,5 @@
 """Scoring a model, or a saved COCO results file, on a config's validation data
-(``VisionModel.evaluate`` and ``tools/eval.py``)."""
+(``VisionModel.evaluate`` and ``visionkit eval``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Evaluation:
 
     Attributes:
         metrics: ``{"bbox": {"AP": ..}, "voc07": {"mAP": ..}, "speed": {..}}`` (detection) or
-            ``{"sem_seg": {"mIoU": ..}, ...}``, in percent, as ``tools/eval.py --out`` writes.
+            ``{"sem_seg": {"mIoU": ..}, ...}``, in percent, as ``visionkit eval --out`` writes.
         results: the model's COCO box results (detection models; ``[]`` otherwise).
         images: images evaluated.
         skipped: unreadable images left out (``data.on_bad_image: skip``).

@@ -1,4 +1,4 @@
-"""The numeric options of ``predict``, ``visionkit.load`` and ``tools/infer.py``, checked in one
+"""The numeric options of ``predict``, ``visionkit.load`` and ``visionkit predict``, checked in one
 place: a score threshold is a finite number in [0, 1], a batch size a whole number in
 ``1..MAX_BATCH`` (the config's own cap on batch sizes)."""
 

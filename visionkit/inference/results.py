@@ -107,7 +107,7 @@ class Result:
     def plot(self) -> np.ndarray:
         """The image annotated: ``(H, W, 3)`` uint8 RGB, a new array. Boxes with ``"<class>
         <score>"`` tags in their class's colour; segmentation: each non-background pixel blended
-        with its class's colour (``visionkit.utils.draw``, as ``tools/infer.py`` draws)."""
+        with its class's colour (``visionkit.utils.draw``, as ``visionkit predict`` draws)."""
         colors = class_colors(len(self.class_names))
         return draw_prediction(self.image, self._prediction(), self.class_names, colors)
 

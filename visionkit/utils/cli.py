@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Callable
 
-from visionkit.errors import VisionkitError
+from visionkit.errors import ConfigError, VisionkitError
 from visionkit.utils.warn import show_warning
 
 
@@ -47,3 +48,35 @@ def show_progress(no_progress: bool) -> bool:
     """Progress bars only on a terminal: redrawn bars in a log file are hundreds of lines per
     epoch, so when stderr is a file or a pipe the tools print their plain per-epoch lines only."""
     return not no_progress and sys.stderr.isatty()
+
+
+_OVERRIDE = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*=")
+
+
+def split_overrides(words: list[str]) -> tuple[list[str], list[str]]:
+    """``(positional arguments, key=value overrides)`` of a job's free words, in order: a word
+    is an override when it starts with a dotted key and ``=`` (``train.epochs=3``)."""
+    overrides = [w for w in words if _OVERRIDE.match(w)]
+    return [w for w in words if not _OVERRIDE.match(w)], overrides
+
+
+def take_positionals(
+    words: list[str], flags: dict[str, str | None], job: str
+) -> tuple[dict[str, str | None], list[str]]:
+    """Fill ``flags`` (name -> value given with its ``--flag``, or None), in order, from the
+    positional words among ``words``; return them and the overrides. A value given both ways,
+    or a positional word left over, is a one-line :class:`ConfigError`."""
+    positionals, overrides = split_overrides(words)
+    filled = dict(flags)
+    free = [name for name, value in flags.items() if value is None]
+    for name in list(flags):
+        if not positionals:
+            break
+        if filled[name] is None and name in free:
+            filled[name] = positionals.pop(0)
+    if positionals:
+        raise ConfigError(
+            f"visionkit {job}: unexpected argument(s) {' '.join(positionals)} (overrides are "
+            "key=value; `visionkit " + job + " --help` shows the arguments)"
+        )
+    return filled, overrides

@@ -12,7 +12,7 @@ Fine-tuning (:meth:`RCNN.loss`): a ``C + 1``-way classifier on fc7 over mini-bat
 class-specific box regressor, a linear layer on pool5, trained jointly with smooth-L1 on the
 sampled windows at IoU >= 0.6 (the paper fits it afterwards as ridge regression on pool5).
 
-The SVM stage (``engine/rcnn_svm.py``, ``tools/train_rcnn_svms.py``) fits per-class linear SVMs
+The SVM stage (``engine/rcnn_svm.py``, ``visionkit train-svms``) fits per-class linear SVMs
 on fc7 and stores them in the ``svm_*`` buffers; :meth:`RCNN.predict` scores with them once they
 are set (``svm_trained``) and with the softmax otherwise.
 """

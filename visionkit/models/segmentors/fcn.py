@@ -1,6 +1,6 @@
 """Fully convolutional networks (Long, Shelhamer & Darrell, 2015): FCN-32s, -16s and -8s.
 
-On VGG-16 (``configs/fcn*_vgg16_voc.yaml``) this is the paper's network: conv1_1 padded by 100,
+On VGG-16 (``visionkit/configs/fcn*_vgg16_voc.yaml``) this is the paper's network: conv1_1 padded by 100,
 fc6/fc7 as 7x7 and 1x1 convolutions (initialized from VGG's classifier when the backbone is
 pretrained), a zero-initialized 1x1 score, bilinear-initialized transposed convolutions, pool4 and
 pool3 skip scores zero-initialized, and the crops that make the output exactly the input's size.

@@ -138,7 +138,12 @@ def checks(args: argparse.Namespace) -> list[Check]:
             args.per_check, lambda proc, _o, run=run: read_training(proc, run),
         ))  # fmt: skip
     bench = ["--device", dev, "--amp", "--channels-last", "--steps", str(args.bench_steps)]
-    yolo_fcn = ["--config", "visionkit/configs/yolo_v1_shapes.yaml", "--config", "visionkit/configs/fcn8s_shapes.yaml"]
+    yolo_fcn = [
+        "--config",
+        "visionkit/configs/yolo_v1_shapes.yaml",
+        "--config",
+        "visionkit/configs/fcn8s_shapes.yaml",
+    ]
     small = data_overrides(args, "")
     listed.append(Check(
         "compile", "benchmarks/throughput.py --compile (torch.compile of backbone and FPN)",

@@ -71,7 +71,9 @@ def config_parser(description: str) -> argparse.ArgumentParser:
 
 def quick_configs() -> list[str]:
     """The quick configs, ``visionkit/configs/*_shapes.yaml``, relative to the repository root."""
-    return [str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("visionkit/configs/*_shapes.yaml"))]
+    return [
+        str(path.relative_to(ROOT)) for path in sorted(ROOT.glob("visionkit/configs/*_shapes.yaml"))
+    ]
 
 
 def device_name(device: torch.device) -> str:

@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = None
     if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
-        model = load(
-            args.weights, config=cfg, overrides=None if cfg else overrides, report=print
-        )
+        model = load(args.weights, config=cfg, overrides=None if cfg else overrides, report=print)
         cfg = model.config
     check_outputs({**config_inputs(args.config, cfg, ["val"]), **inputs}, **outputs)
     task = model_task(cfg.model.name)

@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.inference.api import load
 
     # the checkpoint is the truth about the model: a model.* change from it is refused
-    model = load(
-        args.weights, config=cfg, overrides=None if cfg else overrides, report=print
-    )
+    model = load(args.weights, config=cfg, overrides=None if cfg else overrides, report=print)
     model.export(
         output,
         opset=args.opset,

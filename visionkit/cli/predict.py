@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from visionkit.inference.api import load
     from visionkit.inference import Window, gui_unavailable, resolve_sources, run_inference
+    from visionkit.inference.api import load
 
     # unreadable files are reported in one line each: no OpenCV or FFmpeg messages about them
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

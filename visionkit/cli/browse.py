@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="CONFIG key=value",
         help="the config, then dotted config overrides, e.g. data.val.root=...",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"config": args.config}, "browse")
     if found["config"] is None:
         p.error("give a config (a packaged name such as yolo_v1_shapes, or a YAML file)")

@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "words", nargs="*", metavar="WEIGHTS key=value", help="the weights, then dotted overrides"
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     wanted = {"weights": args.weights} if args.predictions is None else {}
     found, args.overrides = take_positionals(args.words, wanted, "eval")
     args.weights = found.get("weights")

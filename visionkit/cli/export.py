@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="WEIGHTS OUTPUT key=value",
         help="the weights, the .onnx file, then dotted overrides (model.yolo.score_thresh=0.05)",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     wanted = {"weights": args.weights, "output": args.output}
     found, args.overrides = take_positionals(args.words, wanted, "export")
     if found["weights"] is None or found["output"] is None:

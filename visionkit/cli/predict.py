@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="WEIGHTS key=value",
         help="the weights, then dotted overrides (model.yolo.nms_thresh=0.4)",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"weights": args.weights}, "predict")
     if found["weights"] is None:
         p.error("give the weights: visionkit predict runs/NAME --source IMAGES")

@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "words", nargs="*", metavar="CONFIG key=value", help="the config, then dotted overrides"
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     wanted = {"config": args.config} if args.backbone is None else {}
     found, args.overrides = take_positionals(args.words, wanted, "summary")
     args.config = found.get("config")

@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "words", nargs="*", metavar="CONFIG key=value", help="the config, then dotted overrides"
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"config": args.config}, "train")
     if found["config"] is None:
         p.error("give a config: visionkit train yolo_v1_shapes (`visionkit configs` lists them)")

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="CONFIG key=value",
         help="the config, then overrides (model.rcnn.svm.C=0.01)",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"config": args.config}, "train-svms")
     if found["config"] is None:
         p.error("give a config (a packaged name such as yolo_v1_shapes, or a YAML file)")

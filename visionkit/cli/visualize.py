@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "words", nargs="*", metavar="CONFIG key=value", help="the config, then dotted overrides"
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"config": args.config}, "visualize")
     if found["config"] is None:
         p.error("give a config (a packaged name such as yolo_v1_shapes, or a YAML file)")

@@ -7,9 +7,14 @@ and returns the four transformed (boxes float32, labels int64).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-import albumentations as A
+# albumentations asks PyPI for a newer release at import: a network request on every start, a
+# warning line offline. The user's own setting wins.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 

@@ -254,8 +254,8 @@ def test_bad_sources_and_unavailable_webcam(model):
             r"^array 0: a float array must hold values in "
             r"\[0, 1\]; this one holds 255\.0\.\.255\.0 \(divide by 255\)$",
         ),
-        (np.zeros((8, 8, 4), np.uint8), r"^array 0: an image must be \(H, W, 3\) or \(H, W\)"),
-        (torch.zeros(1, 3, 8, 8), r"^tensor 0: an image must be \(3, H, W\)"),
+        (np.zeros((8, 8, 5), np.uint8), r"^array 0: an image must be \(H, W, 3\), "),
+        (torch.zeros(1, 1, 3, 8, 8), r"^tensor 0: an image must be \(3, H, W\)"),
         ([object()], r"^cannot read a object as an image source"),
         ([], r"^no sources given"),
     ):

@@ -175,12 +175,12 @@ def test_a_video_appears_only_whole(tmp_path, monkeypatch):
 class Predictor:
     """A detector that finds nothing, and fails (``raise_at``) on its ``at``-th call."""
 
-    task, class_names, cat_ids = "detection", ["a"], [1]
+    task, class_names, cat_ids, score_thresh = "detection", ["a"], [1], 0.3
 
     def __init__(self, raise_at: BaseException, at: int):
         self.raise_at, self.at, self.calls = raise_at, at, 0
 
-    def __call__(self, images):
+    def __call__(self, images, below=None):
         self.calls += 1
         if self.calls == self.at:
             raise self.raise_at

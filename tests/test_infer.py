@@ -1,6 +1,7 @@
 """tools/infer.py on tiny checkpoints trained here: folders, videos, unreadable files, FCN, --show."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,7 +152,10 @@ def test_video_from_the_other_families(name, yolo, fcn, tmp_path, capsys):
     video = tmp_path / "clip.mp4"
     write_clip(video, val_images(yolo, 1)[0])
     code, out, err = infer(capsys, run, video, tmp_path / "out", "--batch-size", "5")
-    assert code == 0 and err == [] and "12 frames of 1 video " in out
+    # the untrained Faster R-CNN scores every box below --score-thresh 0.3: said once, at the end
+    hint = r"warning: no detection scored >= 0\.3 on 12 of 12 images; .* --score-thresh 0\.\d+\)$"
+    assert code == 0 and len(err) == (name != "fcn") and all(re.match(hint, ln) for ln in err)
+    assert "12 frames of 1 video " in out
     header, fps, decoded = read_back(tmp_path / "out" / "clip.mp4")
     assert header == [12, 96, 80] and fps == pytest.approx(10) and decoded == 12
 
@@ -189,7 +193,8 @@ def test_unreadable_files_are_reported_and_skipped(yolo, tmp_path, capsys):
     (photos / "cut.jpg").write_bytes(data[: len(data) // 2])
     (photos / "notes.jpg").write_text("not an image, a text file\n")
     args = ["--config", YOLO_CONFIG, "--weights", str(yolo.weights), "--source", str(photos),
-            "--output", str(tmp_path / "out"), "--no-progress", *yolo.overrides]  # fmt: skip
+            "--output", str(tmp_path / "out"), "--no-progress", "--score-thresh", "0",
+            *yolo.overrides]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         run_cli(INFER.main, args)
     assert exit_info.value.code == 3
@@ -228,7 +233,9 @@ def test_segmentation_writes_overlay_and_label_png(fcn, tmp_path, capsys):
 
 @pytest.mark.skipif(gui_unavailable() is None, reason="this OpenCV can open windows here")
 def test_show_without_gui_says_so_in_one_line(yolo, tmp_path, capsys):
-    code, out, err = infer(capsys, yolo, val_images(yolo, 1)[0], tmp_path / "out", "--show")
+    code, out, err = infer(
+        capsys, yolo, val_images(yolo, 1)[0], tmp_path / "out", "--show", "--score-thresh", "0"
+    )
     assert code == 0 and len(err) == 1
     assert err[0].startswith("warning: --show:") and "GUI" in err[0]
     assert "done: 1 image " in out and (tmp_path / "out" / "images.json").is_file()

@@ -140,15 +140,15 @@ def test_sixteen_bit_grey_is_not_white_and_predict_gives_the_files_results(model
 
 def expected_valid(obj) -> bool:
     """Whether an array or tensor is an image predict takes: uint8, or float with every value
-    finite and in [0, 1]; ``(H, W)``, ``(H, W, 1|3)`` arrays or ``(1|3, H, W)`` tensors; not
-    empty."""
+    finite and in [0, 1]; ``(H, W)``, ``(H, W, 1|3|4)`` arrays or ``(1|3|4, H, W)`` tensors or
+    ``(N, 1|3|4, H, W)`` batches of them; not empty."""
     if isinstance(obj, torch.Tensor):
-        shape_ok = obj.dim() == 2 or (obj.dim() == 3 and obj.shape[0] in (1, 3))
+        shape_ok = obj.dim() == 2 or (obj.dim() in (3, 4) and obj.shape[-3] in (1, 3, 4))
         floating = obj.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
         values = obj.float().numpy() if floating else None
         is_uint8 = obj.dtype == torch.uint8
     else:
-        shape_ok = obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3))
+        shape_ok = obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3, 4))
         floating = obj.dtype.kind == "f"
         values = obj.astype(np.float64) if floating else None
         is_uint8 = obj.dtype == np.uint8
@@ -169,7 +169,12 @@ SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4)
 @st.composite
 def arrays_and_tensors(draw):
     dtype = np.dtype(draw(DTYPES))
-    shape = draw(st.one_of(SHAPES, st.sampled_from([(4, 5, 3), (3, 4, 5), (4, 5), (4, 5, 1)])))
+    shape = draw(
+        st.one_of(
+            SHAPES,
+            st.sampled_from([(4, 5, 3), (3, 4, 5), (4, 5), (4, 5, 1), (4, 5, 4), (2, 3, 4, 5)]),
+        )
+    )
     if dtype.kind == "f" and draw(st.booleans()):  # mostly in [0, 1]; else anything, NaN too
         elements = st.floats(0, 1, width=dtype.itemsize * 8)
     else:
@@ -188,22 +193,26 @@ def test_any_array_or_tensor_is_an_image_or_a_one_line_error(obj):
     valid = expected_valid(obj)
     event("a valid image" if valid else "refused")
     try:
-        image = pixels(obj)
+        images = [f.image for f in read_frames(resolve_sources(obj))]
     except VisionkitError as e:
         assert isinstance(e, DataError) and not valid, str(e)
-        assert "\n" not in str(e) and str(e).startswith(("array 0: ", "tensor 0: "))
+        assert "\n" not in str(e) and str(e).startswith(("array ", "tensor "))
         return
     assert valid
-    h, w = obj.shape[:2] if isinstance(obj, np.ndarray) else obj.shape[-2:]
-    assert image.shape == (h, w, 3) and image.dtype == np.uint8
-    if isinstance(obj, torch.Tensor):
-        values = obj.float().numpy() if obj.is_floating_point() else obj.numpy()
-        values = values if values.ndim == 2 else values.transpose(1, 2, 0)
-    else:
-        values = obj
-    if values.dtype != np.uint8:  # float: rounded to 8 bits in float32, halves to even
-        values = np.rint(values.astype(np.float32) * np.float32(255)).astype(np.uint8)
-    np.testing.assert_array_equal(image, np.broadcast_to(values.reshape(h, w, -1), (h, w, 3)))
+    batch = isinstance(obj, torch.Tensor) and obj.dim() == 4
+    assert len(images) == (len(obj) if batch else 1)  # a batch: one image each
+    for image, one in zip(images, obj if batch else [obj], strict=True):
+        h, w = one.shape[:2] if isinstance(one, np.ndarray) else one.shape[-2:]
+        assert image.shape == (h, w, 3) and image.dtype == np.uint8
+        if isinstance(one, torch.Tensor):
+            values = one.float().numpy() if one.is_floating_point() else one.numpy()
+            values = values if values.ndim == 2 else values.transpose(1, 2, 0)
+        else:
+            values = one
+        values = values.reshape(h, w, -1)[..., :3]  # alpha dropped
+        if values.dtype != np.uint8:  # float: rounded to 8 bits in float32, halves to even
+            values = np.rint(values.astype(np.float32) * np.float32(255)).astype(np.uint8)
+        np.testing.assert_array_equal(image, np.broadcast_to(values, (h, w, 3)))
 
 
 @pytest.mark.parametrize(
@@ -226,10 +235,16 @@ def test_any_array_or_tensor_is_an_image_or_a_one_line_error(obj):
         (np.zeros((0, 0, 3), np.uint8), r"^array 0: an empty image \(shape \(0, 0, 3\)\)$"),
         (np.zeros((0, 7, 3), np.uint8), r"^array 0: an empty image"),
         (torch.zeros(3, 0, 5), r"^tensor 0: an empty image"),
-        (np.zeros((4, 4, 4), np.uint8), r"^array 0: an image must be \(H, W, 3\) or \(H, W\), "
-         r"uint8 \(0\.\.255\) or float \(0\.\.1\); got uint8 \(4, 4, 4\)$"),
+        (np.zeros((4, 4, 5), np.uint8), r"^array 0: an image must be \(H, W, 3\), \(H, W, 4\) "
+         r"or \(H, W\), uint8 \(0\.\.255\) or float \(0\.\.1\); got uint8 \(4, 4, 5\)$"),
         (np.zeros((4, 4), np.uint16), r"^array 0: an image must be .* got uint16 \(4, 4\)$"),
-        (torch.zeros(1, 3, 8, 8), r"^tensor 0: an image must be \(3, H, W\) or \(H, W\)"),
+        (np.zeros((2, 4, 4, 3), np.uint8), r"^array 0: an image must be .* got uint8 "
+         r"\(2, 4, 4, 3\)$"),
+        (torch.zeros(1, 2, 8, 8), r"^tensor 0: an image must be \(3, H, W\), \(4, H, W\), "
+         r"\(H, W\) or \(N, 3, H, W\)"),
+        (torch.zeros(0, 3, 8, 8), r"^tensor 0: an empty batch \(shape \(0, 3, 8, 8\)\)$"),
+        (torch.stack([torch.zeros(3, 4, 4), torch.full((3, 4, 4), 2.0)]),
+         r"^tensor 1: a float tensor must hold values in \[0, 1\]; this one holds 2\.0\.\.2\.0"),
         (-1, r"^webcam index -1: a webcam index is in 0\.\.2147483647$"),
         ("99999999999", r"^source not found: 99999999999"),
     ],

@@ -53,7 +53,9 @@ def test_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
     python = str(bin_dir / "python")
     site = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                tmp_path, env).stdout.strip()  # fmt: skip
-    run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], tmp_path, env)
+    run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], tmp_path, env
+    )
 
     work = tmp_path / "empty"
     work.mkdir()

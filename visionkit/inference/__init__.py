@@ -6,8 +6,8 @@ interface of a model that predicts batches, which ``predictor.py`` (a checkpoint
 segmentation overlays, ``writers.py`` writes annotated images, label PNGs, videos and COCO JSON,
 and ``runner.py`` ties them together (``visionkit predict`` is its command line). ``api.py`` is the
 Python side: ``visionkit.load`` and ``VisionModel`` (predict, evaluate, export), with a
-``Result`` per image (``results.py``) and the evaluation ``visionkit eval`` also runs
-(``evaluation.py``).
+``Result`` per image (``results.py``; ``selection.py`` checks what ``Result[key]`` selects) and
+the evaluation ``visionkit eval`` also runs (``evaluation.py``).
 """
 
 from visionkit.inference.backend import PredictorBackend

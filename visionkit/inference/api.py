@@ -33,7 +33,7 @@ from visionkit.inference.onnx_backend import ONNX_ACCEPTS, OnnxPredictor
 from visionkit.inference.options import check_batch_size, check_score_thresh
 from visionkit.inference.predictor import Predictor, load_predictor
 from visionkit.inference.results import Result
-from visionkit.inference.runner import predict_frames
+from visionkit.inference.runner import below_threshold, predict_frames
 from visionkit.inference.sources import Skipped, Source, resolve_sources
 from visionkit.io.outputs import check_outputs
 
@@ -118,12 +118,16 @@ class VisionModel:
             source: an image file, a folder (its images and videos), a glob, a ``.txt`` list of
                 paths, a video file, a webcam index (``int``), a numpy array, a PIL image, a
                 torch tensor, or a list mixing these. **Numpy arrays are RGB** ``(H, W, 3)``
-                (``bgr=True`` for OpenCV's BGR order) or ``(H, W)`` grey; tensors are
-                ``(3, H, W)`` RGB; both uint8, or float in ``[0, 1]`` (rounded to 8 bits, as an
-                image file holds them; other values are refused, not guessed). A PIL image of
-                any mode is read as the same image saved to a file. An RGB array and the same
-                image as a file give identical results.
+                (``bgr=True`` for OpenCV's BGR order), ``(H, W, 4)`` RGBA (alpha dropped, as a
+                PIL RGBA image's is) or ``(H, W)`` grey; tensors are ``(3, H, W)`` RGB,
+                ``(4, H, W)`` RGBA (alpha dropped) or ``(H, W)``, or a batch ``(N, 3, H, W)``:
+                one result per image, as ``list(tensor)`` gives; all uint8, or float in
+                ``[0, 1]`` (rounded to 8 bits, as an image file holds them; other values are
+                refused, not guessed). A PIL image of any mode is read as the same image saved
+                to a file. An RGB array and the same image as a file give identical results.
             score_thresh: drop detections scoring below it, in [0, 1] (default: ``load``'s).
+                When it leaves images without any detection though the model scored some
+                below it, one warning per call says so, with the highest such score.
             batch_size: images per forward pass, 1 to ``MAX_BATCH`` (4096).
             device: move the model there first (it stays there).
             stream: return a generator that predicts one batch at a time as it is consumed
@@ -153,10 +157,14 @@ class VisionModel:
         self, predictor: PredictorBackend, sources: list[Source], batch_size: int
     ) -> Iterator[Result]:
         names, cat_ids = self.class_names, self.cat_ids
-        frames = predict_frames(predictor, sources, batch_size, _warn_skipped)
+        below = below_threshold(predictor)
+        frames = predict_frames(predictor, sources, batch_size, _warn_skipped, below)
         with contextlib.closing(frames):
             for frame, prediction in frames:
                 yield Result.from_prediction(frame, prediction, names, cat_ids)
+        hint = below.hint("score_thresh=") if below is not None else None
+        if hint:  # once per call, when every image is done (a stream: when it ends)
+            warnings.warn(hint, stacklevel=2)
 
     def evaluate(
         self,

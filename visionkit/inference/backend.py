@@ -5,8 +5,10 @@ call only what :class:`PredictorBackend` declares."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,46 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.io.image import image_to_float
+
+
+@dataclass
+class BelowThreshold:
+    """The images a score threshold left without any detection though the model scored some
+    below it: what the empty-result hint says once per ``predict`` call or ``tools/infer.py``
+    run (:meth:`PredictorBackend.__call__` fills it).
+
+    Attributes:
+        thresh: the score threshold applied.
+        images: images predicted so far.
+        emptied: those of them left without a detection by the threshold alone.
+        best: the highest score the threshold dropped on those images (0 when none).
+    """
+
+    thresh: float
+    images: int = 0
+    emptied: int = 0
+    best: float = 0.0
+
+    def add(self, scores: Tensor, kept: int) -> None:
+        """One image: ``scores`` ``(N,)`` all its detections' scores (any device), ``kept`` how
+        many passed the threshold. One ``max`` per emptied image; nothing per box."""
+        self.images += 1
+        if kept == 0 and scores.numel():
+            self.emptied += 1
+            self.best = max(self.best, float(scores.max()))
+
+    def hint(self, option: str) -> str | None:
+        """One line saying how many images came out empty, the highest score dropped there and
+        how to see it: ``option`` is how the threshold is given (``"score_thresh="`` in
+        Python, ``"--score-thresh "`` on the command line); None when no image was emptied."""
+        if not self.emptied:
+            return None
+        lower = math.floor(self.best * 100) / 100  # two decimals, not above the best score
+        which = "the image" if self.images == 1 else f"{self.emptied} of {self.images} images"
+        return (
+            f"no detection scored >= {self.thresh:g} on {which}; the highest score below it was "
+            f"{self.best:.3f} (lower the threshold to see it: {option}{lower:g})"
+        )
 
 
 class PredictorBackend(ABC):
@@ -57,12 +99,16 @@ class PredictorBackend(ABC):
             segmentation models ``sem_seg`` ``(H_i, W_i)`` int64.
         """
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, Tensor]]:
+    def __call__(
+        self, images: Sequence[np.ndarray], below: BelowThreshold | None = None
+    ) -> list[dict[str, Tensor]]:
         """Predict a batch of RGB arrays (:func:`visionkit.io.image.image_to_float` makes them
         :meth:`predict`'s images).
 
         Args:
             images: ``(H_i, W_i, 3)`` uint8 RGB arrays, any sizes (the model resizes).
+            below: detection models: each image's scores and the count kept are added to it
+                (the empty-result hint).
 
         Returns:
             Per image, on the CPU: detection models ``boxes`` ``(N, 4)`` float32 xyxy in the
@@ -85,10 +131,13 @@ class PredictorBackend(ABC):
         results = []
         for o in outputs:
             keep = o["scores"] >= self.score_thresh
+            scores = o["scores"][keep].float().cpu()
+            if below is not None:
+                below.add(o["scores"], len(scores))
             results.append(
                 {
                     "boxes": o["boxes"][keep].float().cpu(),
-                    "scores": o["scores"][keep].float().cpu(),
+                    "scores": scores,
                     "labels": o["labels"][keep].cpu(),
                 }
             )

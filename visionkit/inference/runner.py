@@ -13,7 +13,7 @@ import numpy as np
 from torch import Tensor
 from tqdm import tqdm
 
-from visionkit.inference.backend import PredictorBackend
+from visionkit.inference.backend import BelowThreshold, PredictorBackend
 from visionkit.inference.sources import (
     Frame,
     Skipped,
@@ -31,7 +31,7 @@ from visionkit.inference.writers import (
     write_label_png,
 )
 from visionkit.utils.draw import class_colors, draw_prediction
-from visionkit.utils.warn import warnings_part
+from visionkit.utils.warn import warn, warnings_part
 
 
 @dataclass
@@ -88,9 +88,11 @@ def predict_frames(
     sources: list[Source],
     batch_size: int,
     on_skip: Callable[[Skipped], None],
+    below: BelowThreshold | None = None,
 ) -> Iterator[tuple[Frame, dict[str, Tensor]]]:
     """Each readable image or video frame of ``sources`` with its prediction (``predictor``'s
-    output for it), predicted ``batch_size`` at a time.
+    output for it), predicted ``batch_size`` at a time; ``below`` (detection models) gathers
+    what the empty-result hint says (:class:`~visionkit.inference.backend.BelowThreshold`).
 
     A background thread decodes the next frames (at most ``2 * batch_size`` ahead) while the model
     works on a batch; only that batch and the decoded queue are held, so memory stays flat over a
@@ -99,7 +101,14 @@ def predict_frames(
     """
     with contextlib.closing(prefetch(read_frames(sources), depth=2 * batch_size)) as stream:
         for batch in _batches(stream, batch_size, on_skip):
-            yield from zip(batch, predictor([f.image for f in batch]), strict=True)
+            outputs = predictor([f.image for f in batch], below=below)
+            yield from zip(batch, outputs, strict=True)
+
+
+def below_threshold(predictor: PredictorBackend) -> BelowThreshold | None:
+    """A fresh record for the empty-result hint of one run or ``predict`` call; None for a
+    segmentation model (no scores)."""
+    return BelowThreshold(predictor.score_thresh) if predictor.task == "detection" else None
 
 
 class _Outputs:
@@ -164,10 +173,14 @@ def run_inference(
     (same frame rate, size and frame count; ``webcam<N>.mp4`` for a webcam), ``images.json`` and,
     for detection, ``predictions.json`` (:class:`~visionkit.inference.writers.CocoResults`).
     Unreadable sources are reported on stderr (one line each) and counted in ``skipped``. Ctrl+C
-    (or ``q`` in the window) stops early; what was done is still written.
+    (or ``q`` in the window) stops early; what was done is still written. When the score
+    threshold left images without any detection though the model scored some below it, one
+    ``warning:`` line at the end says so (the highest score dropped, the ``--score-thresh`` that
+    shows it).
     """
     output.mkdir(parents=True, exist_ok=True)
     summary, out = InferenceSummary(output), _Outputs(predictor, output)
+    below = below_threshold(predictor)
     counts = [1 if s.kind == "image" else video_frame_count(s) for s in sources]
     total = None if None in counts else sum(counts)
     videos = [s for s in sources if s.kind != "image"]
@@ -183,7 +196,8 @@ def run_inference(
         tqdm.write(f"skipped: {r.reason}", file=sys.stderr)
 
     def process() -> None:
-        with contextlib.closing(predict_frames(predictor, sources, batch_size, skip)) as results:
+        frames = predict_frames(predictor, sources, batch_size, skip, below)
+        with contextlib.closing(frames) as results:
             for frame, prediction in results:
                 annotated = out.annotate(frame, prediction)
                 out.write(frame, prediction, annotated)
@@ -208,6 +222,9 @@ def run_inference(
         out.close_video()
         if window is not None:
             window.close()
+    hint = below.hint("--score-thresh ") if below is not None else None
+    if hint:
+        warn(hint)
     if summary.images or summary.frames:  # nothing read: a previous run's JSON files stay
         out.coco.save(output, with_predictions=predictor.task == "detection")
     summary.videos = out.videos

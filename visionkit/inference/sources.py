@@ -143,22 +143,24 @@ def _is_pil(obj: Any) -> bool:
     return pil is not None and isinstance(obj, pil.Image)
 
 
-def _in_memory(obj: Any, index: int, bgr: bool) -> Source:
-    """An in-memory image as a source, its shape, dtype and values checked now (converted when
-    read): numpy arrays ``(H, W, 3)``, ``(H, W, 1)`` or ``(H, W)``, tensors ``(3, H, W)``,
-    ``(1, H, W)`` or ``(H, W)``; uint8, or float with every value finite and in [0, 1]."""
+def _in_memory(obj: Any, index: int, bgr: bool) -> list[Source]:
+    """An in-memory image as a source (a batch tensor as one source per image, named from
+    ``index`` on), its shape, dtype and values checked now (converted when read): numpy arrays
+    ``(H, W, 3)``, ``(H, W, 4)`` (alpha dropped), ``(H, W, 1)`` or ``(H, W)``; tensors
+    ``(3, H, W)``, ``(4, H, W)``, ``(1, H, W)``, ``(H, W)`` or ``(N, C, H, W)`` of those; uint8,
+    or float with every value finite and in [0, 1]."""
     if _is_pil(obj):
         name = f"PIL image {index}"
         check_pil_image(obj, name)
-        return Source("array", name, obj)
+        return [Source("array", name, obj)]
     if isinstance(obj, np.ndarray):
-        name, want = f"array {index}", "(H, W, 3) or (H, W)"
-        shape_ok = obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3))
+        name, want = f"array {index}", "(H, W, 3), (H, W, 4) or (H, W)"
+        shape_ok = obj.ndim == 2 or (obj.ndim == 3 and obj.shape[2] in (1, 3, 4))
         floating = obj.dtype.kind == "f"
         dtype_ok = floating or obj.dtype == np.uint8
     else:
-        name, want = f"tensor {index}", "(3, H, W) or (H, W)"
-        shape_ok = obj.dim() == 2 or (obj.dim() == 3 and obj.shape[0] in (1, 3))
+        name, want = f"tensor {index}", "(3, H, W), (4, H, W), (H, W) or (N, 3, H, W)"
+        shape_ok = obj.dim() == 2 or (obj.dim() in (3, 4) and obj.shape[-3] in (1, 3, 4))
         floating = obj.dtype in FLOAT_TENSORS
         dtype_ok = (floating or obj.dtype == torch.uint8) and obj.layout == torch.strided
     if not (shape_ok and dtype_ok):
@@ -168,19 +170,23 @@ def _in_memory(obj: Any, index: int, bgr: bool) -> Source:
             f"got {dtype} {tuple(obj.shape)}"
         )
     if 0 in obj.shape:
-        raise DataError(f"{name}: an empty image (shape {tuple(obj.shape)})")
+        what = "batch" if obj.ndim == 4 else "image"
+        raise DataError(f"{name}: an empty {what} (shape {tuple(obj.shape)})")
+    if obj.ndim == 4:  # a batch: its images, as a list of them would be given
+        return [_in_memory(image, index + i, bgr)[0] for i, image in enumerate(obj)]
     if floating:
         low, high = (float(v) for v in (obj.min(), obj.max()))
         what = "array" if isinstance(obj, np.ndarray) else "tensor"
         check_unit_range(low, high, f"{name}: a float {what}")
-    return Source("array", name, obj, bgr)
+    return [Source("array", name, obj, bgr and isinstance(obj, np.ndarray))]  # tensors are RGB
 
 
 def _rgb(source: Source) -> np.ndarray:
     """An in-memory source's image as ``(H, W, 3)`` uint8 RGB: uint8 arrays as they are (their
-    channels reversed when ``bgr``; grey ones repeated), float ones (in [0, 1]) scaled by 255 and
-    rounded as an 8-bit image file holds them, tensors ``(3, H, W)`` alike, PIL images exactly as
-    the same image read from a file (:func:`~visionkit.io.image.pil_image_rgb`)."""
+    channels reversed when ``bgr``; grey ones repeated; a fourth channel, alpha, dropped as a PIL
+    RGBA image's is), float ones (in [0, 1]) scaled by 255 and rounded as an 8-bit image file
+    holds them, tensors ``(C, H, W)`` alike, PIL images exactly as the same image read from a
+    file (:func:`~visionkit.io.image.pil_image_rgb`)."""
     obj = source.data
     if _is_pil(obj):
         return pil_image_rgb(obj, source.path)
@@ -188,6 +194,8 @@ def _rgb(source: Source) -> np.ndarray:
         t = obj.detach().cpu()
         t = t.float() if t.is_floating_point() else t  # numpy holds no bfloat16
         obj = (t if t.dim() == 2 else t.permute(1, 2, 0)).numpy()
+    if obj.ndim == 3 and obj.shape[2] == 4:
+        obj = obj[..., :3]
     if obj.dtype != np.uint8:
         obj = unit_float_to_uint8(obj)
     if obj.ndim == 2 or obj.shape[2] == 1:
@@ -204,11 +212,13 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
             folder (its image and video files, sorted, not recursive); an image or video file
             (videos by extension, ``VIDEO_EXTS``); a ``.txt`` or ``.lst`` file listing paths; a
             glob (``**`` recursive; image and video files); an image in memory: a numpy array
-            (``(H, W, 3)`` RGB, BGR with ``bgr``, or ``(H, W)`` grey; uint8, or float in
-            ``[0, 1]``), a PIL image of any mode (read as the same image saved to a file is), a
-            torch tensor (``(3, H, W)`` RGB or ``(H, W)``; uint8, or float in ``[0, 1]``); or a
-            list or tuple of these (an in-memory image is then named by its position:
-            ``"array 2"``).
+            (``(H, W, 3)`` RGB, BGR with ``bgr``, ``(H, W, 4)`` RGBA or BGRA (alpha dropped), or
+            ``(H, W)`` grey; uint8, or float in ``[0, 1]``), a PIL image of any mode (read as
+            the same image saved to a file is), a torch tensor (``(3, H, W)`` RGB, ``(4, H, W)``
+            RGBA (alpha dropped) or ``(H, W)``; uint8, or float in ``[0, 1]``) or a batch of
+            them ``(N, C, H, W)`` (its N images, as ``list(tensor)``); or a list or tuple of
+            these (an in-memory image is then named by its position, a batch's images taking
+            one position each: ``"array 2"``, ``"tensor 3"``).
         bgr: numpy arrays hold BGR (OpenCV's order), not RGB.
 
     Raises:
@@ -217,9 +227,12 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
     """
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     sources: list[Source] = []
-    for i, item in enumerate(items):
+    i = 0  # the position that names an in-memory image: a batch's images take one each
+    for item in items:
         if isinstance(item, (np.ndarray, torch.Tensor)) or _is_pil(item):
-            sources.append(_in_memory(item, i, bgr))
+            found = _in_memory(item, i, bgr)
+            sources += found
+            i += len(found) - 1
         elif isinstance(item, int) and not isinstance(item, bool):
             if not 0 <= item <= MAX_WEBCAM:
                 raise DataError(f"webcam index {item}: a webcam index is in 0..{MAX_WEBCAM}")
@@ -234,6 +247,7 @@ def resolve_sources(spec: Any, bgr: bool = False) -> list[Source]:
                 f"cannot read a {type(item).__name__} as an image source (a path, folder, glob, "
                 "list file, video, webcam index, numpy array, PIL image or tensor)"
             )
+        i += 1
     if not sources:
         raise DataError("no sources given (an empty list)")
     return sources

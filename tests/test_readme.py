@@ -14,6 +14,7 @@ test) is what CI itself runs: it must equal ``.ci/run``'s commands.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -146,16 +147,24 @@ def write_placeholders(work: Path) -> None:
 
 
 def write_coco(work: Path) -> None:
-    """``data/coco/{train2017,val2017,annotations}``: small shapes splits in COCO format, whose
-    category ids 1..5 are COCO's person, bicycle, car, motorcycle and airplane."""
+    """``data/coco/{train2017,val2017,annotations}``: small shapes splits in COCO format under
+    COCO's 80 categories (ids 1..90 with gaps), the shapes' ids 1..5 read as COCO's person,
+    bicycle, car, motorcycle and airplane."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
     from visionkit.data import ensure_shapes
 
+    names = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]  # index = COCO id
+    categories = [
+        {"id": i, "name": n} for i, n in enumerate(names) if n not in ("__background__", "N/A")
+    ]
     for split, coco in (("train", "train2017"), ("val", "val2017")):
         files = ensure_shapes(work / "shapes", split, num_images=4, image_size=96)
         shutil.copytree(files["images"], work / "data" / "coco" / coco)
         ann = work / "data" / "coco" / "annotations" / f"instances_{coco}.json"
         ann.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(files["ann_file"], ann)
+        data = json.loads(Path(files["ann_file"]).read_text())
+        ann.write_text(json.dumps({**data, "categories": categories}))
 
 
 def write_voc(work: Path) -> None:

@@ -21,7 +21,7 @@ from visionkit.io.image import image_to_float
 @dataclass
 class BelowThreshold:
     """The images a score threshold left without any detection though the model scored some
-    below it: what the empty-result hint says once per ``predict`` call or ``tools/infer.py``
+    below it: what the empty-result hint says once per ``predict`` call or ``visionkit predict``
     run (:meth:`PredictorBackend.__call__` fills it).
 
     Attributes:

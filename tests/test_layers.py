@@ -29,6 +29,7 @@ LAYERS = (
     ("engine",),
     ("export",),  # ONNX export and runtime: visionkit.load and VisionModel.export reach it
     ("inference", "analysis"),
+    ("cli",),  # the commands (visionkit <command>): may import any package below
 )
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

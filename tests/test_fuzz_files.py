@@ -1,5 +1,5 @@
-"""Fuzz: hostile structured files: COCO annotation JSON and VOC XML (browse_dataset.py, eval.py,
-train.py's border), COCO results files (eval.py --predictions) and metrics.jsonl files
+"""Fuzz: hostile structured files: COCO annotation JSON, VOC XML and YOLO datasets (data.yaml and
+label files: browse_dataset.py, eval.py, train.py's border, convert.py), COCO results files (eval.py --predictions) and metrics.jsonl files
 (plot_logs.py, compare.py). Each example: exit 0/1/2/3, no traceback, no input changed,
 nothing half-written, within the bound; refusals where the issue says a value is an error."""
 
@@ -199,6 +199,89 @@ def test_hostile_voc_annotations(base, assets, tool, width, height, objects, att
         expect = refused if wrong_size and attack == "none" else None
         detail = f"VOC size {width!r}x{height!r}, objects {objects!r}, attack {attack}"
         check(c, lambda: run_tool(script, argv, c.root), expect, detail)
+
+
+YOLO_TOKENS = ["0", "1", "2", "-1", "0.5", "0.25", "1.0", "1.00001", "1.5", "-0.2", "nan", "inf",
+               "1e300", "x", "0x10", "9" * 30, "\u00bd"]  # fmt: skip
+yolo_lines = st.lists(
+    st.lists(st.sampled_from(YOLO_TOKENS) | st.sampled_from(ODD_TEXT), max_size=9).map(" ".join),
+    max_size=4,
+)
+YOLO_NAMES = ["[box, disc]", "{0: box, 1: disc}", "[box, box]", "[]", "{1: box, 2: disc}", "7",
+              "[box, [x]]", "[box]"]  # fmt: skip
+YOLO_SPLITS = ["images/train", "list.txt", "images/nope", "../../..", "''", "[images/train, 3]"]
+GOOD_LINE = "0 0.5 0.5 0.25 0.25"
+
+
+def yolo_line_refused(lines: list[str]) -> bool:
+    """A line that no YOLO reader may accept: a count of numbers other than 0, 5 or an odd
+    number >= 7, a token that is not a finite number, a class other than 0 or 1."""
+    for line in lines:
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) != 5 and (len(tokens) < 7 or len(tokens) % 2 == 0):
+            return True
+        try:
+            values = [float(t) for t in tokens]
+        except ValueError:
+            return True
+        if not all(math.isfinite(v) for v in values) or values[0] not in (0, 1):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("tool", ["browse_dataset", "convert"])
+@fuzz_settings()
+@given(
+    lines=yolo_lines,
+    names=st.sampled_from(YOLO_NAMES),
+    split=st.sampled_from(YOLO_SPLITS),
+    target=st.sampled_from(["labels", "yaml"]),
+    attack=st.sampled_from(TEXT_ATTACKS),
+    where=fractions,
+    missing=st.booleans(),
+)
+@example(lines=["2 0.5 0.5 0.2 0.2"], names="[box, disc]", split="images/train",
+         target="labels", attack="none", where=0.5, missing=False)  # fmt: skip
+@example(lines=["0 0.5 0.5 0.2"], names="[box, disc]", split="list.txt", target="labels",
+         attack="none", where=0.5, missing=True)  # fmt: skip
+@example(lines=["0 0.5 nan 0.2 0.2"], names="{0: box, 1: disc}", split="images/train",
+         target="labels", attack="none", where=0.5, missing=False)  # fmt: skip
+@example(lines=[GOOD_LINE], names="[box, disc]", split="images/train", target="labels",
+         attack="utf16", where=0.5, missing=False)  # fmt: skip
+@example(lines=[GOOD_LINE], names="[box, disc]", split="images/nope", target="yaml",
+         attack="none", where=0.5, missing=False)  # fmt: skip
+@example(lines=[GOOD_LINE], names="[box, disc]", split="images/train", target="yaml",
+         attack="alias_bomb_known", where=0.5, missing=False)  # fmt: skip
+def test_hostile_yolo_datasets(base, assets, tool, lines, names, split, target, attack, where,
+                               missing):  # fmt: skip
+    with case(base, assets) as c:
+        root = c.inp / "yolo"
+        (root / "images/train").mkdir(parents=True)
+        (root / "labels/train").mkdir(parents=True)
+        for k in range(2):
+            shutil.copy(assets.images / f"img{k}.jpg", root / "images/train" / f"img{k}.jpg")
+        (root / "list.txt").write_text("./images/train/img0.jpg\nimages/train/img1.jpg\n")
+        text = "\n".join(lines) + "\n"
+        label = attack_text(text, attack, where) if target == "labels" else text.encode()
+        (root / "labels/train/img0.txt").write_bytes(label)
+        if not missing:
+            (root / "labels/train/img1.txt").write_text(GOOD_LINE + "\n")
+        yaml_text = f"train: {split}\nval: {split}\nnames: {names}\n"
+        yaml_bytes = attack_text(yaml_text, attack, where) if target == "yaml" else None
+        (root / "data.yaml").write_bytes(yaml_bytes or yaml_text.encode())
+        keys = {"type": "yolo", "root": root / "data.yaml", "splits": "[train]"}
+        overrides = [f"data.{s}.{k}={v}" for s in ("train", "val") for k, v in keys.items()]
+        if tool == "convert":
+            argv = [assets.config, "--to", "coco", "--output", c.out / "coco", "--no-progress",
+                    *overrides]  # fmt: skip
+        else:
+            tool, argv = dataset_argv(tool, assets, c, overrides)
+        clean = attack == "none" and names in YOLO_NAMES[:2] and split in YOLO_SPLITS[:2]
+        expect = refused if clean and yolo_line_refused(lines) else None
+        detail = f"labels {lines!r}, names {names}, split {split}, {attack} on {target}"
+        check(c, lambda: run_tool(tool, argv, c.root), expect, detail)
 
 
 PRED_PATHS = [[], [0], [1]] + [[i, f] for i in (0, 3) for f in

@@ -201,3 +201,14 @@ def test_warnings_are_one_line_each_and_counted_in_the_summary(tmp_path):
                         "<= 1 px)"]  # fmt: skip
     done = proc.stdout.strip().splitlines()[-1]
     assert done.startswith("done: 1 epochs in ") and done.endswith("; 1 warning (above)")
+
+
+@pytest.mark.parametrize("labels", ["", "0 0.5 0.5 0.001 0.5\n"])  # none; only a degenerate box
+def test_yolo_training_set_with_nothing_to_learn_refused(tmp_path, labels):
+    from test_yolo_dataset import make_dataset
+
+    path = make_dataset(tmp_path, {"a": labels, "b": "", "c": "", "v": ""})
+    cfg = DatasetConfig(type="yolo", root=str(path), splits=["train"])
+    with pytest.raises(DataError, match=r"data\.yaml \['train'\]: no object to train on"):
+        build_dataset(cfg, AugmentConfig(), [64, 64], train=True)
+    assert len(build_dataset(cfg, AugmentConfig(), [64, 64], train=False)) == 3

@@ -18,8 +18,8 @@ def config_inputs(
 ) -> dict[str, str | Path]:
     """Role -> path read: the config file (as ``flag``) and its ``base:`` file, then for each
     split of ``splits`` (``"train"``, ``"val"``) that ``cfg`` reads: ``data.<split>.root`` (a
-    COCO image folder, a VOCdevkit; not a shapes dataset's, a cache that visionkit writes
-    itself), ``data.<split>.ann_file`` and ``data.<split>.proposals.file``. Empty ones are left
+    COCO image folder, a VOCdevkit, a YOLO data.yaml and its folder; not a shapes dataset's, a
+    cache that visionkit writes itself), ``data.<split>.ann_file`` and ``data.<split>.proposals.file``. Empty ones are left
     out."""
     found: dict[str, str | Path] = {}
     if path is not None:
@@ -32,6 +32,8 @@ def config_inputs(
         key = f"data.{split}"
         if data.type != "shapes" and data.root:
             found[f"{key}.root"] = data.root
+        if data.type == "yolo" and data.root and not Path(data.root).is_dir():
+            found[f"{key}.root's folder"] = Path(data.root).parent  # the data.yaml's dataset
         if data.ann_file:
             found[f"{key}.ann_file"] = data.ann_file
         if data.proposals.method == "file" and data.proposals.file:

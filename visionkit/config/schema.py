@@ -308,16 +308,18 @@ class ProposalConfig:
 
 @dataclass
 class DatasetConfig:
-    type: Literal["shapes", "coco", "voc"] = "shapes"
-    # coco: the image folder; voc: the VOCdevkit folder; shapes: the cache folder
-    # ("" = $VISIONKIT_CACHE or ~/.cache/visionkit).
+    type: Literal["shapes", "coco", "voc", "yolo"] = "shapes"
+    # coco: the image folder; voc: the VOCdevkit folder; yolo: the data.yaml (or its folder);
+    # shapes: the cache folder ("" = $VISIONKIT_CACHE or ~/.cache/visionkit).
     root: str = ""
     ann_file: str = ""  # coco: the instances JSON
     # voc: "<year>/<split>" entries, concatenated, e.g. ["2007/trainval", "2012/trainval"];
-    # shapes: one of "train" or "val".
+    # yolo: keys of the data.yaml (train, val, test), concatenated; shapes: "train" or "val".
     splits: list[str] = field(default_factory=lambda: ["train"])
-    filter_empty: bool = False  # drop images without annotations (coco/shapes)
+    filter_empty: bool = False  # drop images without annotations (coco/yolo/shapes)
     use_difficult: bool = False  # voc: keep `difficult` objects in training targets
+    # voc: the class names in label order ([] = Pascal VOC's 20); coco and yolo files name theirs
+    class_names: list[str] = field(default_factory=list)
     num_images: int = num(0, 0, MAX_COUNT)  # shapes: how many images (0 = the split's default)
     image_size: int = num(0, 0, MAX_SIDE)  # shapes: square side in pixels (0 = default)
     # coco, sem_seg only: keep VOC's 20 categories (torchvision's reference), the rest background

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -23,7 +24,9 @@ from visionkit.data.shapes import CLASSES as SHAPES_CLASSES
 from visionkit.data.shapes import ensure_shapes
 from visionkit.data.transforms import BoxTransform, build_transforms, seed_transforms
 from visionkit.data.voc import VOCDetection
+from visionkit.data.yolo import YoloDetection
 from visionkit.errors import ConfigError, DataError
+from visionkit.structures.labels import VOC_CLASSES
 
 
 def build_dataset(
@@ -57,28 +60,49 @@ def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_imag
     """The reader of ``cfg.type`` for ``task``, wrapped for proposals when they are asked for."""
     if cfg.coco_to_voc and (task != "sem_seg" or cfg.type != "coco"):
         raise ConfigError("data.*.coco_to_voc applies to coco datasets of segmentation models")
-    if cfg.type == "shapes":
-        if len(cfg.splits) != 1:
-            raise ConfigError(
-                f"shapes datasets take one split ('train' or 'val'); got {cfg.splits}"
-            )
-        paths = ensure_shapes(cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size)
-        if task == "sem_seg":
-            samples = voc_layout_samples(paths["root"], cfg.splits[0])
-            return SegmentationDataset(samples, ("background", *SHAPES_CLASSES), transforms)
-        dataset = CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
-        return with_proposals(dataset, cfg.proposals, on_bad_image)
+    if cfg.class_names and task == "sem_seg":
+        raise ConfigError("data.*.class_names applies to voc datasets of detection models")
+    if task == "sem_seg" and cfg.type == "shapes":
+        root = _shapes_paths(cfg)["root"]
+        samples = voc_layout_samples(root, cfg.splits[0])
+        return SegmentationDataset(samples, ("background", *SHAPES_CLASSES), transforms)
     if task == "sem_seg" and cfg.type == "coco":
         return CocoSegmentation(
             cfg.ann_file, cfg.root, transforms, cfg.filter_empty, cfg.coco_to_voc
         )
+    if task == "sem_seg" and cfg.type == "yolo":
+        raise ConfigError("yolo datasets hold boxes, not the label maps segmentation models need")
     if task == "sem_seg":
         return voc_segmentation(cfg.root, cfg.splits, transforms)
-    if cfg.type == "coco":
-        dataset = CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
-    else:
-        dataset = VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult)
+    dataset = detection_reader(cfg, transforms, on_bad_image)
     return with_proposals(dataset, cfg.proposals, on_bad_image)
+
+
+def detection_reader(
+    cfg: DatasetConfig, transforms: BoxTransform | None = None, on_bad_image: str = "skip"
+) -> CocoDetection | VOCDetection | YoloDetection:
+    """The box reader of ``cfg.type`` (shapes: its COCO files, generated on first use), bare:
+    no proposals, no :class:`BadImageGuard` (what ``visionkit convert`` reads)."""
+    if cfg.class_names and cfg.type != "voc":
+        raise ConfigError(
+            "data.*.class_names applies to voc datasets (coco and yolo files name their classes)"
+        )
+    if cfg.type == "shapes":
+        paths = _shapes_paths(cfg)
+        return CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
+    if cfg.type == "coco":
+        return CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
+    if cfg.type == "yolo":
+        return YoloDetection(cfg.root, cfg.splits, transforms, cfg.filter_empty, on_bad_image)
+    names = cfg.class_names or VOC_CLASSES
+    return VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult, names)
+
+
+def _shapes_paths(cfg: DatasetConfig) -> dict[str, Path]:
+    """The shapes split ``cfg`` names, generated on first use (:func:`ensure_shapes`)."""
+    if len(cfg.splits) != 1:
+        raise ConfigError(f"shapes datasets take one split ('train' or 'val'); got {cfg.splits}")
+    return ensure_shapes(cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size)
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list, list]:

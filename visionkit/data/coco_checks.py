@@ -158,6 +158,14 @@ def image_headers(paths: Sequence[Path]) -> list[tuple[int, int, int] | None]:
     return [image_header(p) for p in paths]
 
 
+def read_headers(paths: Sequence[Path]) -> list[tuple[int, int, int] | None]:
+    """:func:`image_header` of each of ``paths``, read by 8 threads (headers only: file-system
+    bound), in chunks of 512 files (not a future per file)."""
+    chunks = [paths[k : k + 512] for k in range(0, len(paths), 512)]
+    with ThreadPoolExecutor(8) as pool:
+        return [h for chunk in pool.map(image_headers, chunks) for h in chunk]
+
+
 def compare_headers(
     paths: Sequence[Path], sizes: Sequence[tuple[int, int]]
 ) -> tuple[list[bool], list[tuple[int, int, int]]]:
@@ -172,9 +180,7 @@ def compare_headers(
         same pixels, such as a proposal search); ``wrong``: ``(index, file width, file height)``
         of each image whose file has another size.
     """
-    chunks = [paths[k : k + 512] for k in range(0, len(paths), 512)]  # not a future per file
-    with ThreadPoolExecutor(8) as pool:  # headers only: file-system bound
-        headers = [h for chunk in pool.map(image_headers, chunks) for h in chunk]
+    headers = read_headers(paths)
     stored, wrong = [False] * len(paths), []
     for k, (size, header) in enumerate(zip(sizes, headers, strict=True)):
         if header is None:

@@ -26,6 +26,7 @@ import torch
 
 from visionkit.errors import DataError, shown
 from visionkit.io.image import (
+    IMAGE_EXTS,
     check_pil_image,
     check_unit_range,
     pil_image_rgb,
@@ -33,9 +34,6 @@ from visionkit.io.image import (
     unit_float_to_uint8,
 )
 
-IMAGE_EXTS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm", ".pbm"}
-)
 VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv", ".flv", ".ts"}
 )

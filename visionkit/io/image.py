@@ -17,6 +17,11 @@ from visionkit.errors import DataError, UnreadableImageError, shown
 
 # PIL modes no image file holds, and the mode each is first converted to (premultiplied alpha,
 # HSV); then, as every other mode, saved to a file in memory and read back by read_image's decoder
+# file suffixes (lower case) of the image formats read_image decodes: what an image folder or list
+# holds (inference sources, YOLO datasets)
+IMAGE_EXTS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm", ".pbm"}
+)
 PIL_UNSAVED_MODES = {"La": "LA", "RGBa": "RGBA", "HSV": "RGB"}
 # modes read without writing a file: their channels as a PNG of them is read (alpha dropped,
 # not multiplied in; grey repeated); OpenCV reads an RGBA TIFF's colours multiplied by alpha

@@ -107,7 +107,7 @@ def shortened(command: str) -> str:
         and job != "eval"
         or (job == "eval" and "--predictions" in flags)
     ):
-        extra += [] if own_data else SHAPES_DATA
+        extra += ["data.num_workers=0"] if own_data else SHAPES_DATA
         extra += TINY_MODEL.get(model_of(config), []) if job in ("train", "visualize") else []
     elif config in PACKAGED:  # a paper setup on the stand-in VOC or COCO data
         extra += ["model.input_size=[64,64]"] if model_of(config) == "yolo_v1" else []

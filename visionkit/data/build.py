@@ -33,6 +33,7 @@ def build_dataset(
     train: bool,
     task: str = "detection",
     on_bad_image: Literal["skip", "stop"] = "skip",
+    progress: bool = True,
 ) -> BadImageGuard:
     """The dataset ``cfg`` describes, with the training or evaluation transforms.
 
@@ -40,9 +41,12 @@ def build_dataset(
     ``"sem_seg"`` per-pixel label maps (``data/segmentation.py``; shapes: its VOC-layout PNGs).
     Detection targets also carry ``proposals`` when ``cfg.proposals.method`` is not ``none``
     (``data/proposal_dataset.py``). Unreadable images are skipped or stop the run as
-    ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``.
+    ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``. ``progress``: the
+    shapes dataset's generation, when it happens, draws a bar (on a terminal) or a few plain
+    lines (False, a tool's ``--no-progress``: the lines only; ``data/shapes.py``).
     """
-    reader = _reader(cfg, build_transforms(aug, input_size, train), task, on_bad_image)
+    transforms = build_transforms(aug, input_size, train)
+    reader = _reader(cfg, transforms, task, on_bad_image, progress)
     boxes = getattr(reader, "dataset", reader)  # under a ProposalDataset
     if train and task == "detection" and boxes.num_objects == 0:
         where = getattr(boxes, "ann_file", None) or f"{boxes.root} {list(cfg.splits)}"
@@ -53,7 +57,9 @@ def build_dataset(
     return BadImageGuard(reader, on_bad_image, keep_stand_ins=train)
 
 
-def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_image: str) -> Dataset:
+def _reader(
+    cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_image: str, progress: bool
+) -> Dataset:
     """The reader of ``cfg.type`` for ``task``, wrapped for proposals when they are asked for."""
     if cfg.coco_to_voc and (task != "sem_seg" or cfg.type != "coco"):
         raise ConfigError("data.*.coco_to_voc applies to coco datasets of segmentation models")
@@ -62,7 +68,9 @@ def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_imag
             raise ConfigError(
                 f"shapes datasets take one split ('train' or 'val'); got {cfg.splits}"
             )
-        paths = ensure_shapes(cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size)
+        paths = ensure_shapes(
+            cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size, progress=progress
+        )
         if task == "sem_seg":
             samples = voc_layout_samples(paths["root"], cfg.splits[0])
             return SegmentationDataset(samples, ("background", *SHAPES_CLASSES), transforms)

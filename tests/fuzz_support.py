@@ -189,8 +189,9 @@ def run_tool(tool: str, argv: Sequence[str], cwd: Path, bound: float = BOUND_S) 
     argv = [str(a) for a in argv]
     real = data_build.ensure_shapes
 
-    def small_shapes(root=None, split="train", num_images=0, image_size=0):
-        return real(root, split, min(num_images or SHAPES_IMAGES, SHAPES_IMAGES), image_size)
+    def small_shapes(root=None, split="train", num_images=0, image_size=0, progress=True):
+        n = min(num_images or SHAPES_IMAGES, SHAPES_IMAGES)
+        return real(root, split, n, image_size, progress)
 
     with mock.patch.object(data_build, "ensure_shapes", small_shapes):
         return invoke(f"tools/{tool}.py {' '.join(argv)}", lambda: main(argv), cwd, bound)

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from test_tools_e2e import ROOT, run_tool
 
+from visionkit.analysis.browse import draw_segmentation_sample
 from visionkit.analysis.dataset_summary import detection_summary, format_summary
 from visionkit.config.schema import AugmentConfig, DatasetConfig
 from visionkit.data import build_dataset, ensure_shapes
+from visionkit.structures.labels import IGNORE_LABEL
+from visionkit.utils.draw import class_colors
 
 YOLO = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 
@@ -190,3 +193,24 @@ def test_voc_summary_difficult_objects(tmp_path):
     overrides = ["data.train.type=voc", f"data.train.root={root}",
                  "data.train.splits=[2007/trainval]"]  # fmt: skip
     assert format_summary(summary) in browse(tmp_path, *overrides, num=4)
+
+
+def test_segmentation_drawing_outlines_each_class_and_has_a_legend(tmp_path):
+    cfg = DatasetConfig(type="shapes", root=str(tmp_path), num_images=4, image_size=128)
+    dataset = build_dataset(cfg, AugmentConfig(), None, False, "sem_seg", progress=False)
+    drawn, image_id = draw_segmentation_sample(dataset, 0)
+    seg = dataset[0][1]["sem_seg"].numpy()
+    names = list(dataset.class_names)
+    colors = class_colors(len(names))
+    assert drawn.shape == (*seg.shape, 3) and image_id == 1
+    for c in range(1, len(names)):  # every shape class: its legend swatch in its exact colour
+        exact = (drawn == colors[c]).all(-1)
+        assert exact.any(), names[c]
+        if (seg == c).sum() > 50:  # a shape in the image: outlined inside its region
+            inside = exact & (seg == c)
+            assert inside.sum() > 10, names[c]
+    # ignored pixels half white (not outlined: they are the shapes' 2-px outlines themselves)
+    image = (dataset[0][0] * 255).round().permute(1, 2, 0).numpy()
+    ignored = seg == IGNORE_LABEL  # (the legend, in the emptiest corner, covers none here)
+    assert ignored.sum() > 50
+    assert np.abs(drawn[ignored] - (image[ignored] + 255) / 2).max() <= 1.5

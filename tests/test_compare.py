@@ -52,7 +52,7 @@ def test_table_and_chart_of_two_runs(runs, tmp_path, capsys):
     chart = tmp_path / "out" / "chart.png"
     load_script("tools/compare.py").main([*map(str, runs), "--output", str(chart)])
     lines = capsys.readouterr().out.splitlines()
-    assert "best bbox/AP50" in lines[0]
+    assert "best bbox/AP50 (%)" in lines[0]  # the unit: COCO's 0-100 scale
     small = next(ln.split() for ln in lines if ln.startswith("small "))
     large = next(ln.split() for ln in lines if ln.startswith("large "))
     assert small[:5] == ["small", "yolo_v1", "lenet", "42.25", "2"]

@@ -46,12 +46,17 @@ def test_train_then_eval_reproduces_the_metrics(tmp_path):
         "eval.py", "--config", CONFIG, "--weights", str(out / "last.pth"), "--out",
         str(metrics_path), "--no-progress", *overrides,
     )  # fmt: skip
-    metrics = json.loads(metrics_path.read_text())["sem_seg"]
+    written = json.loads(metrics_path.read_text())
+    assert written["units"] == {"sem_seg": "percent", "speed": "ms"}
+    metrics = written["sem_seg"]
     assert {"mIoU", "fwIoU", "mACC", "pACC", "IoU-background", "IoU-star", "bIoU@3"} <= set(metrics)
     for k in ("mIoU", "fwIoU", "mACC", "pACC", "bIoU@3", "bACC@3"):
         assert metrics[k] == last[f"sem_seg/{k}"]
-    assert any(ln.startswith("sem_seg/bIoU@3 ") for ln in proc.stdout.splitlines())
-    assert "mIoU" in proc.stdout.splitlines()[-1] and "bIoU@3" in proc.stdout.splitlines()[-1]
+    lines = proc.stdout.splitlines()
+    assert any(ln.startswith("sem_seg/bIoU@3 ") and ln.endswith(" %") for ln in lines)
+    assert any(ln.startswith("speed/ms_per_image ") and ln.endswith(" ms") for ln in lines)
+    summary = f"mIoU {metrics['mIoU']:.2f} % fwIoU {metrics['fwIoU']:.2f} % "
+    assert summary in lines[-1] and f"bIoU@3 {metrics['bIoU@3']:.2f} %" in lines[-1]
 
 
 def test_box_predictions_options_are_a_config_error_for_fcn(tmp_path):

@@ -23,7 +23,7 @@ from visionkit.engine.training_curves import (
     plot_training_curves,
     read_metrics,
 )
-from visionkit.evaluation import build_evaluator
+from visionkit.evaluation import build_evaluator, plots
 from visionkit.evaluation.confusion import coco_confusion, image_confusion
 from visionkit.utils.cli import run_cli
 
@@ -105,6 +105,22 @@ def test_pr_curves_come_from_cocoeval_precision(tmp_path):
         assert 100 * p.mean() == pytest.approx(metrics[f"AP-{name}"])
 
 
+def test_confusion_plot_title_states_its_thresholds(tmp_path, monkeypatch):
+    ann = ensure_shapes(tmp_path / "cache", "val", num_images=8, image_size=96)["ann_file"]
+    dataset = CocoDetection(ann, ann.parent.parent / "JPEGImages")
+    evaluator = build_evaluator("detection", dataset, "voc07")
+    evaluator.add_results(noisy_predictions(ann), dataset.ids)
+    evaluator.evaluate()
+    titles = []
+    monkeypatch.setattr(plots, "plot_confusion_matrix", lambda m, n, p, title: titles.append(title))
+    plots.write_evaluation_plots(evaluator, tmp_path / "a")
+    plots.write_evaluation_plots(evaluator, tmp_path / "b", 0.5, 0.75)
+    assert titles == [
+        "detection confusion matrix (IoU >= 0.5, score >= 0.25)",
+        "detection confusion matrix (IoU >= 0.75, score >= 0.5)",
+    ]
+
+
 def test_eval_tool_writes_detection_plots(tmp_path):
     cache = tmp_path / "cache"
     ann = ensure_shapes(cache, "val", num_images=8, image_size=96)["ann_file"]
@@ -128,6 +144,24 @@ def test_eval_tool_writes_detection_plots(tmp_path):
     np.testing.assert_array_equal(np.diag(table)[:5], per_class)
     np.testing.assert_array_equal(table[5, :5], per_class)
     assert table.sum() == 2 * len(gt)
+    # --conf-thresh above the second copies' scores (0.4 - 0.001 k): no false alarm left
+    strict = tmp_path / "strict"
+    proc = run_tool(
+        "eval.py", "--config", YOLO, "--predictions", str(preds), "--plots", str(strict),
+        "--conf-thresh", "0.45", "--conf-iou", "0.6", f"data.val.root={cache}",
+        "data.val.num_images=8", "data.val.image_size=96",
+    )  # fmt: skip
+    rows = list(csv.reader((strict / "confusion_matrix.csv").open()))
+    table = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    assert table[5].sum() == 0 and table.sum() == len(gt)
+    # with --plots only; out of its range: the config key's one-line error
+    proc = run_tool("eval.py", "--config", YOLO, "--predictions", str(preds), "--conf-thresh",
+                    "0.5", check=False)  # fmt: skip
+    assert proc.returncode == 2 and "give --plots too" in proc.stderr
+    proc = run_tool("eval.py", "--config", YOLO, "--predictions", str(preds), "--plots",
+                    str(tmp_path / "p3"), "--conf-iou", "0", check=False)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "eval.confusion_iou_thresh" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 def test_training_curves_against_epochs():
@@ -152,10 +186,12 @@ def test_training_writes_run_plots_and_plot_logs_overlays_runs(tmp_path):
     assert_picture(yolo / "plots" / "pr_curves.png", 1200, 550)
     assert_picture(yolo / "plots" / "confusion_matrix.png", 690, 570)
     assert (yolo / "plots" / "confusion_matrix.csv").is_file()
-    keys = len(curves(read_metrics(yolo))[0])
-    assert keys > 6  # four loss terms and their total, lr, the COCO numbers
-    rows = -(-keys // 4)
-    assert_picture(yolo / "plots" / "training_curves.png", 1600, 300 * rows)
+    keys = curves(read_metrics(yolo))[0]
+    drawn = choose_panels(keys, also=["bbox/AP50"])[0]
+    # the total loss, its terms, lr, AP and AP50; the other COCO numbers only in the CSV
+    assert drawn[0] == "train/loss" and drawn[-3:] == ["lr", "bbox/AP", "bbox/AP50"]
+    assert "bbox/AP75" in keys and "bbox/AP75" not in drawn
+    assert_picture(yolo / "plots" / "training_curves.png", 1600, 300 * -(-len(drawn) // 4))
     with (yolo / "plots" / "training_curves.csv").open() as f:  # every point, beside the chart
         assert len(list(csv.reader(f))) == 1 + sum(map(len, curves(read_metrics(yolo))[0].values()))
 
@@ -170,8 +206,8 @@ def test_training_writes_run_plots_and_plot_logs_overlays_runs(tmp_path):
 
     chart = tmp_path / "both.png"
     run_tool("plot_logs.py", str(yolo), str(fcn), "--output", str(chart))
-    both = len(curves(read_metrics(yolo))[0].keys() | curves(read_metrics(fcn))[0].keys())
-    assert_picture(chart, 1600, 300 * -(-min(both, MAX_PANELS) // 4))
+    both = curves(read_metrics(yolo))[0].keys() | curves(read_metrics(fcn))[0].keys()
+    assert_picture(chart, 1600, 300 * -(-len(choose_panels(both)[0]) // 4))
 
 
 def test_plot_logs_errors_are_one_line(tmp_path):
@@ -188,18 +224,41 @@ def test_plot_logs_errors_are_one_line(tmp_path):
     assert "examples:" in run_tool("plot_logs.py", "--help").stdout
 
 
-def test_panels_are_chosen_losses_lr_and_main_metrics_first():
+def test_panels_are_the_losses_lr_and_main_metrics_only():
     terms = [f"train/loss_{i:02d}" for i in range(30)]
-    others = [f"bbox/AR{i}" for i in range(30)]
-    main = ["bbox/AP", "bbox/AP50", "sem_seg/mIoU"]
+    others = [f"bbox/AR{i}" for i in range(30)] + ["bbox/AP75", "sem_seg/fwIoU", "voc07/AP-cat"]
+    main = ["bbox/AP", "bbox/AP50", "sem_seg/mIoU", "voc07/mAP", "voc/mAP"]
     drawn, left_out = choose_panels([*others, *terms, "lr", *main, "train/loss"])
-    assert len(drawn) == MAX_PANELS and len(drawn) + len(left_out) == 65
-    # drawing order: the total loss, its terms, lr, metrics; eight terms before other metrics
-    assert drawn[:9] == ["train/loss", *terms[:8]] and drawn[9] == "lr"
-    # then the main metrics, then the other metrics by name, as many as there is room for
-    assert drawn[10:] == sorted([*main, *sorted(others)[: MAX_PANELS - 13]])
-    assert sorted(drawn + left_out) == sorted([*others, *terms, "lr", *main, "train/loss"])
-    assert choose_panels(["lr", "bbox/AP"]) == (["lr", "bbox/AP"], [])
+    # drawing order: the total loss, eight of its terms, lr, the main metrics by name
+    assert drawn == ["train/loss", *terms[:8], "lr", *sorted(main)]
+    # the rest, losses first, only in the CSV
+    assert left_out == [*terms[8:], *sorted(others)]
+    # a metric asked for (train.best_metric) is drawn beside the main ones
+    assert choose_panels(["lr", "bbox/AP", "bbox/AP75", "bbox/APs"], also=["bbox/AP75"]) == (
+        ["lr", "bbox/AP", "bbox/AP75"], ["bbox/APs"],
+    )  # fmt: skip
+    # a log of other names only: the first by name, bounded
+    names = [f"x/m{i:02d}" for i in range(40)]
+    assert choose_panels(names) == (names[:MAX_PANELS], names[MAX_PANELS:])
+
+
+def test_a_detection_run_draws_losses_lr_ap_and_ap50_with_markers(tmp_path):
+    coco = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    records = []
+    for epoch in (1, 2, 3):
+        for i in range(4):
+            it = (epoch - 1) * 4 + i
+            records.append({"iter": it, "train/loss": 3.0 - it / 10, "train/loss_box": 1.0,
+                            "train/loss_cls": 2.0 - it / 10, "lr": 0.01})  # fmt: skip
+        records.append({"iter": epoch * 4, "epoch": epoch,
+                        **{f"bbox/{k}": 10.0 * epoch for k in coco}})  # fmt: skip
+    chart = plot_training_curves({"run": records}, tmp_path / "c.png")
+    assert chart.drawn == ["train/loss", "train/loss_box", "train/loss_cls", "lr", "bbox/AP",
+                           "bbox/AP50"]  # fmt: skip
+    assert chart.left_out == sorted(f"bbox/{k}" for k in coco[2:])
+    assert_picture(chart.png, 1600, 600)
+    with chart.csv.open() as f:  # every point of every quantity, drawn or not
+        assert len(list(csv.reader(f))) == 1 + 4 * 12 + 12 * 3
 
 
 def test_a_record_of_200000_keys_draws_bounded_panels_in_seconds(tmp_path, capsys):
@@ -213,10 +272,10 @@ def test_a_record_of_200000_keys_draws_bounded_panels_in_seconds(tmp_path, capsy
     start = time.perf_counter()
     chart = plot_training_curves({"run": read_metrics(run)}, tmp_path / "curves.png")
     assert time.perf_counter() - start < 20  # 300 keys took 22 s before the bound
-    assert len(chart.drawn) == MAX_PANELS and len(chart.left_out) == 200_004 - MAX_PANELS
-    assert chart.drawn[:4] == ["train/loss", "train/loss_box", "lr", "bbox/AP50"]
+    assert chart.drawn == ["train/loss", "train/loss_box", "lr", "bbox/AP50"]
+    assert len(chart.left_out) == 200_000
     image = cv2.imread(str(chart.png))  # (assert_picture's colour count takes seconds here)
-    assert image.shape == (300 * MAX_PANELS // 4, 1600, 3) and (image < 250).any(-1).mean() > 0.03
+    assert image.shape == (300, 1600, 3) and (image < 250).any(-1).mean() > 0.03
     with chart.csv.open() as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["run", "quantity", "x", "x_unit", "value"]
@@ -225,7 +284,7 @@ def test_a_record_of_200000_keys_draws_bounded_panels_in_seconds(tmp_path, capsy
     assert ["run", "bbox/m7", "1.0", "epoch", "1.0"] in rows
     assert ["run", "train/loss", "0.5", "epoch", "2.0"] in rows
     line = chart.line()
-    assert "\n" not in line and f"{200_004 - MAX_PANELS} more quantities not drawn (" in line
+    assert "\n" not in line and "200000 more quantities not drawn (" in line
     assert str(chart.csv) in line and len(line) < 400
 
     # tools/plot_logs.py: the same, its one line on stdout
@@ -233,7 +292,7 @@ def test_a_record_of_200000_keys_draws_bounded_panels_in_seconds(tmp_path, capsy
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     load_script("tools/plot_logs.py").main([str(run), "--output", str(tmp_path / "tool.png")])
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith(f"chart: {tmp_path / 'tool.png'} (24 panels); ")
+    assert len(out) == 1 and out[0].startswith(f"chart: {tmp_path / 'tool.png'} (3 panels); ")
     assert (tmp_path / "tool.csv").is_file()
 
 

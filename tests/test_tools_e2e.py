@@ -1,6 +1,7 @@
 """End-to-end runs of tools/train.py and tools/eval.py on tiny generated shapes data."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -65,7 +66,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     out = tmp / "out"
     cfg = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
-    run_tool(
+    proc = run_tool(
         "train.py",
         "--config",
         cfg,
@@ -74,6 +75,7 @@ def trained(tmp_path_factory):
         "--no-progress",
         *tiny_overrides(tmp / "cache"),
     )
+    (tmp / "train.log").write_text(proc.stdout + proc.stderr)  # beside the run, as a log would be
     return cfg, out, tiny_overrides(tmp / "cache")
 
 
@@ -88,6 +90,23 @@ def test_train_writes_config_checkpoints_and_logs(trained):
     assert ckpt["epoch"] == 2 and ckpt["model_name"] == "yolo_v1"
 
 
+def test_train_lines_state_the_unit_and_the_log_has_no_carriage_return(trained):
+    _, out, _ = trained
+    log = (out.parent / "train.log").read_text()
+    assert "\r" not in log  # --no-progress: the data's generation in plain lines too
+    lines = log.splitlines()
+    assert "generating shapes/train: 16 images ..." in lines
+    assert any(ln.startswith("generating shapes/val: done, 8 images in ") for ln in lines)
+    evaluations = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                   if "epoch" in r]  # fmt: skip
+    for r in evaluations:  # "epoch 1/2 loss 12.3456 bbox/AP50 0.16 % (3s)"
+        epoch_line = next(ln for ln in lines if ln.startswith(f"epoch {r['epoch']}/2 loss "))
+        assert f" bbox/AP50 {r['bbox/AP50']:.2f} % (" in epoch_line
+    best = max(r["bbox/AP50"] for r in evaluations)
+    assert any(ln.startswith("done: 2 epochs") and f"best bbox/AP50 {best:.2f} %;" in ln
+               for ln in lines)  # fmt: skip
+
+
 def test_eval_reproduces_training_numbers_and_pycocotools(trained, tmp_path):
     cfg, out, overrides = trained
     last_eval = [
@@ -96,11 +115,18 @@ def test_eval_reproduces_training_numbers_and_pycocotools(trained, tmp_path):
         if "bbox/AP" in line
     ][-1]
     metrics_path, preds_path = tmp_path / "m.json", tmp_path / "p.json"
-    run_tool(
+    proc = run_tool(
         "eval.py", "--config", cfg, "--weights", str(out / "last.pth"), "--out", str(metrics_path),
         "--save-predictions", str(preds_path), "--no-progress", *overrides,
     )  # fmt: skip
-    metrics = json.loads(metrics_path.read_text())["bbox"]
+    written = json.loads(metrics_path.read_text())
+    assert written["units"] == {"bbox": "percent", "speed": "ms"}  # AP on COCO's 0-100 scale
+    metrics = written["bbox"]
+    shown = {k: "nan" if math.isnan(v) else f"{v:.2f} %" for k, v in metrics.items()}
+    summary = f"AP {shown['AP']} AP50 {shown['AP50']} AP75 {shown['AP75']}"
+    assert f" ms/image): {summary}" in proc.stdout.splitlines()[-1]
+    table = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines()}
+    assert table["bbox/AP50"] == shown["AP50"].split() and table["speed/ms_per_image"][1] == "ms"
     for k in ("AP", "AP50", "AP75"):
         assert metrics[k] == pytest.approx(last_eval[f"bbox/{k}"], abs=1e-9)
     # the same predictions scored by pycocotools directly

@@ -325,7 +325,9 @@ def test_eval_tool_metric_all_on_a_predictions_json(tmp_path):
         str(preds_path), "--metric", "all", "--out", str(out), *overrides,
     )  # fmt: skip
     metrics = json.loads(out.read_text())
-    assert set(metrics) == {"bbox", "voc07", "voc"}
+    assert set(metrics) == {"bbox", "voc07", "voc", "units"}
+    # every AP in percent, on COCO's 0-100 scale
+    assert metrics.pop("units") == {"bbox": "percent", "voc07": "percent", "voc": "percent"}
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann))
     present = {gt.cats[a["category_id"]]["name"] for a in gt.dataset["annotations"]}
@@ -334,7 +336,14 @@ def test_eval_tool_metric_all_on_a_predictions_json(tmp_path):
         for name in ("circle", "square", "triangle", "star", "cross"):
             ap = metrics[metric][f"AP-{name}"]
             assert ap == pytest.approx(100.0) if name in present else math.isnan(ap)
-    assert "voc07 mAP 100.00, voc mAP 100.00" in proc.stdout.splitlines()[-1]
+    assert "voc07 mAP 100.00 %, voc mAP 100.00 %" in proc.stdout.splitlines()[-1]
+    assert "AP50 100.00 % AP75 " in proc.stdout.splitlines()[-1]
+    table = [ln.split() for ln in proc.stdout.splitlines()]
+    assert ["bbox/AP50", "100.00", "%"] in table  # each number with its unit
+    assert ["class", "voc07", "(%)", "voc", "(%)"] in table and [
+        "mAP",
+        *["100.00", "%"] * 2,
+    ] in table
     # the COCO numbers are pycocotools' COCOeval run directly on the same JSON
     with contextlib.redirect_stdout(io.StringIO()):
         ev = COCOeval(gt, gt.loadRes(str(preds_path)), iouType="bbox")

@@ -1,7 +1,8 @@
 """A dataset's ground truth drawn on its images as a model sees them (``visionkit browse``):
 after the dataset's transform (the training augmentation when it was built with ``train=True``),
 boxes tagged with their class, crowd regions and VOC's difficult objects in grey, label maps as
-half-transparent class colours (ignored pixels white); and a contact sheet of the drawings.
+half-transparent class colours with each class region outlined and a legend of the colours
+(ignored pixels white); and a contact sheet of the drawings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from visionkit.data.transforms import seed_transforms
 from visionkit.io.image import image_to_uint8, read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 from visionkit.structures.labels import IGNORE_LABEL
-from visionkit.utils.draw import class_colors, draw_labelled_boxes, overlay_segmentation
+from visionkit.utils.draw import class_colors, draw_labelled_boxes, draw_segmentation
 
 CROWD_COLOR = (150, 150, 150)  # crowd regions and difficult objects: grey, whatever the class
 IGNORE_COLOR = (255, 255, 255)  # ignored pixels of a label map
@@ -75,8 +76,10 @@ def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[
 
 
 def draw_segmentation_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Sample ``index`` of a label-map dataset with its label map overlaid (background left
-    unpainted when class 0 is named so, ignored pixels white), and its image id."""
+    """Sample ``index`` of a label-map dataset with its label map drawn (half-transparent class
+    colours, each class region outlined, a legend of the colours; background left unpainted
+    when class 0 is named so, ignored pixels white, "ignored" in the legend), and its image
+    id."""
     names = list(dataset.class_names)
     seed_transforms(unwrap(dataset), seed)
     tensor, target = dataset[index]
@@ -84,9 +87,10 @@ def draw_segmentation_sample(dataset: Dataset, index: int, seed: int = 0) -> tup
     colors = np.vstack([class_colors(len(names)), np.array([IGNORE_COLOR], np.uint8)])
     labels = np.where(seg == IGNORE_LABEL, len(names), seg)
     background = 0 if names[0] == "background" else None
-    return overlay_segmentation(_to_uint8(tensor), labels, colors, 0.5, background), target[
-        "image_id"
-    ]
+    drawn = draw_segmentation(
+        _to_uint8(tensor), labels, [*names, "ignored"], colors, background, 0.5, [len(names)]
+    )
+    return drawn, target["image_id"]
 
 
 def contact_sheet(images: Sequence[np.ndarray], cell: int = 192, gap: int = 4) -> np.ndarray:

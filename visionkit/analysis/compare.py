@@ -17,6 +17,7 @@ from visionkit.config import load_config
 from visionkit.engine.training_curves import read_metrics
 from visionkit.errors import ConfigError, DataError
 from visionkit.evaluation.direction import best_index, metric_direction
+from visionkit.evaluation.units import axis_label
 
 # The metric compared when none is asked for, per task (models/__init__.py:TASKS).
 DEFAULT_METRICS = {"detection": "bbox/AP50", "sem_seg": "sem_seg/mIoU"}
@@ -98,9 +99,13 @@ def summarize_runs(
 
 
 def format_table(summaries: Sequence[RunSummary]) -> str:
-    """A plain-text table: run, model, backbone, best metric (epoch), GMACs, parameters."""
+    """A plain-text table: run, model, backbone, best metric (epoch), GMACs, parameters; the
+    metric's unit in its header (``best bbox/AP50 (%)``: COCO's 0-100 scale)."""
     metric = summaries[0].metric
-    header = ("run", "model", "backbone", f"best {metric}", "epoch", "input", "GMACs", "params (M)")
+    header = (
+        "run", "model", "backbone", f"best {axis_label(metric)}", "epoch", "input", "GMACs",
+        "params (M)",
+    )  # fmt: skip
     rows = [header] + [
         (
             s.name,
@@ -126,9 +131,9 @@ def format_table(summaries: Sequence[RunSummary]) -> str:
 
 
 def plot_runs(summaries: Sequence[RunSummary], path: str | Path, title: str = "") -> None:
-    """Best metric against GMACs per image, bubble area proportional to the parameter count,
-    each bubble labelled with its run and parameters; written atomically as a PNG (Agg
-    backend)."""
+    """Best metric (its unit on the axis: ``bbox/AP50 (%)``) against GMACs per image, bubble
+    area proportional to the parameter count, each bubble labelled with its run and parameters;
+    written atomically as a PNG (Agg backend)."""
     from visionkit.evaluation.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -151,8 +156,10 @@ def plot_runs(summaries: Sequence[RunSummary], path: str | Path, title: str = ""
         ax.set_xscale("log")
     ax.margins(0.25)
     ax.set_xlabel("GMACs per image (multiply-adds)")
-    ax.set_ylabel(summaries[0].metric)
-    ax.set_title(title or f"{summaries[0].metric} vs. compute (bubble area: parameters)")
+    ax.set_ylabel(axis_label(summaries[0].metric))
+    ax.set_title(
+        title or f"{axis_label(summaries[0].metric)} vs. compute (bubble area: parameters)"
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

@@ -88,14 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.data.build import detection_reader
     from visionkit.data.writers import convert_datasets, count_lines
 
-    datasets = {s: detection_reader(getattr(cfg.data, s), None, cfg.data.on_bad_image)
+    progress = show_progress(args.no_progress)
+    datasets = {s: detection_reader(getattr(cfg.data, s), None, cfg.data.on_bad_image, progress)
                 for s in splits}  # fmt: skip
     # what the readers found (a shapes cache, a data.yaml's image folders) is read too
     folders = {p.parent for d in datasets.values() for p in map(d.image_path, range(len(d)))}
     check_outputs({**inputs, "the images": sorted(folders)}, folders={"--output": out})
-    report = convert_datasets(
-        datasets, args.to, out, args.link, show_progress(args.no_progress), cfg.data.on_bad_image
-    )
+    report = convert_datasets(datasets, args.to, out, args.link, progress, cfg.data.on_bad_image)
     parts = [f"{s} {report.images[s]} images ({report.objects[s]} objects)" for s in splits]
     print(f"converted to {args.to} in {out}: {', '.join(parts)}")
     if report.missing:

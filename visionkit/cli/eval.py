@@ -24,6 +24,9 @@ voc07 / voc (Pascal VOC per-class AP and mAP at IoU 0.5, 11-point / area under t
 difficult objects neither counted nor penalized) or all. For segmentation models (fcn): mean IoU,
 frequency-weighted IoU, mean and pixel accuracy, per-class IoU, and boundary quality: mean IoU and
 pixel accuracy within 3 px of a ground-truth label boundary (bIoU@3, bACC@3; the trimap measure).
+Every AP, AR, IoU and accuracy is a percentage on COCO's 0-100 scale, as detectron2 prints them
+(printed with %: AP50 81.51 % is 0.8151 as a fraction); speed in ms per image. --out's JSON
+keeps the plain numbers and says so in its "units" entry.
 
 WEIGHTS is a run folder (its best.pth, else last.pth), a checkpoint, an .onnx file or
 torchvision:NAME; the model and the data come from the config it holds (--config: only for a bare
@@ -37,6 +40,7 @@ examples:
   visionkit eval runs/fcn8s_shapes
   visionkit eval runs/yolo_v1_shapes --plots plots/
       # PNGs: pr_curves.png, confusion_matrix.png (+ .csv); fcn: pixel_confusion.png
+  visionkit eval runs/yolo_v1_shapes --plots plots/ --conf-thresh 0.5 --conf-iou 0.6
   visionkit eval torchvision:fasterrcnn_resnet50_fpn --config faster_rcnn_r50_fpn_coco
 """
 
@@ -68,14 +72,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "pycocotools' numbers, faster)",
     )
     p.add_argument(
-        "--out", help="write the metrics as JSON here ({'bbox': {'AP': ..}, 'voc07': {'mAP': ..}})"
+        "--out",
+        help="write the metrics as JSON here ({'bbox': {'AP': ..}, 'voc07': {'mAP': ..}, "
+        "'units': {'bbox': 'percent', ...}}: AP, IoU and accuracy in percent, 0-100)",
     )
     p.add_argument("--save-predictions", help="write the COCO results JSON here")
     p.add_argument(
         "--plots",
         metavar="DIR",
         help="write plots here: precision-recall curves (COCO metric) and the detection "
-        "confusion matrix (IoU 0.5, score >= 0.25; PNG and CSV), or the pixel confusion matrix",
+        "confusion matrix (PNG and CSV; --conf-thresh, --conf-iou), or the pixel confusion matrix",
+    )
+    p.add_argument(
+        "--conf-thresh",
+        type=float,
+        metavar="SCORE",
+        help="--plots' detection confusion matrix counts detections scoring at least this "
+        "(overrides eval.confusion_score_thresh; default 0.25)",
+    )
+    p.add_argument(
+        "--conf-iou",
+        type=float,
+        metavar="IOU",
+        help="--plots' detection confusion matrix matches a detection to an object at IoU >= "
+        "this (overrides eval.confusion_iou_thresh; default 0.5)",
     )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
     p.add_argument(
@@ -94,46 +114,83 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("give the weights (a run folder, a checkpoint, ...) or --predictions")
     if args.predictions is not None and args.config is None:
         p.error("--predictions needs --config: the data it is scored on")
+    if args.plots is None and (args.conf_thresh is not None or args.conf_iou is not None):
+        p.error("--conf-thresh and --conf-iou set --plots' confusion matrix: give --plots too")
     return args
 
 
-def _number(v: float) -> str:
-    return f"{'nan':>6}" if math.isnan(v) else f"{v:6.2f}"
+def _cell(value: float, unit: str | None) -> str:
+    """A right-aligned number of a table and its unit (``" 81.51 %"``, ``"  12.30 ms"``)."""
+    from visionkit.evaluation.units import SYMBOLS
+
+    if math.isnan(value):  # an undefined AP: under the other numbers, no unit
+        return f"{'nan':>6}" + " " * (len(SYMBOLS[unit]) + 1 if unit else 0)
+    return f"{value:6.2f} {SYMBOLS[unit]}" if unit else f"{value:6.2f}"
 
 
 def format_table(metrics: dict[str, dict[str, float]]) -> str:
-    """A two-column table of every metric; the VOC sections as one table of per-class AP (rows)
-    by metric (columns), mAP last."""
+    """A two-column table of every metric, each number with its unit (``%``: COCO's 0-100
+    scale; ``ms``); the VOC sections as one table of per-class AP (rows) by metric (columns),
+    mAP last, in percent."""
+    from visionkit.evaluation.units import section_unit
+
     voc = [m for m in VOC_METRICS if m in metrics]
-    rows = [(f"{t}/{k}", v) for t, d in metrics.items() if t not in voc for k, v in d.items()]
+    rows = [(f"{t}/{k}", v, section_unit(t)) for t, d in metrics.items() if t not in voc
+            for k, v in d.items()]  # fmt: skip
     lines = []
     if rows:
-        width = max(len(k) for k, _ in rows)
-        lines += [f"{k:<{width}}  {_number(v)}" for k, v in rows]
+        width = max(len(k) for k, _, _ in rows)
+        lines += [f"{k:<{width}}  {_cell(v, unit)}".rstrip() for k, v, unit in rows]
     if voc:
         keys = [k for k in metrics[voc[0]] if k != "mAP"] + ["mAP"]
         names = [k.removeprefix("AP-") for k in keys]
         width = max(len(n) for n in ["class", *names])
-        lines.append(f"{'class':<{width}}" + "".join(f"  {m:>6}" for m in voc))
+        side = {m: max(len(f"{m} (%)"), len("100.00 %")) for m in voc}
+        lines.append(f"{'class':<{width}}" + "".join(f"  {m + ' (%)':>{side[m]}}" for m in voc))
         for key, name in zip(keys, names, strict=True):
-            lines.append(f"{name:<{width}}" + "".join(f"  {_number(metrics[m][key])}" for m in voc))
+            cells = (f"  {_cell(metrics[m][key], 'percent'):>{side[m]}}" for m in voc)
+            lines.append((f"{name:<{width}}" + "".join(cells)).rstrip())
     return "\n".join(lines)
 
 
 def summary(metrics: dict[str, dict[str, float]]) -> str:
-    """The headline numbers of each box metric on one line."""
+    """The headline numbers of each box metric on one line, in percent (``AP 47.49 %``)."""
+    from visionkit.evaluation.units import percent
+
     parts = []
     if "bbox" in metrics:
         b = metrics["bbox"]
-        parts.append(f"AP {b['AP']:.2f} AP50 {b['AP50']:.2f} AP75 {b['AP75']:.2f}")
-    parts += [f"{m} mAP {metrics[m]['mAP']:.2f}" for m in VOC_METRICS if m in metrics]
+        parts.append(" ".join(f"{k} {percent(b[k])}" for k in ("AP", "AP50", "AP75")))
+    parts += [f"{m} mAP {percent(metrics[m]['mAP'])}" for m in VOC_METRICS if m in metrics]
     return ", ".join(parts)
+
+
+def segmentation_summary(m: dict[str, float]) -> str:
+    """The headline numbers of a ``sem_seg`` section on one line, in percent
+    (``mIoU 61.20 % fwIoU ... bIoU@3 40.10 %``)."""
+    from visionkit.evaluation.units import percent
+
+    keys = ["mIoU", "fwIoU", "mACC", "pACC", *(k for k in m if k.startswith("bIoU@"))]
+    return " ".join(f"{k} {percent(m[k])}" for k in keys)
+
+
+def _check_task(task: str, model: str, args: argparse.Namespace) -> None:
+    """Box-only options (saved COCO results, ``--metric``) given for a segmentation model: a
+    ConfigError."""
+    if task != "detection" and (args.predictions or args.save_predictions):
+        raise ConfigError(
+            f"--predictions/--save-predictions hold COCO box results; '{model}' is a {task} model"
+        )
+    if task != "detection" and args.metric != "coco":
+        raise ConfigError(f"--metric chooses box metrics; '{model}' is a {task} model")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
     overrides += [f"eval.coco_backend={args.coco_backend}"] if args.coco_backend else []
+    confusion = {"score": args.conf_thresh, "iou": args.conf_iou}  # checked as config values
+    overrides += [f"eval.confusion_{k}_thresh={v!r}" for k, v in confusion.items() if v is not None]
     cfg = load_config(args.config, overrides) if args.config else None
     from visionkit.checkpoints.store import weights_inputs
 
@@ -150,37 +207,38 @@ def main(argv: list[str] | None = None) -> int:
     from visionkit.models import model_task
 
     model = None
+    if cfg is not None:  # a --config's box options for a segmentation model: before any loading
+        _check_task(model_task(cfg.model.name), cfg.model.name, args)
     if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
         model = load(args.weights, config=cfg, overrides=None if cfg else overrides, report=print)
         cfg = model.config
     check_outputs({**config_inputs(args.config, cfg, ["val"]), **inputs}, **outputs)
     task = model_task(cfg.model.name)
-    if task != "detection" and (args.predictions or args.save_predictions):
-        raise ConfigError(
-            f"--predictions/--save-predictions hold COCO box results; '{cfg.model.name}' is a "
-            f"{task} model"
-        )
-    if task != "detection" and args.metric != "coco":
-        raise ConfigError(f"--metric chooses box metrics; '{cfg.model.name}' is a {task} model")
-    dataset = val_dataset(cfg)
+    _check_task(task, cfg.model.name, args)
+    progress = show_progress(args.no_progress)
+    dataset = val_dataset(cfg, progress)
     if args.predictions:
         evaluation = evaluate_predictions(
             Path(args.predictions), dataset, args.metric, cfg.eval.coco_backend
         )
     else:
-        evaluation = evaluate_model(
-            model.predictor, cfg, dataset, args.metric, show_progress(args.no_progress)
-        )
+        evaluation = evaluate_model(model.predictor, cfg, dataset, args.metric, progress)
     metrics, results, skipped = evaluation.metrics, evaluation.results, evaluation.skipped
     print(format_table(metrics))
     if args.out:
-        write_json(args.out, metrics, indent=2)
+        from visionkit.evaluation.units import units_entry
+
+        # the sections as evaluated, and which unit each one's numbers are in
+        write_json(args.out, {**metrics, "units": units_entry(metrics)}, indent=2)
     if args.save_predictions:
         write_json(args.save_predictions, results)
     if args.plots:
         from visionkit.evaluation.plots import write_evaluation_plots
 
-        files = write_evaluation_plots(evaluation.evaluator, args.plots)
+        e = cfg.eval
+        files = write_evaluation_plots(
+            evaluation.evaluator, args.plots, e.confusion_score_thresh, e.confusion_iou_thresh
+        )
         print(f"plots: {', '.join(str(f) for f in files)}")
     images = f"{evaluation.images} images"
     if skipped:
@@ -188,12 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if "speed" in metrics:
         images += f" (predict {metrics['speed']['ms_per_image']:.1f} ms/image)"
     if task == "sem_seg":
-        m = metrics["sem_seg"]
-        band = "".join(f" {k} {v:.2f}" for k, v in m.items() if k.startswith("bIoU@"))
-        print(
-            f"evaluated {images}: mIoU {m['mIoU']:.2f} fwIoU {m['fwIoU']:.2f} "
-            f"mACC {m['mACC']:.2f} pACC {m['pACC']:.2f}{band}{warnings_part()}"
-        )
+        print(f"evaluated {images}: {segmentation_summary(metrics['sem_seg'])}{warnings_part()}")
         return 0
     print(f"evaluated {images}: {summary(metrics)}{warnings_part()}")
     return 0

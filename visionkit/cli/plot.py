@@ -1,5 +1,5 @@
-"""Overlay several training runs' curves (each loss term, the learning rate, each validation
-metric against the epoch) in one PNG."""
+"""Overlay several training runs' curves (the loss terms, the learning rate, the main validation
+metrics against the epoch) in one PNG."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from visionkit.io.outputs import check_outputs, files_of
 from visionkit.utils.cli import HelpFormatter
 
 EXAMPLES = """\
-Reads each run folder's metrics.jsonl (as tools/train.py writes it) and draws one panel per
-quantity (train/<loss term>, lr, <task>/<metric>; per-class numbers left out), a line per run,
-at most 24 panels (the losses, lr and the main metrics first; the rest are named in one line).
-Every point of every quantity also goes to a CSV beside the chart (<output stem>.csv).
+Reads each run folder's metrics.jsonl (as visionkit train writes it) and draws one panel per
+loss term (train/loss and up to 8 terms), the learning rate and the main metrics (bbox/AP and
+bbox/AP50, voc07/mAP and voc/mAP, sem_seg/mIoU; in percent, COCO's 0-100 scale), a line per
+run, markers on lines of at most 20 points. Every point of every quantity, drawn or not (AP75,
+AR, fwIoU, ...; per-class numbers left out), goes to a CSV beside the chart (<output
+stem>.csv); what was not drawn is named in one line.
 Training itself writes its own run's curves to <run>/plots/training_curves.png (and .csv).
 
 examples:

@@ -89,14 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(cfg.model)
     load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
     model = model.to(select_device(cfg.train.device))
+    progress = show_progress(args.no_progress)
     dataset = build_dataset(
         cfg.data.train, cfg.data.augment, tuple(cfg.model.input_size), train=False,
-        on_bad_image=cfg.data.on_bad_image,
+        on_bad_image=cfg.data.on_bad_image, progress=progress,
     )  # fmt: skip
     svm = cfg.model.rcnn.svm
-    features, path, reused = cached_features(
-        model, dataset, svm, progress=show_progress(args.no_progress)
-    )
+    features, path, reused = cached_features(model, dataset, svm, progress=progress)
     print(f"{'read' if reused else 'wrote'} {len(features['labels'])} region features: {path}")
     stats = fit_svms(model, features, svm)
     save_checkpoint({**ckpt, "model": model.cpu().state_dict(), "svm": stats}, out)

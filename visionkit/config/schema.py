@@ -400,6 +400,12 @@ class EvalConfig:
     # pycocotools' numbers, several times faster; pycocotools if it is not installed) or
     # pycocotools (the reference); visionkit eval --coco-backend sets it
     coco_backend: Literal["faster-coco-eval", "pycocotools"] = "faster-coco-eval"
+    # the detection confusion matrix of the plots (visionkit eval --plots, a run's plots/):
+    # detections scoring at least this count (a display threshold, not the metrics'); visionkit
+    # eval --conf-thresh sets it
+    confusion_score_thresh: float = num(0.25, 0.0, 1.0)
+    # ... matched to an object at IoU >= this (visionkit eval --conf-iou)
+    confusion_iou_thresh: float = num(0.5, 0.0, 1.0, open="lo")
 
 
 @dataclass

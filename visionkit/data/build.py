@@ -36,6 +36,7 @@ def build_dataset(
     train: bool,
     task: str = "detection",
     on_bad_image: Literal["skip", "stop"] = "skip",
+    progress: bool = True,
 ) -> BadImageGuard:
     """The dataset ``cfg`` describes, with the training or evaluation transforms.
 
@@ -43,9 +44,12 @@ def build_dataset(
     ``"sem_seg"`` per-pixel label maps (``data/segmentation.py``; shapes: its VOC-layout PNGs).
     Detection targets also carry ``proposals`` when ``cfg.proposals.method`` is not ``none``
     (``data/proposal_dataset.py``). Unreadable images are skipped or stop the run as
-    ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``.
+    ``on_bad_image`` (``data.on_bad_image``) says: ``data/bad_images.py``. ``progress``: the
+    shapes dataset's generation, when it happens, draws a bar (on a terminal) or a few plain
+    lines (False, a tool's ``--no-progress``: the lines only; ``data/shapes.py``).
     """
-    reader = _reader(cfg, build_transforms(aug, input_size, train), task, on_bad_image)
+    transforms = build_transforms(aug, input_size, train)
+    reader = _reader(cfg, transforms, task, on_bad_image, progress)
     boxes = getattr(reader, "dataset", reader)  # under a ProposalDataset
     if train and task == "detection" and boxes.num_objects == 0:
         where = getattr(boxes, "ann_file", None) or f"{boxes.root} {list(cfg.splits)}"
@@ -56,14 +60,16 @@ def build_dataset(
     return BadImageGuard(reader, on_bad_image, keep_stand_ins=train)
 
 
-def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_image: str) -> Dataset:
+def _reader(
+    cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_image: str, progress: bool
+) -> Dataset:
     """The reader of ``cfg.type`` for ``task``, wrapped for proposals when they are asked for."""
     if cfg.coco_to_voc and (task != "sem_seg" or cfg.type != "coco"):
         raise ConfigError("data.*.coco_to_voc applies to coco datasets of segmentation models")
     if cfg.class_names and task == "sem_seg":
         raise ConfigError("data.*.class_names applies to voc datasets of detection models")
     if task == "sem_seg" and cfg.type == "shapes":
-        root = _shapes_paths(cfg)["root"]
+        root = _shapes_paths(cfg, progress)["root"]
         samples = voc_layout_samples(root, cfg.splits[0])
         return SegmentationDataset(samples, ("background", *SHAPES_CLASSES), transforms)
     if task == "sem_seg" and cfg.type == "coco":
@@ -74,21 +80,25 @@ def _reader(cfg: DatasetConfig, transforms: BoxTransform, task: str, on_bad_imag
         raise ConfigError("yolo datasets hold boxes, not the label maps segmentation models need")
     if task == "sem_seg":
         return voc_segmentation(cfg.root, cfg.splits, transforms)
-    dataset = detection_reader(cfg, transforms, on_bad_image)
+    dataset = detection_reader(cfg, transforms, on_bad_image, progress)
     return with_proposals(dataset, cfg.proposals, on_bad_image)
 
 
 def detection_reader(
-    cfg: DatasetConfig, transforms: BoxTransform | None = None, on_bad_image: str = "skip"
+    cfg: DatasetConfig,
+    transforms: BoxTransform | None = None,
+    on_bad_image: str = "skip",
+    progress: bool = True,
 ) -> CocoDetection | VOCDetection | YoloDetection:
-    """The box reader of ``cfg.type`` (shapes: its COCO files, generated on first use), bare:
-    no proposals, no :class:`BadImageGuard` (what ``visionkit convert`` reads)."""
+    """The box reader of ``cfg.type`` (shapes: its COCO files, generated on first use, with a
+    progress bar or plain lines: ``progress``), bare: no proposals, no :class:`BadImageGuard`
+    (what ``visionkit convert`` reads)."""
     if cfg.class_names and cfg.type != "voc":
         raise ConfigError(
             "data.*.class_names applies to voc datasets (coco and yolo files name their classes)"
         )
     if cfg.type == "shapes":
-        paths = _shapes_paths(cfg)
+        paths = _shapes_paths(cfg, progress)
         return CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
     if cfg.type == "coco":
         return CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
@@ -98,11 +108,13 @@ def detection_reader(
     return VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult, names)
 
 
-def _shapes_paths(cfg: DatasetConfig) -> dict[str, Path]:
+def _shapes_paths(cfg: DatasetConfig, progress: bool = True) -> dict[str, Path]:
     """The shapes split ``cfg`` names, generated on first use (:func:`ensure_shapes`)."""
     if len(cfg.splits) != 1:
         raise ConfigError(f"shapes datasets take one split ('train' or 'val'); got {cfg.splits}")
-    return ensure_shapes(cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size)
+    return ensure_shapes(
+        cfg.root or None, cfg.splits[0], cfg.num_images, cfg.image_size, progress=progress
+    )
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list, list]:

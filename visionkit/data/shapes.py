@@ -28,11 +28,11 @@ from xml.etree import ElementTree as ET
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from visionkit.io.atomic import write_error
 from visionkit.structures.boxes import convert_boxes
 from visionkit.structures.labels import IGNORE_LABEL
+from visionkit.utils.cli import track
 
 VERSION = "shapes-v1"
 CLASSES = ("circle", "square", "triangle", "star", "cross")
@@ -198,8 +198,12 @@ def _voc_xml(name: str, size: int, objects: list) -> bytes:
     return ET.tostring(root)
 
 
-def generate_shapes(folder: Path, split: str, seed: int, num_images: int, size: int) -> None:
-    """Write ``num_images`` images of one split into ``folder`` (see the module docstring)."""
+def generate_shapes(
+    folder: Path, split: str, seed: int, num_images: int, size: int, progress: bool = True
+) -> None:
+    """Write ``num_images`` images of one split into ``folder`` (see the module docstring).
+    ``progress``: a bar when stderr is a terminal, else a few plain lines
+    (:func:`visionkit.utils.cli.track`); False (``--no-progress``): the plain lines."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -207,7 +211,8 @@ def generate_shapes(folder: Path, split: str, seed: int, num_images: int, size: 
                 "ImageSets/Segmentation", "SegmentationClass"):  # fmt: skip
         (folder / sub).mkdir(parents=True, exist_ok=True)
     images, annotations, names = [], [], []
-    for i in tqdm(range(num_images), desc=f"generating shapes/{split}", leave=False):
+    steps = track(range(num_images), num_images, f"generating shapes/{split}", progress, "images")
+    for i in steps:
         name = f"{split}_{i:06d}"
         img, label, objects = _render(rng, size)
         jpeg = folder / "JPEGImages" / f"{name}.jpg"
@@ -239,7 +244,11 @@ def generate_shapes(folder: Path, split: str, seed: int, num_images: int, size: 
 
 
 def ensure_shapes(
-    root: str | Path | None = None, split: str = "train", num_images: int = 0, image_size: int = 0
+    root: str | Path | None = None,
+    split: str = "train",
+    num_images: int = 0,
+    image_size: int = 0,
+    progress: bool = True,
 ) -> dict[str, Path]:
     """Generate a split if missing; return ``{"root", "images", "ann_file"}`` paths.
 
@@ -247,6 +256,8 @@ def ensure_shapes(
         root: cache folder (``None``/"" = :func:`default_root`).
         split: ``"train"`` (seed 1) or ``"val"`` (seed 2).
         num_images, image_size: 0 = the defaults (2000/300 images, 256 px).
+        progress: while generating, a progress bar when stderr is a terminal, else a few plain
+            lines on stdout; False (a tool's ``--no-progress``): the plain lines only.
     """
     from visionkit.errors import ConfigError
 
@@ -263,7 +274,7 @@ def ensure_shapes(
         except OSError as e:
             raise write_error(folder, e) from None
         try:
-            generate_shapes(tmp, split, seed, n, size)
+            generate_shapes(tmp, split, seed, n, size, progress)
             try:
                 os.replace(tmp, folder)
             except OSError:  # another process finished first

@@ -15,6 +15,11 @@ from visionkit.io.structured import decode_text, loads_json
 class MetricsLogger:
     """Appends one JSON object per record to ``metrics.jsonl`` and scalars to TensorBoard.
 
+    Training records hold ``train/<loss term>`` (no unit) and ``lr`` at their ``iter``;
+    evaluation records ``<section>/<metric>`` and ``epoch``: plain numbers, the evaluators'
+    percentages on COCO's 0-100 scale (``bbox/AP50`` 81.5 is 81.5 %), ``speed/ms_per_image`` in
+    milliseconds (:mod:`visionkit.evaluation.units`).
+
     Args:
         output_dir: the run's folder.
         tensorboard: also write TensorBoard events under ``tensorboard/``.

@@ -48,6 +48,7 @@ from visionkit.evaluation import build_evaluator
 from visionkit.evaluation.build import check_best_metric
 from visionkit.evaluation.direction import improves, worst_value
 from visionkit.evaluation.loop import evaluate
+from visionkit.evaluation.units import format_value
 from visionkit.io.atomic import leftover_temporaries
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main
@@ -90,10 +91,10 @@ class Trainer:
         on_bad = cfg.data.on_bad_image  # unreadable images: skip or stop (data/bad_images.py)
         with local_main_first(self.dist):  # generated data and caches: written once per node
             train_set = build_dataset(
-                cfg.data.train, cfg.data.augment, input_size, True, self.task, on_bad
+                cfg.data.train, cfg.data.augment, input_size, True, self.task, on_bad, self.progress
             )
             self.val_set = build_dataset(
-                cfg.data.val, cfg.data.augment, input_size, False, self.task, on_bad
+                cfg.data.val, cfg.data.augment, input_size, False, self.task, on_bad, self.progress
             )
         if len(train_set.class_names) != cfg.model.num_classes:
             raise VisionkitError(
@@ -342,7 +343,7 @@ class Trainer:
                         flat = {f"{t}/{k}": v for t, d in metrics.items() for k, v in d.items()}
                         self._log(flat | {"epoch": epoch + 1}, (epoch + 1) * self.iters_per_epoch)
                         score = metrics.get(task, {}).get(name, math.nan)
-                        line += f" {cfg.best_metric} {score:.2f}"
+                        line += f" {cfg.best_metric} {format_value(score, cfg.best_metric)}"
                         if improves(cfg.best_metric, score, self.best):
                             self.best = score
                             names.append("best.pth")
@@ -351,10 +352,15 @@ class Trainer:
             minutes = (time.time() - start) / 60
             skipped = len(self.train_loader.skipped.keys() | self.val_loader.skipped.keys())
             if self.dist.is_main:  # before the summary, which stays the last line
-                self._write(f"plots: {write_run_plots(self.out, self.evaluator)}")
+                e = self.cfg.eval
+                plots = write_run_plots(
+                    self.out, self.evaluator, e.confusion_score_thresh, e.confusion_iou_thresh,
+                    also=[cfg.best_metric],
+                )  # fmt: skip
+                self._write(f"plots: {plots}")
             self._write(
                 f"done: {cfg.epochs} epochs in {minutes:.1f} min; best {cfg.best_metric} "
-                f"{self.best:.2f}; outputs in {self.out}"
+                f"{format_value(self.best, cfg.best_metric)}; outputs in {self.out}"
                 + (f"; unreadable images skipped: {skipped}" if skipped else "")
                 + warnings_part()
             )

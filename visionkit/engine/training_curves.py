@@ -1,9 +1,10 @@
-"""Training curves from runs' ``metrics.jsonl`` (``engine/logger.py``): each loss term, the
-learning rate and each validation metric against the epoch, one panel per quantity, one line per
-run (the trainer draws its own run at the end of training; ``visionkit plot`` overlays
-several). The panels are bounded (``MAX_PANELS``: the losses, the learning rate, the main
-metrics first); every point of every quantity is also written to a CSV beside the PNG, and
-what was not drawn is named in one line.
+"""Training curves from runs' ``metrics.jsonl`` (``engine/logger.py``): the loss terms, the
+learning rate and the main validation metrics (COCO AP and AP50, VOC mAP, mIoU; in percent)
+against the epoch, one panel per quantity titled with its unit, one line per run (the trainer
+draws its own run at the end of training, with its ``train.best_metric``; ``visionkit plot``
+overlays several). The panels are bounded (``MAX_PANELS``); every point of every quantity,
+drawn or not (AP75, AR, fwIoU, ...), is also written to a CSV beside the PNG, and what was not
+drawn is named in one line.
 
 Training records hold ``train/<term>`` and ``lr`` at their ``iter``; evaluation records
 ``<task>/<metric>`` with ``epoch``. An iteration becomes a fractional epoch through the
@@ -16,20 +17,29 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from visionkit.errors import DataError, shown
-from visionkit.evaluation.plots import pyplot, save_figure, write_evaluation_plots
+from visionkit.evaluation.plots import (
+    IOU_THRESH,
+    SCORE_THRESH,
+    pyplot,
+    save_figure,
+    write_evaluation_plots,
+)
+from visionkit.evaluation.units import axis_label
 from visionkit.io.atomic import atomic_path
 from visionkit.io.structured import read_jsonl
 
 PER_CLASS = ("AP-", "IoU-", "ACC-")
-MAX_PANELS = 24  # 6 rows of 4: every quantity of the trainer's runs (5 losses, lr, 12 COCO numbers)
-LOSS_TERMS = 8  # loss terms drawn before metrics other than the main ones
-MAIN_METRICS = frozenset({"AP", "AP50", "AP75", "mAP", "mIoU", "fwIoU", "mACC", "pACC"})
+# the metrics drawn: COCO AP and AP50, VOC mAP, mIoU (every other one is in the CSV only)
+MAIN_METRICS = ("bbox/AP", "bbox/AP50", "voc07/mAP", "voc/mAP", "sem_seg/mIoU")
+LOSS_TERMS = 8  # loss terms drawn beside the total
+MAX_PANELS = 16  # 4 rows of 4: the total loss, 8 terms, lr, the main metrics and a few asked for
+FEW_POINTS = 20  # a line of at most this many points is drawn with markers
 TITLE_CHARS = 60
 
 
@@ -94,30 +104,23 @@ def _order(key: str) -> tuple[int, str]:
     return (2 if key == "lr" else 3, key)
 
 
-def _group(key: str) -> int:
-    """Which quantities get a panel first: 0 the total loss and the learning rate, 1 the main
-    metrics, 2 the loss terms, 3 the other metrics."""
-    if key in ("train/loss", "lr"):
-        return 0
-    if key.startswith("train/"):
-        return 2
-    return 1 if key.rpartition("/")[2] in MAIN_METRICS else 3
-
-
-def choose_panels(keys: Iterable[str]) -> tuple[list[str], list[str]]:
-    """``(drawn, left out)``: at most ``MAX_PANELS`` of ``keys`` get a panel, in drawing order
-    (losses, learning rate, metrics); by priority: the total loss and the learning rate, the
-    main metrics (``MAIN_METRICS``), ``LOSS_TERMS`` loss terms, the other metrics, the other loss
-    terms, each by name. The rest (losses first, then by name) are only in the chart's CSV."""
-    groups: tuple[list[str], ...] = ([], [], [], [])
-    for key in keys:
-        groups[_group(key)].append(key)
-    first, main, terms, other = (sorted(g) for g in groups)
-    ranked = first + main + terms[:LOSS_TERMS] + other + terms[LOSS_TERMS:]
-    rest = sorted(ranked[MAX_PANELS:])  # never the total loss or lr: at most two, ranked first
-    left_out = [k for k in rest if k.startswith("train/")]
-    left_out += [k for k in rest if not k.startswith("train/")]
-    return sorted(ranked[:MAX_PANELS], key=_order), left_out
+def choose_panels(keys: Iterable[str], also: Collection[str] = ()) -> tuple[list[str], list[str]]:
+    """``(drawn, left out)`` of ``keys``, in drawing order: the total loss (``train/loss``), up
+    to ``LOSS_TERMS`` of its terms (by name), the learning rate, then the main metrics
+    (``MAIN_METRICS``: COCO AP and AP50, VOC mAP, mIoU) and those of ``also`` (e.g.
+    ``train.best_metric``), at most ``MAX_PANELS``. Keys of none of these kinds only (a log
+    of other names): the first ``MAX_PANELS`` by name. The rest (losses first, then by name)
+    are only in the chart's CSV."""
+    keys = set(keys)
+    terms = sorted(k for k in keys if k.startswith("train/") and k != "train/loss")
+    metrics = sorted(keys & {*MAIN_METRICS, *also} - {"lr", *terms, "train/loss"})
+    ranked = ["train/loss"] if "train/loss" in keys else []
+    ranked += terms[:LOSS_TERMS] + (["lr"] if "lr" in keys else []) + metrics
+    drawn = ranked[:MAX_PANELS] or sorted(keys)[:MAX_PANELS]
+    rest = keys.difference(drawn)
+    left_out = sorted(k for k in rest if k.startswith("train/"))
+    left_out += sorted(k for k in rest if not k.startswith("train/"))
+    return sorted(drawn, key=_order), left_out
 
 
 def write_curves_csv(
@@ -160,17 +163,21 @@ def _left_out(keys: Sequence[str], width: int = 120) -> str:
 
 
 def plot_training_curves(
-    runs: Mapping[str, Sequence[dict[str, Any]]], path: str | Path, title: str = ""
+    runs: Mapping[str, Sequence[dict[str, Any]]],
+    path: str | Path,
+    title: str = "",
+    also: Collection[str] = (),
 ) -> CurvesChart:
-    """A panel per quantity of ``runs`` (name -> records), at most ``MAX_PANELS`` of them
-    (:func:`choose_panels`), a line per run; a PNG at ``path`` and, beside it, a CSV of every
-    point of every quantity (``<path stem>.csv``, :func:`write_curves_csv`). Evaluations (a few
-    points) are drawn with markers; the quantities left out are named in one line under the
-    panels."""
+    """A panel per loss term, the learning rate and each main metric of ``runs`` (name ->
+    records; :func:`choose_panels`, ``also``: metrics drawn beside the main ones), a line per
+    run, each panel titled with its quantity and unit (``bbox/AP50 (%)``); a PNG at ``path``
+    and, beside it, a CSV of every point of every quantity, drawn or not (``<path
+    stem>.csv``, :func:`write_curves_csv`). A line of at most ``FEW_POINTS`` points is drawn
+    with markers; the quantities left out are named in one line under the panels."""
     plt = pyplot()
     path = Path(path)
     per_run = {name: curves(records) for name, records in runs.items()}
-    keys, left_out = choose_panels({k for c, _ in per_run.values() for k in c})
+    keys, left_out = choose_panels({k for c, _ in per_run.values() for k in c}, also)
     if not keys:
         raise DataError(f"no numbers to plot in {', '.join(runs)}")
     table = write_curves_csv(per_run, path.with_suffix(".csv"))
@@ -183,10 +190,11 @@ def plot_training_curves(
             points = c.get(key, [])
             if points:
                 xs, ys = zip(*points, strict=True)
-                marker = "o" if "/" in key and not key.startswith("train/") else None
+                marker = "o" if len(points) <= FEW_POINTS else None
                 ax.plot(xs, ys, marker=marker, ms=4, lw=1.2, label=name)
+        label = axis_label(key)
         ax.set_title(
-            key if len(key) <= TITLE_CHARS else key[: TITLE_CHARS - 3] + "...", fontsize=10
+            label if len(label) <= TITLE_CHARS else label[: TITLE_CHARS - 3] + "...", fontsize=10
         )
         ax.set_xlabel(" / ".join(sorted(xlabels)))
         if key == "lr":
@@ -206,13 +214,22 @@ def plot_training_curves(
     return CurvesChart(save_figure(fig, path), table, keys, left_out)
 
 
-def write_run_plots(run: str | Path, evaluator: Any | None) -> Path:
+def write_run_plots(
+    run: str | Path,
+    evaluator: Any | None,
+    score_thresh: float = SCORE_THRESH,
+    iou_thresh: float = IOU_THRESH,
+    also: Collection[str] = (),
+) -> Path:
     """A finished run's plots into ``<run>/plots/``: its last evaluation's
-    (:func:`~visionkit.evaluation.plots.write_evaluation_plots`; none when ``evaluator`` is None)
-    and ``training_curves.png``; returns the folder."""
+    (:func:`~visionkit.evaluation.plots.write_evaluation_plots`, the detection confusion matrix
+    at ``score_thresh`` and ``iou_thresh``: ``eval.confusion_*``; none when ``evaluator`` is
+    None) and ``training_curves.png`` (``also``: metrics drawn beside the main ones, e.g.
+    ``train.best_metric``); returns the folder."""
     run = Path(run)
     folder = run / "plots"
     if evaluator is not None:
-        write_evaluation_plots(evaluator, folder)
-    plot_training_curves({run.name: read_metrics(run)}, folder / "training_curves.png")
+        write_evaluation_plots(evaluator, folder, score_thresh, iou_thresh)
+    chart = folder / "training_curves.png"
+    plot_training_curves({run.name: read_metrics(run)}, chart, also=also)
     return folder

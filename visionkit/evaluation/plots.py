@@ -16,14 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from visionkit.config.schema import EvalConfig
 from visionkit.evaluation.build import Evaluators
 from visionkit.evaluation.coco_eval import CocoEvaluator
 from visionkit.evaluation.confusion import coco_confusion
 from visionkit.evaluation.sem_seg import SemSegEvaluator
+from visionkit.evaluation.units import percent
 from visionkit.io.atomic import atomic_path, write_text
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs: the R axis of its precision
-SCORE_THRESH = 0.25  # the detection confusion matrix's score threshold (a typical display one)
+# the detection confusion matrix's thresholds: eval.confusion_score_thresh and _iou_thresh
+SCORE_THRESH: float = EvalConfig.confusion_score_thresh
+IOU_THRESH: float = EvalConfig.confusion_iou_thresh
 
 
 def pyplot() -> Any:
@@ -58,8 +62,9 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
     """Precision against recall per class, at IoU 0.5 (left) and averaged over IoU 0.5:0.95
     (right), from COCOeval's ``precision`` ``(T, R, K, A, M)`` (all areas, the largest maxDets);
-    the mean over the classes with ground truth in black. A class without ground truth (all -1)
-    is left out; its legend entry gives each curve's area (AP)."""
+    the mean over the classes with ground truth in black. Precision and recall are fractions
+    (0-1 axes); the legend gives each curve's area, its AP, in percent (COCO's 0-100 scale). A
+    class without ground truth (all -1) is left out."""
     plt = pyplot()
     p = precision[:, :, :, 0, -1]  # (T, R, K)
     present = (p > -1).all(axis=(0, 1))
@@ -68,14 +73,14 @@ def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: str 
     many = present.sum() > 20
     for ax, (title, curve) in zip(axes, curves.items(), strict=True):
         for k in np.flatnonzero(present):
-            label = None if many else f"{class_names[k]} {100 * curve[:, k].mean():.1f}"
+            label = None if many else f"{class_names[k]} {percent(100 * curve[:, k].mean(), 1)}"
             ax.plot(RECALL_LEVELS, curve[:, k], lw=0.8 if many else 1.5, label=label)
         if present.any():
             mean = curve[:, present].mean(1)
             ax.plot(RECALL_LEVELS, mean, color="black", lw=3,
-                    label=f"all classes {100 * mean.mean():.1f}")  # fmt: skip
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-        ax.set_title(f"precision-recall, {title} (legend: AP)")
+                    label=f"all classes {percent(100 * mean.mean(), 1)}")  # fmt: skip
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall (0-1)", ylabel="precision (0-1)")
+        ax.set_title(f"precision-recall, {title} (legend: AP in %)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
@@ -99,7 +104,7 @@ def plot_confusion_matrix(
     side = float(np.clip(0.45 * n + 3, 5, 20))
     fig, ax = plt.subplots(figsize=(side + 1.2, side), dpi=100)
     im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the row (0-1)")
     ax.set_xticks(range(n), names, rotation=90 if n > 8 else 45, ha="right" if n <= 8 else "center")
     ax.set_yticks(range(n), names)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -125,12 +130,17 @@ def write_confusion_csv(matrix: np.ndarray, names: Sequence[str], path: str | Pa
 
 
 def write_evaluation_plots(
-    evaluator: Any, folder: str | Path, score_thresh: float = SCORE_THRESH
+    evaluator: Any,
+    folder: str | Path,
+    score_thresh: float = SCORE_THRESH,
+    iou_thresh: float = IOU_THRESH,
 ) -> list[Path]:
     """The plots of an evaluator after its ``evaluate()``, written into ``folder``; returns the
     files. Segmentation (:class:`SemSegEvaluator`): ``pixel_confusion.png`` (rows normalized).
     Detection: ``pr_curves.png`` (a COCO evaluator with results) and ``confusion_matrix.png``
-    and ``.csv`` (IoU 0.5, ``score_thresh``; any box evaluator)."""
+    and ``.csv`` (any box evaluator): detections scoring at least ``score_thresh`` matched to
+    objects at IoU >= ``iou_thresh`` (``eval.confusion_score_thresh`` and ``_iou_thresh``),
+    both stated in the plot's title."""
     folder = Path(folder)
     if isinstance(evaluator, SemSegEvaluator):
         if evaluator.conf is None:
@@ -150,9 +160,9 @@ def write_evaluation_plots(
             k = [ev.accumulated["cat_ids"].index(c) for c in cat_ids]
             precision = ev.accumulated["precision"][:, :, k]
             written.append(plot_pr_curves(precision, names, folder / "pr_curves.png"))
-    matrix = coco_confusion(coco_gt, boxes[0].results, boxes[0].image_ids, score_thresh)
+    matrix = coco_confusion(coco_gt, boxes[0].results, boxes[0].image_ids, score_thresh, iou_thresh)
     labels = [*names, "background"]
-    title = f"detection confusion matrix (IoU 0.5, score >= {score_thresh:g})"
+    title = f"detection confusion matrix (IoU >= {iou_thresh:g}, score >= {score_thresh:g})"
     written.append(plot_confusion_matrix(matrix, labels, folder / "confusion_matrix.png", title))
     written.append(write_confusion_csv(matrix, labels, folder / "confusion_matrix.csv"))
     return written

@@ -174,7 +174,8 @@ class VisionModel:
         overrides: list[str] | None = None,
         progress: bool = False,
     ) -> dict[str, dict[str, float]]:
-        """Evaluate on a dataset; returns the metrics dict ``visionkit eval --out`` writes.
+        """Evaluate on a dataset; returns the metrics dict ``visionkit eval --out`` writes (less
+        its ``"units"`` entry).
 
         Args:
             data: None (the model's config's ``data.val``), a YAML config file or a ``Config``
@@ -192,7 +193,10 @@ class VisionModel:
         Returns:
             ``{"bbox": {"AP": .., "AP50": .., ...}, "speed": {"ms_per_image": ..}}`` for
             detection with ``coco`` (``voc07``/``voc`` sections ``{"AP-<class>": .., "mAP": ..}``),
-            ``{"sem_seg": {"mIoU": .., ...}, "speed": ..}`` for segmentation; in percent.
+            ``{"sem_seg": {"mIoU": .., ...}, "speed": ..}`` for segmentation. Every AP, AR, IoU
+            and accuracy is a percentage on COCO's 0-100 scale (``AP50`` 81.5 is 81.5 %, not
+            0.815), ``speed``'s ``ms_per_image`` in milliseconds
+            (:mod:`visionkit.evaluation.units`).
         """
         cfg = self.config
         if isinstance(data, DatasetConfig):
@@ -203,7 +207,8 @@ class VisionModel:
         if overrides:
             cfg = apply_overrides(cfg, overrides, "config")
             trained_config_changes(self.config, cfg, "evaluate", (), EVALUATE_TAKES)
-        return evaluate_model(self.predictor, cfg, val_dataset(cfg), metric, progress).metrics
+        dataset = val_dataset(cfg, progress)
+        return evaluate_model(self.predictor, cfg, dataset, metric, progress).metrics
 
     def export(self, path: str | Path, **kwargs: Any) -> Any:
         """Export to ONNX (``visionkit.export.onnx.export_onnx``; ``kwargs`` are its options):

@@ -26,7 +26,8 @@ class Evaluation:
 
     Attributes:
         metrics: ``{"bbox": {"AP": ..}, "voc07": {"mAP": ..}, "speed": {..}}`` (detection) or
-            ``{"sem_seg": {"mIoU": ..}, ...}``, in percent, as ``visionkit eval --out`` writes.
+            ``{"sem_seg": {"mIoU": ..}, ...}``, in percent (COCO's 0-100 scale; ``speed`` in
+            ms), as ``visionkit eval --out`` writes them (beside its ``"units"`` entry).
         results: the model's COCO box results (detection models; ``[]`` otherwise).
         images: images evaluated.
         skipped: unreadable images left out (``data.on_bad_image: skip``).
@@ -41,12 +42,13 @@ class Evaluation:
     evaluator: Any = None
 
 
-def val_dataset(cfg: Config) -> Dataset:
+def val_dataset(cfg: Config, progress: bool = True) -> Dataset:
     """``cfg.data.val`` as the evaluation reads it (no augmentation; label maps for a
-    segmentation model; the shapes dataset generated if needed)."""
+    segmentation model; the shapes dataset generated if needed, with a progress bar on a
+    terminal when ``progress``, else a few plain lines)."""
     return build_dataset(
         cfg.data.val, cfg.data.augment, tuple(cfg.model.input_size), train=False,
-        task=model_task(cfg.model.name), on_bad_image=cfg.data.on_bad_image,
+        task=model_task(cfg.model.name), on_bad_image=cfg.data.on_bad_image, progress=progress,
     )  # fmt: skip
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TextIO, TypeVar
 
 from visionkit.errors import ConfigError, VisionkitError
 from visionkit.utils.warn import show_warning
@@ -48,6 +50,40 @@ def show_progress(no_progress: bool) -> bool:
     """Progress bars only on a terminal: redrawn bars in a log file are hundreds of lines per
     epoch, so when stderr is a file or a pipe the tools print their plain per-epoch lines only."""
     return not no_progress and sys.stderr.isatty()
+
+
+T = TypeVar("T")
+PLAIN_STEPS = 4  # without a bar: a line at each quarter
+
+
+def track(
+    items: Iterable[T],
+    total: int,
+    desc: str,
+    progress: bool = True,
+    unit: str = "items",
+    out: TextIO | None = None,
+) -> Iterator[T]:
+    """``items`` (``total`` of them) with their progress shown: a tqdm bar on stderr when
+    ``progress`` is wanted and stderr is a terminal; else a few plain lines on ``out`` (default
+    stdout, where the tools' other lines go), never a carriage return: ``"<desc>: <total>
+    <unit> ..."`` at the start, ``"<desc>: <i>/<total> <unit>"`` at each quarter and
+    ``"<desc>: done, <total> <unit> in <s> s"`` at the end (none when the loop stops early)."""
+    if progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(items, total=total, desc=desc, unit=unit.rstrip("s"), leave=False)
+        return
+    out = out or sys.stdout
+    start = time.perf_counter()
+    print(f"{desc}: {total} {unit} ...", file=out, flush=True)
+    marks = {total * k // PLAIN_STEPS for k in range(1, PLAIN_STEPS)} - {0, total}
+    for done, item in enumerate(items, 1):
+        yield item
+        if done in marks:
+            print(f"{desc}: {done}/{total} {unit}", file=out, flush=True)
+    seconds = time.perf_counter() - start
+    print(f"{desc}: done, {total} {unit} in {seconds:.1f} s", file=out, flush=True)
 
 
 _OVERRIDE = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*=")

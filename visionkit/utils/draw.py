@@ -1,4 +1,5 @@
-"""Drawing predictions on images: one stable colour per class, labelled boxes, segmentation overlays.
+"""Drawing predictions on images: one stable colour per class, labelled boxes, segmentation overlays
+(half-transparent class colours, each class region outlined, a legend of the class colours).
 
 All images are ``(H, W, 3)`` uint8 RGB numpy arrays; the functions return new arrays and leave
 their input unchanged.
@@ -14,6 +15,9 @@ from torch import Tensor
 
 GOLDEN_RATIO = 0.6180339887498949
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+LEGEND_ALL = 8  # a legend of every class when there are at most this many, else of those present
+LEGEND_PANEL = (32, 32, 32)  # the legend's background, blended LEGEND_ALPHA over the image
+LEGEND_ALPHA = 0.7
 
 
 def class_colors(num_classes: int) -> np.ndarray:
@@ -118,6 +122,112 @@ def overlay_segmentation(
     return out
 
 
+def draw_label_outlines(
+    image: np.ndarray, labels: np.ndarray, colors: np.ndarray, skip: Sequence[int] = ()
+) -> np.ndarray:
+    """The image with the outline of each class region in its class's colour: the pixels of a
+    region next to another label (a morphological gradient of the label map, so the image's own
+    border is no outline), about 1 px thick per 400 px of the shorter side.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        labels: ``(H, W)`` integer labels in ``0..C-1`` (``C`` <= 65535), the image's size.
+        colors: ``(C, 3)`` uint8 RGB.
+        skip: labels not outlined (the unpainted background).
+    """
+    h, w = labels.shape
+    side = 2 * max(1, round(min(h, w) / 400)) + 1
+    kernel = np.ones((side, side), np.uint8)
+    grid = np.ascontiguousarray(labels, np.uint16)
+    edge = cv2.dilate(grid, kernel) != cv2.erode(grid, kernel)
+    if len(skip):
+        edge &= ~np.isin(labels, list(skip))
+    out = image.copy()
+    out[edge] = colors[labels[edge]]
+    return out
+
+
+def draw_legend(
+    image: np.ndarray,
+    entries: Sequence[tuple[str, tuple[int, int, int]]],
+    avoid: np.ndarray | None = None,
+) -> np.ndarray:
+    """A legend of colour swatches and names on a dark, slightly transparent panel in a corner
+    of the image: the corner where it hides the fewest ``avoid`` pixels (``(H, W)`` bool; ties
+    and None: top left). Entries that do not fit the image's height end in ``"+N more"``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        entries: ``(name, RGB colour)`` pairs, top to bottom.
+        avoid: what the legend should not cover (e.g. the painted pixels).
+    """
+    out = np.ascontiguousarray(image).copy()
+    if not entries:
+        return out
+    h, w = out.shape[:2]
+    scale = float(np.clip(min(h, w) / 900, 0.3, 1.2))
+    (_, th), base = cv2.getTextSize("Ag", FONT, scale, 1)
+    row, pad = th + base + 3, 3
+    fit = max(1, (h - 2 * pad) // row)
+    if len(entries) > fit:  # the last row that fits says how many are left out
+        entries = [*entries[: fit - 1], (f"+{len(entries) - fit + 1} more", None)]
+    width = max(cv2.getTextSize(name, FONT, scale, 1)[0][0] for name, _ in entries)
+    pw, ph = min(w, pad * 3 + th + width), min(h, pad * 2 + row * len(entries))
+    corners = [(0, 0), (w - pw, 0), (0, h - ph), (w - pw, h - ph)]
+    x0, y0 = corners[0]
+    if avoid is not None:
+        x0, y0 = min(corners, key=lambda c: int(avoid[c[1] : c[1] + ph, c[0] : c[0] + pw].sum()))
+    panel = out[y0 : y0 + ph, x0 : x0 + pw]
+    panel[:] = cv2.addWeighted(
+        panel, 1 - LEGEND_ALPHA, np.full_like(panel, LEGEND_PANEL), LEGEND_ALPHA, 0.0
+    )
+    for k, (name, color) in enumerate(entries):
+        top = y0 + pad + k * row
+        if color is not None:
+            swatch = tuple(int(c) for c in color)
+            cv2.rectangle(out, (x0 + pad, top + 1), (x0 + pad + th, top + th + 1), swatch, -1)
+        cv2.putText(out, name, (x0 + 2 * pad + th, top + th + 1), FONT, scale, (255, 255, 255),
+                    1, cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+def draw_segmentation(
+    image: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    colors: np.ndarray,
+    background: int | None = 0,
+    alpha: float = 0.5,
+    no_outline: Sequence[int] = (),
+) -> np.ndarray:
+    """A label map drawn on a copy of the image: each class's colour blended in
+    (:func:`overlay_segmentation`), each class region outlined in it
+    (:func:`draw_label_outlines`) and a legend of the class colours (:func:`draw_legend`;
+    every class when there are at most ``LEGEND_ALL``, else those present), the background
+    (``background``: neither painted, outlined nor in the legend) excepted.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        labels: ``(H, W)`` integer labels in ``0..C-1``, the image's size.
+        names: ``C`` class names.
+        colors: ``(C, 3)`` uint8 RGB (:func:`class_colors`).
+        background: the label left as the image is (None: paint every label).
+        alpha: the colours' weight in the blend.
+        no_outline: labels painted and in the legend but not outlined (regions that are
+            themselves thin lines, such as ignored boundary pixels).
+    """
+    unpainted = () if background is None else (background,)
+    out = overlay_segmentation(image, labels, colors, alpha, background)
+    out = draw_label_outlines(out, labels, colors, [*unpainted, *no_outline])
+    present = set(np.unique(labels).tolist())
+    shown = [
+        c for c in range(len(names))
+        if c not in unpainted and (len(names) <= LEGEND_ALL or c in present)
+    ]  # fmt: skip
+    painted = labels != background if background is not None else None
+    return draw_legend(out, [(names[c], tuple(colors[c])) for c in shown], painted)
+
+
 def draw_prediction(
     image: np.ndarray,
     prediction: dict[str, Tensor],
@@ -125,11 +235,13 @@ def draw_prediction(
     colors: np.ndarray,
 ) -> np.ndarray:
     """One image's prediction drawn on a copy of it: :func:`draw_detections` for ``boxes``,
-    ``scores``, ``labels``; :func:`overlay_segmentation` (half-transparent, ``background``
-    left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)`` int64)."""
+    ``scores``, ``labels``; :func:`draw_segmentation` (half-transparent colours, outlines and a
+    legend; ``background`` left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)``
+    int64)."""
     if "sem_seg" in prediction:
         background = 0 if class_names[0] == "background" else None
-        return overlay_segmentation(image, prediction["sem_seg"].numpy(), colors, 0.5, background)
+        labels = prediction["sem_seg"].numpy()
+        return draw_segmentation(image, labels, class_names, colors, background)
     return draw_detections(
         image, prediction["boxes"], prediction["scores"], prediction["labels"], class_names, colors
     )

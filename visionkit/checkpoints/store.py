@@ -37,6 +37,21 @@ from visionkit.errors import CheckpointError
 from visionkit.io.atomic import atomic_path
 from visionkit.io.outputs import files_of
 
+RUN_CHECKPOINTS = ("best.pth", "last.pth")  # a run folder's checkpoint, first found
+
+
+def run_files(path: str | Path) -> tuple[Path, Path | None]:
+    """``(checkpoint, config.yaml or None)``: a run folder's best (else last) checkpoint and its
+    config, or a checkpoint file (or ``torchvision:NAME`` spec) alone."""
+    path = Path(path)
+    if not path.is_dir():
+        return path, None
+    found = [path / n for n in RUN_CHECKPOINTS if (path / n).is_file()]
+    if not found:
+        raise CheckpointError(f"{path} holds no {' or '.join(RUN_CHECKPOINTS)} (not a run folder)")
+    run_yaml = path / "config.yaml"
+    return found[0], run_yaml if run_yaml.is_file() else None
+
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically (:func:`visionkit.io.atomic.atomic_path`, flushed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from visionkit.config import load_config
+from visionkit.config import apply_overrides, load_config
 from visionkit.config.diff import trained_config_changes
 from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
@@ -26,6 +26,7 @@ examples:
   visionkit visualize yolo_v1_shapes \\
       --weights runs/yolo_v1_shapes/best.pth --output vis/trained --image photo.jpg
   visionkit visualize yolo_v1_shapes --list-layers
+  visionkit visualize --weights runs/yolo_v1_shapes --output vis/run --image photo.jpg
   visionkit visualize fcn8s_shapes --weights W --output vis/fcn \\
       --image photo.jpg --layers stage2 head.score
 """
@@ -38,7 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--config", help="a packaged config's name or a YAML file (or the first positional word)"
     )
-    p.add_argument("--weights", help="checkpoint (last.pth/best.pth); none: random initialization")
+    p.add_argument(
+        "--weights",
+        help="run folder or checkpoint (its config is used when no config is given); none: random "
+        "initialization",
+    )
     p.add_argument("--output", help="folder for the PNGs")
     p.add_argument("--image", help="an image file whose feature maps to draw")
     p.add_argument(
@@ -57,8 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"config": args.config}, "visualize")
-    if found["config"] is None:
-        p.error("give a config (a packaged name such as yolo_v1_shapes, or a YAML file)")
+    if found["config"] is None and args.weights is None:
+        p.error(
+            "give a config (a packaged name such as yolo_v1_shapes, or a YAML file) or --weights"
+        )
     args.config = found["config"]
     if not args.list_layers and not args.output:
         p.error("--output is required (or --list-layers)")
@@ -69,12 +76,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, ["model.backbone.pretrained=false", *args.overrides])
+    overrides = ["model.backbone.pretrained=false", *args.overrides]
+    cfg = load_config(args.config, overrides) if args.config else None
 
     import torch
 
     from visionkit.analysis import visualize as vis
     from visionkit.checkpoints import load_checkpoint, load_model_weights, weights_inputs
+    from visionkit.checkpoints.store import run_files
     from visionkit.io.image import read_image_tensor
     from visionkit.models import build_model
 
@@ -91,9 +100,15 @@ def main(argv: list[str] | None = None) -> int:
          "--image": args.image},
         folders={"--output": args.output},
     )  # fmt: skip
-    ckpt = load_checkpoint(args.weights) if args.weights else None
-    if ckpt is not None and isinstance(ckpt.get("config"), dict):  # the checkpoint's model
-        for line in trained_config_changes(ckpt["config"], cfg, args.weights):
+    weights = run_files(args.weights)[0] if args.weights else None  # a run folder: its best
+    ckpt = load_checkpoint(weights) if weights else None
+    stored = ckpt.get("config") if ckpt is not None else None
+    if cfg is None:  # the checkpoint's own config
+        if not isinstance(stored, dict):
+            raise ConfigError(f"{args.weights} holds no config: give one (a name or a YAML file)")
+        cfg = apply_overrides(stored, overrides, str(weights))
+    elif isinstance(stored, dict):  # the checkpoint's model
+        for line in trained_config_changes(stored, cfg, str(weights)):
             print(line)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).eval()
@@ -111,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     layers = vis.resolve_layers(model, args.layers) if args.layers else None
     image = read_image_tensor(args.image) if args.image else None
     if ckpt is not None:
-        load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
-    source = args.weights or f"random init, seed {cfg.train.seed}"
+        load_model_weights(model, ckpt, cfg.model.name, str(weights), cfg.model.num_classes)
+    source = str(weights) if weights else f"random init, seed {cfg.train.seed}"
 
     name, conv = vis.first_conv(model)
     grid = vis.filter_grid(conv.weight, args.filter_size)

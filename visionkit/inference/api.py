@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from visionkit.checkpoints.device import place_model, select_device
-from visionkit.checkpoints.store import load_checkpoint
+from visionkit.checkpoints.store import load_checkpoint, run_files
 from visionkit.config import apply_overrides, load_config
 from visionkit.config.diff import trained_config_changes
 from visionkit.config.schema import Config, DatasetConfig
-from visionkit.errors import CheckpointError, ConfigError
+from visionkit.errors import ConfigError
 from visionkit.inference.backend import PredictorBackend
 from visionkit.inference.evaluation import evaluate_model, val_dataset
 from visionkit.inference.onnx_backend import ONNX_ACCEPTS, OnnxPredictor
@@ -37,7 +37,6 @@ from visionkit.inference.runner import below_threshold, predict_frames
 from visionkit.inference.sources import Skipped, Source, resolve_sources
 from visionkit.io.outputs import check_outputs
 
-RUN_CHECKPOINTS = ("best.pth", "last.pth")  # a run folder's checkpoint, first found
 EVALUATE_TAKES = "evaluate takes data.* and eval.* settings; give model settings to visionkit.load"
 
 
@@ -295,18 +294,6 @@ def _load_onnx(
     return VisionModel(predictor, cfg, [path])
 
 
-def _run_files(path: Path) -> tuple[Path, Path | None]:
-    """``(checkpoint, config.yaml or None)``: a run folder's best (else last) checkpoint and its
-    config, or a checkpoint file alone."""
-    if not path.is_dir():
-        return path, None
-    found = [path / n for n in RUN_CHECKPOINTS if (path / n).is_file()]
-    if not found:
-        raise CheckpointError(f"{path} holds no {' or '.join(RUN_CHECKPOINTS)} (not a run folder)")
-    run_yaml = path / "config.yaml"
-    return found[0], run_yaml if run_yaml.is_file() else None
-
-
 def load(
     path: str | Path,
     config: str | Path | Config | None = None,
@@ -355,7 +342,7 @@ def load(
                 f"{path}: half= / --half: an ONNX file runs in the precision it was exported in"
             )
         return _load_onnx(path, config, overrides, score_thresh, device, report)
-    weights, run_yaml = _run_files(path)
+    weights, run_yaml = run_files(path)
     ckpt = load_checkpoint(weights)
     cfg = _resolve_config(config, overrides, run_yaml, ckpt, weights)
     predictor = load_predictor(cfg, str(weights), score_thresh, half, ckpt, report)

@@ -68,20 +68,20 @@ def test_readme_snippet_runs_and_gives_the_models_own_boxes(run, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Python\n", 1)[1]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    # three lines of code (ruff formats README code blocks: a blank line after the import)
-    assert len([ln for ln in snippet.splitlines() if ln.strip()]) == 3
-    assert "visionkit.load(" in snippet
-    shutil.copy(images[0], tmp / "image.jpg")
+    assert "visionkit.load(" in snippet and 'predict("photo.jpg")' in snippet
+    shutil.copy(images[0], tmp / "photo.jpg")
     monkeypatch.chdir(tmp)
     scope: dict = {}
     exec(snippet, scope)
-    (result,) = scope["results"]
-    assert isinstance(result, Result) and result.source == "image.jpg" and result.frame is None
+    result = scope["r"]
+    assert isinstance(result, Result) and result.source == "photo.jpg" and result.frame is None
     assert result.boxes.dtype == np.float32 and result.boxes.shape == (len(result), 4)
     direct = own_predict(scope["model"], rgb(images[0]))
     keep = direct["scores"] >= 0.3  # load's default threshold
     assert np.array_equal(result.boxes, direct["boxes"][keep].numpy())
     assert np.array_equal(result.labels, direct["labels"][keep].numpy())
+    lines = (tmp / "out" / "photo.txt").read_text().splitlines()  # the snippet's save_txt
+    assert len(lines) == len(result) and (tmp / "out" / "photo.jpg").is_file()
     assert (result.image == rgb(images[0])).all()
 
 

@@ -37,7 +37,7 @@ def crafted(tmp_path: Path, name: str = "evil.pth") -> tuple[Path, Path]:
 
 def test_load_checkpoint_refuses_pickled_objects_without_running_them(tmp_path):
     path, marker = crafted(tmp_path)
-    with pytest.raises(CheckpointError, match="convert_checkpoint.py") as e:
+    with pytest.raises(CheckpointError, match="visionkit convert-checkpoint") as e:
         load_checkpoint(path)
     assert "\n" not in str(e.value) and not marker.exists()
 

@@ -27,7 +27,7 @@ from visionkit.evaluation.build import build_evaluator
 from visionkit.evaluation.coco_backends import COCO_BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = str(ROOT / "configs" / "yolo_v1_shapes.yaml")
+CONFIG = str(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml")
 # YOLO's 6 decimals put a coordinate within 5e-7 of the side (a corner, cx - w / 2, within
 # 7.5e-7: 7e-5 px at 96 px); float32 adds ~1e-5 px at 96 px; VOC's 3 decimals 5e-4 px
 TOLERANCE_PX = 1e-3

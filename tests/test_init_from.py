@@ -17,7 +17,7 @@ from visionkit.config.loader import config_to_dict
 from visionkit.errors import CheckpointError
 from visionkit.models import build_model
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "faster_rcnn_shapes.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "visionkit" / "configs" / "faster_rcnn_shapes.yaml"
 CLASSIFIER = [
     "roi_heads.cls_score.weight",
     "roi_heads.cls_score.bias",

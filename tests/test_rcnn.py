@@ -18,6 +18,7 @@ from visionkit.engine import rcnn_svm
 from visionkit.errors import DataError
 from visionkit.models import MODELS, build_model
 from visionkit.models.heads.svm import hard_negatives, solve_linear_svms, train_linear_svms
+from visionkit.utils.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RED, BLUE = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
@@ -288,7 +289,7 @@ def test_train_rcnn_svms_end_to_end(tmp_path, capsys):
     assert "AP50" in evaluated.stdout
     tool = load_script("tools/train_rcnn_svms.py")
     with pytest.raises(SystemExit) as exit_info:
-        tool.run_cli(tool.main, ["--config", cfg, "--weights", str(tmp_path / "no.pth")])
+        run_cli(tool.main, ["--config", cfg, "--weights", str(tmp_path / "no.pth")])
     assert exit_info.value.code == 2  # a checkpoint of another model: bad input
     assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {tmp_path / 'no.pth'}"
     assert "examples:" in tool.EXAMPLES

@@ -358,7 +358,8 @@ def test_empty_results_hint_once_per_call_with_the_highest_score(stream):
     ]
 
 
-def test_the_runner_prints_the_hint_once_on_stderr(tmp_path, capsys):
+def test_the_runner_prints_the_hint_once_on_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("visionkit.utils.warn._count", 0)  # the process's count, from 0 here
     summary = run_inference(
         FixedScores(0.5), resolve_sources(GREYS), tmp_path / "out", 1, progress=False
     )
@@ -370,7 +371,7 @@ def test_the_runner_prints_the_hint_once_on_stderr(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def model() -> VisionModel:
     """An untrained tiny YOLOv1 keeping every detection (test_predict_inputs' model)."""
-    cfg = load_config(ROOT / "configs" / "yolo_v1_shapes.yaml", TINY)
+    cfg = load_config(ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml", TINY)
     torch.manual_seed(0)
     net = build_model(cfg.model)
     return VisionModel(

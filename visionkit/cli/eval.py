@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "folders": {"--plots": args.plots},
     }
     inputs = {"--weights": weights_inputs(args.weights), "--predictions": args.predictions}
-    check_outputs({**config_inputs(args.config), **inputs}, **outputs)
+    # before any work; with the checkpoint's own config, its data paths once it is read
+    check_outputs({**config_inputs(args.config, cfg, ["val"]), **inputs}, **outputs)
 
     from visionkit.inference.api import load
     from visionkit.inference.evaluation import evaluate_model, evaluate_predictions, val_dataset
@@ -211,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_task(model_task(cfg.model.name), cfg.model.name, args)
     if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
         model = load(args.weights, config=cfg, overrides=None if cfg else overrides, report=print)
+        if args.config is None:  # the checkpoint's data paths are inputs too
+            check_outputs({**config_inputs(None, model.config, ["val"]), **inputs}, **outputs)
         cfg = model.config
-    check_outputs({**config_inputs(args.config, cfg, ["val"]), **inputs}, **outputs)
     task = model_task(cfg.model.name)
     _check_task(task, cfg.model.name, args)
     progress = show_progress(args.no_progress)

@@ -128,7 +128,7 @@ class MaskRoIHeads(RoIHeads):
             targets.append(masks.crop_and_resize(pos / scale, size, matches).to(logits.device))
             labels.append(lab[matches])
         if not sum(len(b) for b in boxes):
-            return losses | {"loss_mask_bce": logits.sum() * 0}
+            return losses | {"loss_mask_bce": logits.float().sum() * 0}
         labels = torch.cat(labels)
         own = logits.float().gather(1, labels[:, None, None, None].expand(-1, 1, size, size))
         bce = F.binary_cross_entropy_with_logits(own[:, 0], torch.cat(targets))

@@ -97,7 +97,7 @@ def test_mask_head_shapes_and_initialization():
     head = MaskHead(16, 5, conv_channels=32, num_convs=4)
     assert head(torch.zeros(3, 16, 14, 14)).shape == (3, 5, 28, 28)
     convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
-    assert len(convs) == 6 and all(float(m.bias.abs().sum()) == 0 for m in convs)
+    assert len(convs) == 6 and all(not m.bias.detach().any() for m in convs)
     assert MaskHead(16, 5, 8, num_convs=0)(torch.zeros(1, 16, 7, 7)).shape == (1, 5, 14, 14)
 
 

@@ -120,6 +120,8 @@ class MaskRoIHeads(RoIHeads):
         boxes = [p for p, _ in positives]
         logits = self.mask_logits(features, boxes_to_rois(boxes))
         size = logits.shape[-1]
+        if not sum(len(b) for b in boxes):  # 0, with a gradient path through the head
+            return losses | {"loss_mask_bce": logits.float().sum() * 0}
         targets, labels = [], []
         for i, ((pos, matches), masks, lab) in enumerate(
             zip(positives, gt_masks, gt_labels, strict=True)
@@ -127,8 +129,6 @@ class MaskRoIHeads(RoIHeads):
             scale = 1.0 if mask_scales is None else mask_scales[i]
             targets.append(masks.crop_and_resize(pos / scale, size, matches).to(logits.device))
             labels.append(lab[matches])
-        if not sum(len(b) for b in boxes):
-            return losses | {"loss_mask_bce": logits.float().sum() * 0}
         labels = torch.cat(labels)
         own = logits.float().gather(1, labels[:, None, None, None].expand(-1, 1, size, size))
         bce = F.binary_cross_entropy_with_logits(own[:, 0], torch.cat(targets))

@@ -25,8 +25,14 @@ from torch import nn
 from visionkit.analysis.complexity import summarize
 from visionkit.config import load_config
 from visionkit.models import MODELS, ModelEntry, build_model, model_task
-from visionkit.models.base import DETECTION_OUTPUTS, SEGMENTATION_OUTPUTS, BaseModel
+from visionkit.models.base import (
+    DETECTION_OUTPUTS,
+    INSTANCE_OUTPUTS,
+    SEGMENTATION_OUTPUTS,
+    BaseModel,
+)
 from visionkit.models.proposers import GivenProposals
+from visionkit.structures.masks import InstanceMasks
 
 C = 3
 TWO_STAGE = [
@@ -45,6 +51,12 @@ TINY = {
     "faster_rcnn": [
         *TWO_STAGE, "model.anchors.sizes=[[16.0,32.0]]", "model.rpn.conv_channels=16",
         "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=20",
+    ],
+    "mask_rcnn": [
+        *TWO_STAGE, "model.anchors.sizes=[[16.0,32.0]]", "model.rpn.conv_channels=16",
+        "model.rpn.pre_nms_top_n_test=100", "model.rpn.post_nms_top_n_test=20",
+        "model.mask_head.pool_size=4", "model.mask_head.num_convs=2",
+        "model.mask_head.conv_channels=8",
     ],
     "fast_rcnn": [*TWO_STAGE, "model.roi_head.pooler=roi_pool"],
     "sppnet": [*TWO_STAGE, "model.roi_head.pooler=spp"],
@@ -119,6 +131,11 @@ def targets(model) -> list[dict]:
     if "proposals" in model.predict_extras:
         for t, p in zip(out, PROPOSALS, strict=True):
             t["proposals"] = p
+    if model.task == "instance":  # a diamond in each box: polygons of the boxes' objects
+        for t, (h, w) in zip(out, SIZES, strict=True):
+            polys = [[[((x1 + x2) / 2, y1), (x2, (y1 + y2) / 2), ((x1 + x2) / 2, y2),
+                       (x1, (y1 + y2) / 2)]] for x1, y1, x2, y2 in t["boxes"].tolist()]  # fmt: skip
+            t["masks"] = InstanceMasks.from_polygons(polys, h, w)
     return out
 
 
@@ -154,7 +171,7 @@ def test_forward_gives_the_raw_outputs(name):
             assert out["box_deltas"].shape == (2, 4 * C)
             if name == "rcnn":
                 assert out["svm_scores"].shape == (2, C)
-            if name == "faster_rcnn":  # proposes its own regions from the batch alone
+            if name in ("faster_rcnn", "mask_rcnn"):  # proposes its own regions from the batch
                 own = model(batch.tensor)
                 r = len(own["rois"])
                 assert own["rois"].shape == (r, 5) and own["class_logits"].shape == (r, C + 1)
@@ -198,7 +215,10 @@ def test_predict_in_original_pixels(name):
         assert (boxes[:, 0::2] >= 0).all() and (boxes[:, 0::2] <= w).all()
         assert (boxes[:, 1::2] >= 0).all() and (boxes[:, 1::2] <= h).all()
         assert (out["scores"][:-1] >= out["scores"][1:]).all()
-    if model.task == "detection" and name != "rcnn":  # (R-CNN never resizes)
+        if model.task == "instance":  # pasted into the original image
+            masks = out["masks"]
+            assert masks.shape == (len(boxes), h, w) and masks.dtype == torch.bool
+    if model.task in ("detection", "instance") and name != "rcnn":  # (R-CNN never resizes)
         # boxes reach beyond the first image's input frame: they are in its original pixels
         assert outs[0]["boxes"][:, 2].max() > input_w[1]
 
@@ -247,7 +267,8 @@ def export_inputs(model, inputs) -> tuple[torch.Tensor, ...]:
 def test_export_module_traces_and_matches_its_eager_run(name):
     model = build(name).eval()
     body = model.export_module().eval()
-    outputs = DETECTION_OUTPUTS if model.task == "detection" else SEGMENTATION_OUTPUTS
+    outputs = {"detection": DETECTION_OUTPUTS, "sem_seg": SEGMENTATION_OUTPUTS,
+               "instance": INSTANCE_OUTPUTS}[model.task]  # fmt: skip
     assert body.inputs[0] == "images" and tuple(body.outputs) == outputs
     assert set(body.inputs[1:]) <= {"image_sizes", *model.predict_extras}
     example = export_inputs(model, body.inputs)

@@ -10,11 +10,11 @@ malicious one) is refused with one line naming ``visionkit convert-checkpoint``,
 runs deliberately on a file they trust.
 
 Wherever weights are given (``--weights``, ``--init-from``), ``torchvision:NAME`` names
-torchvision's COCO weights of ``NAME`` (``fasterrcnn_resnet50_fpn``, ``fcn_resnet50``,
-``fcn_resnet101``), read from ``<torch.hub.get_dir()>/checkpoints/`` under torchvision's file
-name (downloaded there when the network allows), and ``torchvision:NAME=PATH`` the same from a
-local file; either becomes a checkpoint of the visionkit model that ``torchvision.py`` maps it
-to.
+torchvision's COCO weights of ``NAME`` (``fasterrcnn_resnet50_fpn``, ``maskrcnn_resnet50_fpn``,
+``fcn_resnet50``, ``fcn_resnet101``), read from ``<torch.hub.get_dir()>/checkpoints/`` under
+torchvision's file name (downloaded there when the network allows), and ``torchvision:NAME=PATH``
+the same from a local file; either becomes a checkpoint of the visionkit model that
+``torchvision.py`` maps it to.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """torchvision's COCO-trained detector and segmenters as visionkit models: an explicit key map.
 
-``visionkit/configs/faster_rcnn_r50_fpn_coco.yaml`` and ``visionkit/configs/fcn_resnet{50,101}_coco.yaml`` rebuild
-torchvision's ``fasterrcnn_resnet50_fpn``, ``fcn_resnet50`` and ``fcn_resnet101`` layer for layer
-(``tests/test_torchvision_weights.py`` checks that they give the same outputs). Their state dicts
-differ only in names and in Faster R-CNN's class layout, which :func:`convert_state_dict` maps
-by the prefix tables below: every torchvision key is renamed by the first rule whose prefix it
-starts with, or dropped by a listed prefix; a key neither rule names is an error (never a guess
-by shape or order).
+``visionkit/configs/faster_rcnn_r50_fpn_coco.yaml``, ``mask_rcnn_r50_fpn_coco.yaml`` and
+``fcn_resnet{50,101}_coco.yaml`` rebuild torchvision's ``fasterrcnn_resnet50_fpn``,
+``maskrcnn_resnet50_fpn``, ``fcn_resnet50`` and ``fcn_resnet101`` layer for layer
+(``tests/test_torchvision_weights.py``, ``tests/test_mask_rcnn.py`` check that they give the
+same outputs). Their state dicts differ only in names and in the R-CNNs' class layout, which
+:func:`convert_state_dict` maps by the prefix tables below: every torchvision key is renamed by
+the first rule whose prefix it starts with, or dropped by a listed prefix; a key neither rule
+names is an error (never a guess by shape or order).
 
-Faster R-CNN's classes: torchvision has 91 label slots, 0 the background and ``i`` in 1..90 the
-COCO category id ``i`` (ten ids COCO leaves unused are "N/A" slots); visionkit's head keeps the
-background last, so label ``l`` in ``0..89`` is COCO id ``l + 1``, and the class rows roll by one
-(``cls_score``) or lose the background's four (``bbox_pred``). FCN's 21 classes are the same in
-both: background, then VOC's 20 (COCO ids :data:`~visionkit.structures.labels.COCO_VOC_CAT_IDS`).
+Faster (and Mask) R-CNN's classes: torchvision has 91 label slots, 0 the background and ``i`` in
+1..90 the COCO category id ``i`` (ten ids COCO leaves unused are "N/A" slots); visionkit's head
+keeps the background last, so label ``l`` in ``0..89`` is COCO id ``l + 1``, and the class rows
+roll by one (``cls_score``) or lose the background's four (``bbox_pred``) or its mask (the mask
+predictor). FCN's 21 classes are the same in both: background, then VOC's 20 (COCO ids
+:data:`~visionkit.structures.labels.COCO_VOC_CAT_IDS`).
 
 BatchNorm's ``num_batches_tracked`` counters are not converted: they only count training steps
 (visionkit's BatchNorms use a fixed momentum, and Faster R-CNN's frozen ones have none), so a file
@@ -58,6 +60,18 @@ FASTER_RCNN_RULES = [
     ("roi_heads.box_predictor.bbox_pred.", "roi_heads.bbox_pred."),
 ]
 
+MASK_RCNN_RULES = [
+    *FASTER_RCNN_RULES,
+    # four 3x3 convs: torchvision >= 0.13 ({i}.0.), and the published COCO file (mask_fcn{i + 1}.)
+    *[(f"roi_heads.mask_head.{i}.0.", f"roi_heads.mask_head.convs.{2 * i}.") for i in range(4)],
+    *[
+        (f"roi_heads.mask_head.mask_fcn{i + 1}.", f"roi_heads.mask_head.convs.{2 * i}.")
+        for i in range(4)
+    ],
+    ("roi_heads.mask_predictor.conv5_mask.", "roi_heads.mask_head.deconv."),
+    ("roi_heads.mask_predictor.mask_fcn_logits.", "roi_heads.mask_head.predictor."),
+]
+
 FCN_RULES = [
     *[(f"backbone.{a}", f"backbone.{b}") for a, b in RESNET_TRUNK],
     ("classifier.0.", "head.layers.0."),  # 3x3 conv, no bias
@@ -92,6 +106,12 @@ TORCHVISION_MODELS = {
         "FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
         "faster_rcnn_r50_fpn_coco",
         FASTER_RCNN_RULES,
+    ),
+    "maskrcnn_resnet50_fpn": TorchvisionModel(
+        "mask_rcnn",
+        "MaskRCNN_ResNet50_FPN_Weights.COCO_V1",
+        "mask_rcnn_r50_fpn_coco",
+        MASK_RCNN_RULES,
     ),
     "fcn_resnet50": TorchvisionModel(
         "fcn",
@@ -152,8 +172,9 @@ def _rename(key: str, entry: TorchvisionModel, name: str) -> str | None:
 
 def convert_state_dict(name: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """torchvision ``name``'s state dict -> the state dict of the visionkit model its config
-    builds (same tensors, renamed; Faster R-CNN's background row moved last in ``cls_score`` and
-    its four deltas dropped from ``bbox_pred``; BatchNorm's ``num_batches_tracked`` ignored, and
+    builds (same tensors, renamed; Faster R-CNN's background row moved last in ``cls_score``,
+    its four deltas dropped from ``bbox_pred`` and Mask R-CNN's mask dropped from the mask
+    predictor; BatchNorm's ``num_batches_tracked`` ignored, and
     the FCN's set to 0: see the module)."""
     entry = torchvision_model(name)
     out: dict[str, Tensor] = {}
@@ -165,6 +186,8 @@ def convert_state_dict(name: str, state: dict[str, Tensor]) -> dict[str, Tensor]
             value = torch.cat([value[1:], value[:1]])
         elif ours.startswith("roi_heads.bbox_pred."):
             value = value[4:]
+        elif ours.startswith("roi_heads.mask_head.predictor."):
+            value = value[1:]  # one mask per class: the background's dropped
         out[ours] = value
     if entry.model_name == "fcn":
         for key in [k for k in out if k.endswith(".running_mean")]:

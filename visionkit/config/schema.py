@@ -190,6 +190,18 @@ class RoIHeadConfig:
 
 
 @dataclass
+class MaskHeadConfig:
+    # mask_rcnn: the paper's FPN mask head on each RoI: RoIAlign pool_size x pool_size from the
+    # RoI head's levels (its level rule; model.roi_head.aligned), num_convs 3x3 convs of
+    # conv_channels + ReLU, a 2x2 stride-2 transposed conv + ReLU and a 1x1 conv to one mask per
+    # class of 2 * pool_size square (paper, torchvision: 14, 2, 4, 256: 28 x 28 masks)
+    pool_size: int = num(14, 1, 64)
+    sampling_ratio: int = num(2, 0, 64)  # RoIAlign sampling points per bin side (0 = adaptive)
+    num_convs: int = num(4, 0, 16)
+    conv_channels: int = num(256, 1, MAX_WIDTH)
+
+
+@dataclass
 class SelectiveSearchConfig:
     # fast_rcnn / sppnet: the proposals predict() computes for images that come without them
     mode: Literal["single", "fast", "quality"] = "fast"  # visionkit/proposals/selective_search.py
@@ -284,6 +296,7 @@ class ModelConfig:
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_head: RoIHeadConfig = field(default_factory=RoIHeadConfig)
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)  # mask_rcnn
     selective_search: SelectiveSearchConfig = field(default_factory=SelectiveSearchConfig)
     rcnn: RCNNConfig = field(default_factory=RCNNConfig)
     # fine-tuning: a checkpoint (or state_dict) whose tensors of matching name and shape

@@ -12,6 +12,7 @@ from visionkit.models.backbones.geometry import min_input_side
 from visionkit.models.base import TASK_NAMES, BaseModel
 from visionkit.models.detectors.fast_rcnn import build_fast_rcnn
 from visionkit.models.detectors.faster_rcnn import build_faster_rcnn
+from visionkit.models.detectors.mask_rcnn import MaskRCNN, build_mask_rcnn
 from visionkit.models.detectors.rcnn import RCNN, build_rcnn
 from visionkit.models.detectors.sppnet import build_sppnet
 from visionkit.models.detectors.two_stage import TwoStageDetector
@@ -69,6 +70,7 @@ def _warp_size(cfg: ModelConfig) -> InputSides:
 MODELS: dict[str, ModelEntry] = {
     "yolo_v1": ModelEntry(YOLOv1, build_yolo_v1, _input_size),
     "faster_rcnn": ModelEntry(TwoStageDetector, build_faster_rcnn, _resized_sides),
+    "mask_rcnn": ModelEntry(MaskRCNN, build_mask_rcnn, _resized_sides),
     "fast_rcnn": ModelEntry(TwoStageDetector, build_fast_rcnn, _resized_sides),
     "sppnet": ModelEntry(TwoStageDetector, build_sppnet, _resized_sides),
     "rcnn": ModelEntry(RCNN, build_rcnn, _warp_size),

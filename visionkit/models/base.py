@@ -19,18 +19,21 @@ from torch import Tensor, nn
 
 from visionkit.models.preprocess import Preprocessor
 
-TASK_NAMES = ("detection", "sem_seg")
-# the outputs of every detector's ONNX graph, and of every segmenter's (export/graphs.py)
+TASK_NAMES = ("detection", "sem_seg", "instance")
+# the outputs of every detector's ONNX graph, of every segmenter's, and of an instance
+# segmenter's (the detections and their (D, 1, M, M) mask probabilities) (export/graphs.py)
 DETECTION_OUTPUTS = ("boxes", "scores", "labels", "batch_index")
 SEGMENTATION_OUTPUTS = ("logits", "sem_seg")
+INSTANCE_OUTPUTS = (*DETECTION_OUTPUTS, "masks")
 
 
 class BaseModel(nn.Module, ABC):
     """What every visionkit model is and does.
 
     Attributes:
-        task: ``"detection"`` (boxes, scored by COCO box AP) or ``"sem_seg"`` (label maps,
-            scored by IoU); it picks the data readers and the evaluator.
+        task: ``"detection"`` (boxes, scored by COCO box AP), ``"sem_seg"`` (label maps,
+            scored by IoU) or ``"instance"`` (boxes and their masks, COCO box and mask AP); it
+            picks the data readers and the evaluator.
         preprocess: resizes, normalizes and pads images into the batch ``forward`` takes.
         predict_extras: the per-image inputs :meth:`predict` takes beside the images (e.g.
             ``proposals``); the evaluation loop passes the dataset's fields of these names.

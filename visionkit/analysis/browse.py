@@ -1,6 +1,7 @@
 """A dataset's ground truth drawn on its images as a model sees them (``visionkit browse``):
 after the dataset's transform (the training augmentation when it was built with ``train=True``),
-boxes tagged with their class, crowd regions and VOC's difficult objects in grey, label maps as
+boxes tagged with their class, crowd regions and VOC's difficult objects in grey, instance masks
+filled and outlined in their class's colour (crowd regions' grey), label maps as
 half-transparent class colours with each class region outlined and a legend of the colours
 (ignored pixels white); and a contact sheet of the drawings.
 """
@@ -17,11 +18,17 @@ from torch.utils.data import Dataset
 
 from visionkit.analysis.dataset_summary import unwrap
 from visionkit.data.coco import CocoDetection, to_sample
+from visionkit.data.instance_masks import mask_shapes, to_bitmaps
 from visionkit.data.transforms import seed_transforms
 from visionkit.io.image import image_to_uint8, read_image
 from visionkit.structures.boxes import clip_boxes, convert_boxes, valid_boxes_mask
 from visionkit.structures.labels import IGNORE_LABEL
-from visionkit.utils.draw import class_colors, draw_labelled_boxes, draw_segmentation
+from visionkit.utils.draw import (
+    class_colors,
+    draw_instance_masks,
+    draw_labelled_boxes,
+    draw_segmentation,
+)
 
 CROWD_COLOR = (150, 150, 150)  # crowd regions and difficult objects: grey, whatever the class
 IGNORE_COLOR = (255, 255, 255)  # ignored pixels of a label map
@@ -37,13 +44,16 @@ def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[
 
     The objects to train on and the crowd (difficult) regions go through the dataset's transform
     together (crowd ones with labels shifted by ``C``), so both land where the augmentation put the
-    pixels; the transform is seeded with ``seed`` first."""
+    pixels; the transform is seeded with ``seed`` first. A reader of instance masks (``masks``)
+    also has each object's mask filled and outlined in its class's colour, crowd regions' in
+    grey, under the boxes (:func:`~visionkit.utils.draw.draw_instance_masks`)."""
     reader = unwrap(dataset)
     names, c = list(reader.class_names), len(reader.class_names)
     r = reader.record(index)
     image = reader.read(r.image_id) if isinstance(reader, CocoDetection) else read_image(r.path)
     crowd = np.zeros((0, 4), np.float32)
     crowd_labels = np.zeros(0, np.int64)
+    crowd_anns: list[dict] = []
     if not getattr(reader, "use_difficult", False):  # else difficult objects are trained on
         anns = [a for a in reader.coco.imgToAnns.get(r.image_id, []) if a.get("iscrowd", 0)]
         xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
@@ -52,6 +62,13 @@ def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[
         label_of = {int(cat): i for i, cat in enumerate(reader.cat_ids)}
         crowd = boxes.numpy()[keep]
         crowd_labels = np.array([label_of[a["category_id"]] + c for a in anns], np.int64)[keep]
+        crowd_anns = [a for a, k in zip(anns, keep.tolist(), strict=True) if k]
+    shapes = None
+    if getattr(reader, "masks", False):
+        shapes = reader.instance_shapes(index)
+        if crowd_anns:  # crowd regions are RLE, as a rule: every mask as a bitmap
+            regions = mask_shapes([a["segmentation"] for a in crowd_anns], r.size)
+            shapes = np.concatenate([to_bitmaps(shapes, r.size), to_bitmaps(regions, r.size)])
     seed_transforms(dataset, seed)  # the wrappers' transforms (a ProposalDataset takes them over)
     tensor, target = to_sample(
         image,
@@ -59,6 +76,7 @@ def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[
         np.concatenate([r.labels, crowd_labels]),
         r.image_id,
         dataset.transforms,
+        instances=shapes,
     )
     labels = target["labels"].tolist()
     colors = class_colors(c)
@@ -66,8 +84,13 @@ def draw_detection_sample(dataset: Dataset, index: int, seed: int = 0) -> tuple[
     texts = [names[lb] if lb < c else f"{region}: {names[lb - c]}" for lb in labels]
     box_colors = [tuple(colors[lb]) if lb < c else CROWD_COLOR for lb in labels]
     order = np.argsort([lb < c for lb in labels], kind="stable")  # objects over crowd regions
+    drawn = _to_uint8(tensor)
+    if "masks" in target:
+        grey = np.vstack([colors, np.array([CROWD_COLOR], np.uint8)])  # crowd regions: class c
+        mask_labels = np.minimum(np.asarray(labels, np.int64), c)[order]
+        drawn = draw_instance_masks(drawn, target["masks"].to_bitmaps()[order], mask_labels, grey)
     drawn = draw_labelled_boxes(
-        _to_uint8(tensor),
+        drawn,
         target["boxes"][order],
         [texts[i] for i in order],
         [box_colors[i] for i in order],

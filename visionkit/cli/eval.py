@@ -15,15 +15,18 @@ from visionkit.utils.warn import warnings_part
 
 # visionkit.evaluation's DETECTION_METRICS, VOC_METRICS and COCO_BACKENDS, repeated so that --help
 # needs no torch
-METRICS = ("coco", "voc07", "voc", "all")
+METRICS = ("coco", "segm", "voc07", "voc", "all")
 VOC_METRICS = ("voc07", "voc")
 COCO_BACKENDS = ("faster-coco-eval", "pycocotools")
 EXAMPLES = """\
 Compute box AP on data.val: --metric coco (the 12 COCOeval numbers, in percent, and per-class AP),
 voc07 / voc (Pascal VOC per-class AP and mAP at IoU 0.5, 11-point / area under the curve;
-difficult objects neither counted nor penalized) or all. For segmentation models (fcn): mean IoU,
-frequency-weighted IoU, mean and pixel accuracy, per-class IoU, and boundary quality: mean IoU and
-pixel accuracy within 3 px of a ground-truth label boundary (bIoU@3, bACC@3; the trimap measure).
+difficult objects neither counted nor penalized) or all. Instance segmentation models (mask_rcnn):
+coco and all give box and mask AP (sections bbox and segm, COCOeval on the masks' RLEs), segm mask
+AP alone; their predictions JSON holds each mask as an RLE "segmentation". For semantic
+segmentation models (fcn): mean IoU, frequency-weighted IoU, mean and pixel accuracy, per-class
+IoU, and boundary quality: mean IoU and pixel accuracy within 3 px of a ground-truth label
+boundary (bIoU@3, bACC@3; the trimap measure).
 Every AP, AR, IoU and accuracy is a percentage on COCO's 0-100 scale, as detectron2 prints them
 (printed with %: AP50 81.51 % is 0.8151 as a fraction); speed in ms per image. --out's JSON
 keeps the plain numbers and says so in its "units" entry.
@@ -37,9 +40,12 @@ examples:
   visionkit eval runs/yolo_v1_shapes --out metrics.json --save-predictions predictions.json
   visionkit eval --config yolo_v1_shapes --predictions predictions.json --metric voc07
   visionkit eval runs/yolo_v1 --metric all --out metrics.json
+  visionkit eval runs/mask_rcnn_shapes --metric segm --save-predictions masks.json
+  visionkit eval --config mask_rcnn_shapes --predictions masks.json
   visionkit eval runs/fcn8s_shapes
   visionkit eval runs/yolo_v1_shapes --plots plots/
-      # PNGs: pr_curves.png, confusion_matrix.png (+ .csv); fcn: pixel_confusion.png
+      # PNGs: pr_curves.png, confusion_matrix.png (+ .csv); mask_rcnn: also pr_curves_segm.png,
+      # confusion_matrix_segm.png (+ .csv); fcn: pixel_confusion.png
   visionkit eval runs/yolo_v1_shapes --plots plots/ --conf-thresh 0.5 --conf-iou 0.6
   visionkit eval torchvision:fasterrcnn_resnet50_fpn --config faster_rcnn_r50_fpn_coco
 """
@@ -63,7 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--metric",
         choices=METRICS,
         default="coco",
-        help="box metric: COCOeval, VOC2007 11-point AP, VOC2010+ area AP, or all three",
+        help="COCOeval (instance models: boxes and masks), mask COCOeval alone (instance models), "
+        "VOC2007 11-point AP, VOC2010+ area AP, or all (detection: the three box metrics; "
+        "instance models: boxes and masks)",
     )
     p.add_argument(
         "--coco-backend",
@@ -81,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plots",
         metavar="DIR",
         help="write plots here: precision-recall curves (COCO metric) and the detection "
-        "confusion matrix (PNG and CSV; --conf-thresh, --conf-iou), or the pixel confusion matrix",
+        "confusion matrix (PNG and CSV; --conf-thresh, --conf-iou), for instance models also "
+        "those of the masks (*_segm), or the pixel confusion matrix",
     )
     p.add_argument(
         "--conf-thresh",
@@ -154,13 +163,15 @@ def format_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 def summary(metrics: dict[str, dict[str, float]]) -> str:
-    """The headline numbers of each box metric on one line, in percent (``AP 47.49 %``)."""
+    """The headline numbers of each box (and mask) metric on one line, in percent
+    (``AP 47.49 % ...``, ``mask AP 41.02 % ...``)."""
     from visionkit.evaluation.units import percent
 
     parts = []
-    if "bbox" in metrics:
-        b = metrics["bbox"]
-        parts.append(" ".join(f"{k} {percent(b[k])}" for k in ("AP", "AP50", "AP75")))
+    for section, prefix in (("bbox", ""), ("segm", "mask ")):
+        if section in metrics:
+            m = metrics[section]
+            parts.append(prefix + " ".join(f"{k} {percent(m[k])}" for k in ("AP", "AP50", "AP75")))
     parts += [f"{m} mAP {percent(metrics[m]['mAP'])}" for m in VOC_METRICS if m in metrics]
     return ", ".join(parts)
 
@@ -175,14 +186,18 @@ def segmentation_summary(m: dict[str, float]) -> str:
 
 
 def _check_task(task: str, model: str, args: argparse.Namespace) -> None:
-    """Box-only options (saved COCO results, ``--metric``) given for a segmentation model: a
-    ConfigError."""
-    if task != "detection" and (args.predictions or args.save_predictions):
+    """Options a model's task has no use for, a ConfigError: box options (saved COCO results,
+    ``--metric``) for a semantic segmentation model, ``--metric segm`` for a detector."""
+    if task == "sem_seg" and (args.predictions or args.save_predictions):
         raise ConfigError(
             f"--predictions/--save-predictions hold COCO box results; '{model}' is a {task} model"
         )
-    if task != "detection" and args.metric != "coco":
+    if task == "sem_seg" and args.metric != "coco":
         raise ConfigError(f"--metric chooses box metrics; '{model}' is a {task} model")
+    if task == "detection" and args.metric == "segm":
+        raise ConfigError(
+            f"--metric segm scores instance masks; '{model}' is a detection model (boxes only)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = val_dataset(cfg, progress)
     if args.predictions:
         evaluation = evaluate_predictions(
-            Path(args.predictions), dataset, args.metric, cfg.eval.coco_backend
+            Path(args.predictions), dataset, args.metric, cfg.eval.coco_backend, task
         )
     else:
         evaluation = evaluate_model(model.predictor, cfg, dataset, args.metric, progress)

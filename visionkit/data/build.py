@@ -28,6 +28,8 @@ from visionkit.data.yolo import YoloDetection
 from visionkit.errors import ConfigError, DataError
 from visionkit.structures.labels import VOC_CLASSES
 
+BOX_TASKS = ("detection", "instance")  # the tasks whose targets are boxes (and masks)
+
 
 def build_dataset(
     cfg: DatasetConfig,
@@ -41,6 +43,8 @@ def build_dataset(
     """The dataset ``cfg`` describes, with the training or evaluation transforms.
 
     ``task`` is the model's (``visionkit.models.model_task``): ``"detection"`` reads boxes,
+    ``"instance"`` boxes and each one's instance mask (``target["masks"]``: COCO polygons or RLE,
+    the shapes dataset's polygons, YOLO segment lines; ``data/instance_masks.py``),
     ``"sem_seg"`` per-pixel label maps (``data/segmentation.py``; shapes: its VOC-layout PNGs).
     Detection targets also carry ``proposals`` when ``cfg.proposals.method`` is not ``none``
     (``data/proposal_dataset.py``). Unreadable images are skipped or stop the run as
@@ -51,7 +55,7 @@ def build_dataset(
     transforms = build_transforms(aug, input_size, train)
     reader = _reader(cfg, transforms, task, on_bad_image, progress)
     boxes = getattr(reader, "dataset", reader)  # under a ProposalDataset
-    if train and task == "detection" and boxes.num_objects == 0:
+    if train and task in BOX_TASKS and boxes.num_objects == 0:
         where = getattr(boxes, "ann_file", None) or f"{boxes.root} {list(cfg.splits)}"
         raise DataError(
             f"{where}: no object to train on: every box is crowd, difficult, degenerate or "
@@ -80,7 +84,12 @@ def _reader(
         raise ConfigError("yolo datasets hold boxes, not the label maps segmentation models need")
     if task == "sem_seg":
         return voc_segmentation(cfg.root, cfg.splits, transforms)
-    dataset = detection_reader(cfg, transforms, on_bad_image, progress)
+    if task == "instance" and cfg.proposals.method != "none":
+        raise ConfigError(
+            "data.*.proposals applies to detectors fed precomputed proposals (fast_rcnn, sppnet), "
+            "not to instance segmentation models"
+        )
+    dataset = detection_reader(cfg, transforms, on_bad_image, progress, masks=task == "instance")
     return with_proposals(dataset, cfg.proposals, on_bad_image)
 
 
@@ -89,21 +98,32 @@ def detection_reader(
     transforms: BoxTransform | None = None,
     on_bad_image: str = "skip",
     progress: bool = True,
+    masks: bool = False,
 ) -> CocoDetection | VOCDetection | YoloDetection:
     """The box reader of ``cfg.type`` (shapes: its COCO files, generated on first use, with a
     progress bar or plain lines: ``progress``), bare: no proposals, no :class:`BadImageGuard`
-    (what ``visionkit convert`` reads)."""
+    (what ``visionkit convert`` reads). ``masks``: the targets also carry instance masks (COCO,
+    shapes and YOLO segment datasets; a VOC detection dataset has none: a ConfigError)."""
     if cfg.class_names and cfg.type != "voc":
         raise ConfigError(
             "data.*.class_names applies to voc datasets (coco and yolo files name their classes)"
         )
     if cfg.type == "shapes":
         paths = _shapes_paths(cfg, progress)
-        return CocoDetection(paths["ann_file"], paths["images"], transforms, cfg.filter_empty)
+        return CocoDetection(
+            paths["ann_file"], paths["images"], transforms, cfg.filter_empty, masks=masks
+        )
     if cfg.type == "coco":
-        return CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty)
+        return CocoDetection(cfg.ann_file, cfg.root, transforms, cfg.filter_empty, masks=masks)
     if cfg.type == "yolo":
-        return YoloDetection(cfg.root, cfg.splits, transforms, cfg.filter_empty, on_bad_image)
+        return YoloDetection(
+            cfg.root, cfg.splits, transforms, cfg.filter_empty, on_bad_image, masks=masks
+        )
+    if masks:
+        raise ConfigError(
+            "voc detection datasets hold boxes, not the instance masks instance segmentation "
+            "models need (use a coco, yolo or shapes dataset)"
+        )
     names = cfg.class_names or VOC_CLASSES
     return VOCDetection(cfg.root, cfg.splits, transforms, cfg.use_difficult, names)
 

@@ -14,7 +14,19 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
-from visionkit.data.coco_checks import check_coco_dataset, check_image_sizes, read_sized_image
+from visionkit.data.coco_checks import (
+    check_coco_dataset,
+    check_image_sizes,
+    check_segmentation,
+    read_sized_image,
+)
+from visionkit.data.instance_masks import (
+    MaskShapes,
+    instance_masks,
+    mask_shapes,
+    pack_segmentations,
+    unpack_segmentations,
+)
 from visionkit.data.packed import ImageTable, PackedArrays, Record
 from visionkit.errors import DataError, shown
 from visionkit.io.image import image_to_float
@@ -106,15 +118,17 @@ class LazyGroundTruth:
 
 def pack_coco_boxes(
     annotations: list[dict[str, Any]], table: ImageTable, cat_ids: list[int]
-) -> tuple[PackedArrays, PackedArrays, int]:
+) -> tuple[PackedArrays, PackedArrays, int, PackedArrays]:
     """The training targets of every image of ``table``, in one vectorized pass: boxes
     (``(n_i, 4)`` float32 xyxy pixels, clipped to the image) and labels (``(n_i,)`` int64 index
     into ``cat_ids``), each image's in the file's order; crowd regions and boxes not wider and
-    taller than 1 px after clipping left out. Returns them and the number of degenerate boxes
-    dropped."""
+    taller than 1 px after clipping left out. Returns them, the number of degenerate boxes
+    dropped and each object's annotation (``(n_i,)`` int64 index into ``annotations``: where
+    its instance mask is)."""
     n = len(annotations)
     crowd = np.fromiter((bool(a["iscrowd"]) for a in annotations), bool, n)
-    anns = [a for a, c in zip(annotations, crowd, strict=True) if not c]
+    source = np.flatnonzero(~crowd)
+    anns = [annotations[k] for k in source.tolist()]
     rows = np.searchsorted(table.ids, np.fromiter((a["image_id"] for a in anns), np.int64))
     cats = np.fromiter((a["category_id"] for a in anns), np.int64)
     labels = np.searchsorted(np.asarray(cat_ids, np.int64), cats)
@@ -125,11 +139,12 @@ def pack_coco_boxes(
     rows = rows[keep]
     packed_boxes = PackedArrays.grouped(boxes.numpy()[keep], rows, len(table))
     packed_labels = PackedArrays.grouped(labels[keep], rows, len(table))
-    return packed_boxes, packed_labels, int((~keep).sum())
+    packed_source = PackedArrays.grouped(source[keep], rows, len(table))
+    return packed_boxes, packed_labels, int((~keep).sum()), packed_source
 
 
 class CocoDetection(LazyGroundTruth, Dataset):
-    """Images and boxes of a COCO-format dataset.
+    """Images and boxes (and, with ``masks``, instance masks) of a COCO-format dataset.
 
     Samples are ``(image, target)``: ``image`` float32 ``(3, H, W)`` RGB in [0, 1]; ``target`` has
     ``boxes`` float32 ``(N, 4)`` xyxy pixels, ``labels`` int64 ``(N,)`` in ``0..C-1``, ``image_id``
@@ -137,11 +152,19 @@ class CocoDetection(LazyGroundTruth, Dataset):
     stay in :attr:`coco` for evaluation); degenerate boxes are dropped with one warning. The
     index the samples are read from is packed (``data/packed.py``): loader workers share it.
 
+    With ``masks`` (instance segmentation models), every annotation's ``segmentation`` is checked
+    first (polygons of at least 3 points or an RLE of its image's size:
+    :func:`~visionkit.data.coco_checks.check_segmentation`), the training objects' are packed as
+    written (``data/instance_masks.py``), and ``target["masks"]`` is an
+    :class:`~visionkit.structures.masks.InstanceMasks`, one per box, moved with it by the
+    transforms.
+
     Attributes:
         coco: the ground truth, original pixels, the file's own category ids (built from the
             file on first use, :class:`LazyGroundTruth`).
         cat_ids: label -> category id (sorted ids, so possibly non-contiguous).
         class_names: label -> category name. ids: image ids in dataset order (ascending).
+        masks: whether the targets carry instance masks.
     """
 
     def __init__(
@@ -150,15 +173,25 @@ class CocoDetection(LazyGroundTruth, Dataset):
         image_dir: str | Path,
         transforms: Callable | None = None,
         filter_empty: bool = False,
+        masks: bool = False,
     ) -> None:
         self.ann_file, self.image_dir, data, self._table = open_coco(ann_file, image_dir)
-        self.transforms = transforms
+        self.transforms, self.masks = transforms, masks
+        if masks:  # before anything is packed: one line, not a failure mid-epoch
+            check_segmentation(data, self.ann_file, "instance masks", min_points=3)
         cats = sorted(data["categories"], key=lambda c: c["id"])
         self.cat_ids = [c["id"] for c in cats]
         self.class_names = [c["name"] for c in cats]
-        self._boxes, self._labels, dropped = pack_coco_boxes(
+        self._boxes, self._labels, dropped, source = pack_coco_boxes(
             data["annotations"], self._table, self.cat_ids
         )
+        self._segmentations: PackedArrays | None = None
+        if masks:
+            anns = data["annotations"]
+            per_image = (source[row].tolist() for row in range(len(self._table)))
+            self._segmentations = pack_segmentations(
+                [[anns[k]["segmentation"] for k in objs] for objs in per_image]
+            )
         if dropped:
             warnings.warn(
                 f"{self.ann_file}: dropped {dropped} degenerate boxes (width or height <= 1 px)",
@@ -202,10 +235,21 @@ class CocoDetection(LazyGroundTruth, Dataset):
     def _read(self, path: Path, size: tuple[int, int], img_id: int) -> np.ndarray:
         return read_sized_image(path, *size, f"{self.ann_file}: image id {img_id}")
 
+    def instance_shapes(self, index: int) -> MaskShapes:
+        """Sample ``index``'s training objects' instance masks in original pixels, one per box of
+        its :meth:`record` (:func:`~visionkit.data.instance_masks.mask_shapes`); the reader must
+        have been built with ``masks``."""
+        if self._segmentations is None:
+            raise ValueError("this reader was built without masks")
+        row = int(self._rows[index])
+        size = tuple(int(v) for v in self._table.sizes[row])
+        return mask_shapes(unpack_segmentations(self._segmentations, row), size)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         r = self.record(index)
         image = self._read(r.path, r.size, r.image_id)
-        return to_sample(image, r.boxes, r.labels, r.image_id, self.transforms)
+        shapes = self.instance_shapes(index) if self.masks else None
+        return to_sample(image, r.boxes, r.labels, r.image_id, self.transforms, instances=shapes)
 
 
 def to_sample(
@@ -215,14 +259,22 @@ def to_sample(
     image_id: int,
     transforms: Callable | None,
     mask: np.ndarray | None = None,
+    instances: MaskShapes | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Apply ``transforms`` and make the ``(image tensor, target dict)`` pair.
 
     A ``mask`` (``(H, W)`` uint8 label map, 255 = ignore) becomes the target's ``sem_seg``
-    (``(H, W)`` int64, moved with the pixels).
+    (``(H, W)`` int64, moved with the pixels). ``instances`` (one per box, original pixels:
+    ``data/instance_masks.py``) become the target's ``masks``, an
+    :class:`~visionkit.structures.masks.InstanceMasks` in the image tensor's pixels, moved and
+    dropped with their boxes (:meth:`~visionkit.data.transforms.BoxTransform.apply_instances`).
     """
     orig_size = image.shape[:2]
-    if transforms is not None:
+    if instances is not None and transforms is not None:
+        image, boxes, labels, instances = transforms.apply_instances(
+            image, boxes, labels, instances
+        )
+    elif transforms is not None:
         image, boxes, labels, mask = transforms(image, boxes, labels, mask)
     tensor = image_to_float(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     target = {
@@ -233,4 +285,6 @@ def to_sample(
     }
     if mask is not None:
         target["sem_seg"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
+    if instances is not None:
+        target["masks"] = instance_masks(instances, *image.shape[:2])
     return tensor, target

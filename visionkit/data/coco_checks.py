@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from visionkit.errors import DataError
+from visionkit.errors import DataError, shown
 from visionkit.io.image import read_image
 from visionkit.utils.validators import (
     box_margin,
@@ -219,35 +219,50 @@ def check_image_sizes(images: Sequence[dict[str, Any]], image_dir: Path, where: 
     return {im["id"] for im, s in zip(images, stored, strict=True) if s}
 
 
-def check_segmentation(data: dict[str, Any], where: Path) -> None:
-    """Every annotation's ``segmentation`` (what semantic label maps are drawn from) is polygons
-    or an RLE of its image's size: checked before training, not found mid-epoch.
+def check_segmentation(
+    data: dict[str, Any], where: Path, drawn: str = "label maps", min_points: int = 2
+) -> None:
+    """Every annotation's ``segmentation`` (what semantic label maps, or instance masks, are
+    drawn from) is polygons or an RLE of its image's size: checked before training, not found
+    mid-epoch. ``data`` is left as it is.
+
+    Args:
+        drawn: what is drawn from the segmentations, for the message of a missing one.
+        min_points: the fewest vertices a polygon may have (instance masks: 3; pycocotools
+            would read a polygon of 2 points, 4 numbers, as a box).
 
     Raises:
         DataError: ``<file>: annotations[k] (image id 7): 'segmentation' <what is wrong>``.
     """
     sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
     for k, a in enumerate(data["annotations"]):
-        problem = _segmentation_problem(a.get("segmentation"), sizes[a["image_id"]])
+        problem = segmentation_problem(
+            a.get("segmentation"), sizes[a["image_id"]], drawn, min_points
+        )
         if problem:
             raise DataError(
                 f"{where}: annotations[{k}] (image id {a['image_id']}): 'segmentation' {problem}"
             )
 
 
-def _segmentation_problem(seg: Any, size: tuple[int, int]) -> str | None:
-    """What is wrong with one ``segmentation`` for an image of ``size`` ``(H, W)``, or None."""
+def segmentation_problem(
+    seg: Any, size: tuple[int, int], drawn: str = "label maps", min_points: int = 2
+) -> str | None:
+    """What is wrong with one ``segmentation`` for an image of ``size`` ``(H, W)``, or None
+    (see :func:`check_segmentation`)."""
     if seg is None:
-        return "is missing (label maps are drawn from it)"
+        return f"is missing ({drawn} are drawn from it)"
     if isinstance(seg, list):
         if not seg:
             return "is an empty list of polygons"
         for poly in seg:
             if not isinstance(poly, list) or len(poly) < 4 or len(poly) % 2:
                 return "holds a polygon that is not a list of x, y pairs"
+            if len(poly) < 2 * min_points:
+                return f"holds a polygon of {len(poly) // 2} points (an outline needs {min_points})"
             try:
                 flat = np.asarray(poly, np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # text, nested lists, 1e400 as int
                 flat = np.full(2, np.nan)
             xy = flat.reshape(-1, 2) if flat.ndim == 1 else np.full((1, 2), np.nan)
             if not np.isfinite(xy).all():
@@ -258,9 +273,11 @@ def _segmentation_problem(seg: Any, size: tuple[int, int]) -> str | None:
         return None
     if not isinstance(seg, dict):
         return f"is a {type(seg).__name__}, not polygons or an RLE"
-    if seg.get("size") != list(size):
+    rle_size = seg.get("size")
+    if not (isinstance(rle_size, list) and all(map(is_int, rle_size))) or rle_size != list(size):
         return (
-            f"is an RLE of size {seg.get('size')!r}, not the image's [height, width] {list(size)}"
+            f"is an RLE of size {shown(repr(rle_size), 60)}, not the image's [height, width] "
+            f"{list(size)}"
         )
     counts = seg.get("counts")
     counts = rle_string_counts(counts) if isinstance(counts, str) else counts

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from visionkit.data.coco import LazyGroundTruth, load_coco, open_coco, to_sample
 from visionkit.data.coco_checks import check_segmentation, read_sized_image
+from visionkit.data.instance_masks import segmentation_rle
 from visionkit.data.packed import PackedStrings, pack_objects, unpack_object
 from visionkit.errors import DataError, UnreadableImageError
 from visionkit.io.image import read_image
@@ -181,17 +182,6 @@ def coco_semantic_mask(objects: Sequence[SegObject], size: tuple[int, int]) -> n
     mask[objs.any(-1) & (high != low)] = IGNORE_LABEL
     mask[masks[..., crowd].any(-1)] = IGNORE_LABEL
     return mask
-
-
-def segmentation_rle(segmentation: list | dict, size: tuple[int, int]) -> dict[str, Any]:
-    """A COCO ``segmentation`` (polygons, an uncompressed or a compressed RLE) of an image of
-    ``size`` ``(H, W)`` as one compressed RLE (pycocotools' ``COCO.annToRLE``)."""
-    h, w = size
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
-    if isinstance(segmentation["counts"], list):
-        return mask_utils.frPyObjects(segmentation, h, w)
-    return segmentation
 
 
 class SegObject(NamedTuple):

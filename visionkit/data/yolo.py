@@ -15,8 +15,14 @@ from torch.utils.data import Dataset
 
 from visionkit.data.coco import LazyGroundTruth, coco_index, to_sample
 from visionkit.data.coco_checks import read_headers
+from visionkit.data.instance_masks import (
+    MaskShapes,
+    mask_shapes,
+    pack_segmentations,
+    unpack_segmentations,
+)
 from visionkit.data.packed import ImageTable, PackedArrays, Record
-from visionkit.data.yolo_format import label_path, parse_labels, read_data_yaml, split_images
+from visionkit.data.yolo_format import label_path, read_data_yaml, read_labels, split_images
 from visionkit.errors import DataError, UnreadableImageError, shown
 from visionkit.io.image import read_image
 from visionkit.structures.boxes import convert_boxes, valid_boxes_mask
@@ -41,6 +47,12 @@ class YoloDetection(LazyGroundTruth, Dataset):
     :attr:`coco`. An image whose header cannot be read is left out with a warning
     (``on_bad_image="skip"``) or stops the run (``"stop"``).
 
+    With ``masks`` (instance segmentation models) every object must be a polygon line (a box
+    line is a DataError naming it); the polygons, in pixels, are packed as the index's
+    segmentations and ``target["masks"]`` is their
+    :class:`~visionkit.structures.masks.InstanceMasks`, one per box (see
+    :class:`~visionkit.data.coco.CocoDetection`); :attr:`coco` holds them as COCO polygons.
+
     Args:
         data_yaml: the dataset's ``data.yaml`` (or the folder holding it).
         splits: keys of the ``data.yaml`` (``train``, ``val``, ``test``), concatenated.
@@ -53,9 +65,10 @@ class YoloDetection(LazyGroundTruth, Dataset):
         transforms: Callable | None = None,
         filter_empty: bool = False,
         on_bad_image: Literal["skip", "stop"] = "skip",
+        masks: bool = False,
     ) -> None:
         spec = read_data_yaml(data_yaml)
-        self.root, self.transforms = spec.file, transforms  # the data.yaml
+        self.root, self.transforms, self.masks = spec.file, transforms, masks  # the data.yaml
         self.class_names = spec.names
         self.cat_ids = list(range(1, len(spec.names) + 1))
         if not splits:
@@ -63,17 +76,20 @@ class YoloDetection(LazyGroundTruth, Dataset):
         images = [p for split in splits for p in split_images(spec, split)]
         images, sizes = self._sizes(images, on_bad_image)
         boxes, labels, missing, duplicates = [], [], [], 0
+        polygons: list[list] = []  # per image, per object: [flat float32 outline] or None
         for image, size in zip(images, sizes, strict=True):
             path = label_path(image)
             if not path.is_file():
                 missing.append(path)
                 boxes.append(np.zeros((0, 4), np.float32))
                 labels.append(np.zeros(0, np.int64))
+                polygons.append([])
                 continue
-            b, lb, dup = parse_labels(path, size, len(spec.names))
-            boxes.append(b)
-            labels.append(lb)
-            duplicates += dup
+            found = read_labels(path, size, len(spec.names), masks)
+            boxes.append(found.boxes)
+            labels.append(found.labels)
+            polygons.append(found.polygons)
+            duplicates += found.duplicates
         self._warn_missing(missing, len(images), splits)
         if duplicates:
             warnings.warn(f"{spec.file}: left out {duplicates} duplicate label lines", stacklevel=2)
@@ -91,6 +107,8 @@ class YoloDetection(LazyGroundTruth, Dataset):
                 stacklevel=2,
             )
         self._kept = PackedArrays(kept, self._labels.counts())
+        # every object's outline (training targets select the kept ones), only when asked for
+        self._segmentations = pack_segmentations(polygons) if masks else None
         rows = np.repeat(np.arange(len(images)), self._labels.counts())
         counts = np.bincount(rows[kept], minlength=len(images))  # training objects per image
         self._rows = np.flatnonzero(counts > 0) if filter_empty else np.arange(len(images))
@@ -141,9 +159,12 @@ class YoloDetection(LazyGroundTruth, Dataset):
             images.append({"id": image_id, "file_name": self._table.path(row).name,
                            "width": w, "height": h})  # fmt: skip
             xywh = convert_boxes(self._boxes[row], "xyxy", "xywh").tolist()
-            for b, lb in zip(xywh, self._labels[row].tolist(), strict=True):
+            segs = self._row_segmentations(row) or [None] * len(xywh)
+            for b, lb, seg in zip(xywh, self._labels[row].tolist(), segs, strict=True):
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": lb + 1,
                              "bbox": b, "area": b[2] * b[3], "iscrowd": 0})  # fmt: skip
+                if seg is not None:  # COCO polygons, for the segm evaluation
+                    anns[-1]["segmentation"] = [p.tolist() for p in seg]
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)]
         return coco_index({"images": images, "annotations": anns, "categories": categories})
 
@@ -158,6 +179,23 @@ class YoloDetection(LazyGroundTruth, Dataset):
         return Record(int(self._table.ids[row]), self._table.path(row), (h, w),
                       self._boxes[row][keep], self._labels[row][keep])  # fmt: skip
 
+    def _row_segmentations(self, row: int) -> list | None:
+        """Every object's outline of image ``row`` (None without ``masks``)."""
+        if self._segmentations is None:
+            return None
+        return unpack_segmentations(self._segmentations, row)
+
+    def instance_shapes(self, index: int) -> MaskShapes:
+        """Sample ``index``'s training objects' instance masks in original pixels, one per box of
+        its :meth:`record` (polygons); the reader must have been built with ``masks``."""
+        row = int(self._rows[index])
+        segs = self._row_segmentations(row)
+        if segs is None:
+            raise ValueError("this reader was built without masks")
+        keep = self._kept[row].tolist()
+        size = tuple(int(v) for v in self._table.sizes[row])
+        return mask_shapes([s for s, k in zip(segs, keep, strict=True) if k], size)
+
     def image_path(self, index: int) -> Path:
         return self._table.path(int(self._rows[index]))
 
@@ -168,7 +206,8 @@ class YoloDetection(LazyGroundTruth, Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         r = self.record(index)
         image = read_image(r.path, orientation=True)
-        return to_sample(image, r.boxes, r.labels, r.image_id, self.transforms)
+        shapes = self.instance_shapes(index) if self.masks else None
+        return to_sample(image, r.boxes, r.labels, r.image_id, self.transforms, instances=shapes)
 
 
 def _relative(path: Path, root: Path) -> str:

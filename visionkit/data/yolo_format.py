@@ -16,7 +16,8 @@ The layout, as Ultralytics writes it::
 - An image's label file is its path with the last ``images`` folder replaced by ``labels`` and
   the suffix by ``.txt`` (Ultralytics' ``img2label_paths``). One object a line: ``class cx cy w
   h``, normalized by the image's width and height, or a polygon ``class x1 y1 ... xn yn`` (its
-  bounding box is the object's box). An empty file: an image without objects.
+  bounding box is the object's box; for instance segmentation models, the polygon its mask, and
+  a box line without one is refused). An empty file: an image without objects.
 
 Every refusal is a :class:`~visionkit.errors.DataError` of one line naming the file and the key
 (``data.yaml``) or the line (``labels/train/a.txt:3``).
@@ -163,15 +164,34 @@ def label_path(image: Path) -> Path:
     return Path(sb.join(str(image).rsplit(sa, 1))).with_suffix(".txt")
 
 
+class LabelFile(NamedTuple):
+    """One label file read (:func:`read_labels`): ``boxes`` float32 ``(N, 4)`` xyxy pixels
+    (clipped to the image), ``labels`` int64 ``(N,)``, in the file's order, the number of
+    ``duplicates`` left out, and per object its ``polygons``: a list of one flat float32
+    ``[x1, y1, ..., xn, yn]`` outline in pixels (not clipped), or None for a box line."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    duplicates: int
+    polygons: list[list[np.ndarray] | None]
+
+
 def parse_labels(
     path: Path, size: tuple[int, int], num_classes: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """One label file of an image of ``size`` ``(height, width)`` pixels.
+    """``boxes``, ``labels`` and ``duplicates`` of :func:`read_labels`."""
+    boxes, labels, duplicates, _ = read_labels(path, size, num_classes)
+    return boxes, labels, duplicates
 
-    Returns:
-        ``boxes`` float32 ``(N, 4)`` xyxy pixels (clipped to the image), ``labels`` int64
-        ``(N,)``, in the file's order, and the number of duplicate lines left out (Ultralytics
-        leaves them out too).
+
+def read_labels(
+    path: Path, size: tuple[int, int], num_classes: int, masks: bool = False
+) -> LabelFile:
+    """One label file of an image of ``size`` ``(height, width)`` pixels (:class:`LabelFile`).
+
+    Duplicate lines are left out (Ultralytics leaves them out too). A polygon line's box is
+    the polygon's bounding box, its polygon the object's instance mask; with ``masks``
+    (instance segmentation models) every object needs one.
 
     Raises:
         DataError: ``<file>:<line>: <what is wrong>``: not UTF-8 text, a line of another count
@@ -184,6 +204,7 @@ def parse_labels(
     seen: set[tuple[float, ...]] = set()
     duplicates = 0
     labels, boxes, lines, norm = [], [], [], []  # norm: (row, cx cy w h) of the box lines
+    polygons: list[list[np.ndarray] | None] = []
     for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         tokens = line.split()
         if not tokens:
@@ -193,12 +214,19 @@ def parse_labels(
             duplicates += 1
             continue
         seen.add(tuple(values))
+        if len(values) == 5 and masks:
+            raise DataError(
+                f"{path}:{lineno}: a box without an outline; instance segmentation models need "
+                "each object's polygon ('class x1 y1 ... xn yn', at least 3 points)"
+            )
         if len(values) == 5:
             norm.append((len(boxes), values[1:]))
             boxes.append(values[1:])
-        else:  # a polygon: its bounding box
+            polygons.append(None)
+        else:  # a polygon: its bounding box, and the object's mask
             xy = np.asarray(values[1:], np.float64).reshape(-1, 2) * (width, height)
             boxes.append([*xy.min(0).tolist(), *xy.max(0).tolist()])
+            polygons.append([xy.astype(np.float32).reshape(-1)])
         labels.append(int(values[0]))
         lines.append((lineno, tokens))
     xyxy = np.array(boxes, np.float64).reshape(-1, 4)
@@ -211,7 +239,7 @@ def parse_labels(
             where = f"{path}:{lineno}"
             raise DataError(f"{where}: the box {shown(' '.join(tokens[1:]), 120)} {problem}")
     clipped = clip_boxes(torch.from_numpy(xyxy), size).numpy().astype(np.float32)
-    return clipped, np.array(labels, np.int64), duplicates
+    return LabelFile(clipped, np.array(labels, np.int64), duplicates, polygons)
 
 
 def _numbers(tokens: list[str], where: str, num_classes: int) -> list[float]:

@@ -1,5 +1,5 @@
-"""Evaluators: COCO box AP through COCOeval (faster-coco-eval or pycocotools); Pascal VOC AP;
-semantic segmentation IoU; and the loop that feeds them a model's predictions (``loop.py``)."""
+"""Evaluators: COCO box and mask AP through COCOeval (faster-coco-eval or pycocotools); Pascal VOC
+AP; semantic segmentation IoU; and the loop that feeds them a model's predictions (``loop.py``)."""
 
 from visionkit.evaluation.build import DETECTION_METRICS, Evaluator, Evaluators, build_evaluator
 from visionkit.evaluation.coco_backends import COCO_BACKENDS, DEFAULT_COCO_BACKEND

@@ -1,5 +1,6 @@
 """COCO-style evaluation (COCOeval through :mod:`~visionkit.evaluation.coco_backends`): results
-to and from predictions, their checks, the 12 numbers and per-class AP."""
+to and from predictions, their checks, the 12 numbers and per-class AP, of boxes (``bbox``) and
+of instance masks (``segm``: each result's ``segmentation`` a compressed RLE of its image)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 
+from visionkit.data.coco_checks import segmentation_problem
 from visionkit.errors import DataError
 from visionkit.evaluation.coco_backends import (
     DEFAULT_COCO_BACKEND,
@@ -19,9 +21,11 @@ from visionkit.evaluation.coco_backends import (
     run_cocoeval,
 )
 from visionkit.structures.boxes import convert_boxes
+from visionkit.structures.masks import encode_rles
 from visionkit.utils.comm import gather_in_order, is_distributed
 from visionkit.utils.validators import box_problem, is_finite_number, is_int
 
+IOU_TYPES = ("bbox", "segm")  # COCOeval's iouType: boxes, instance masks
 STAT_NAMES = [
     "AP",
     "AP50",
@@ -41,7 +45,10 @@ STAT_NAMES = [
 def to_coco_results(
     image_id: int, prediction: dict[str, Tensor], cat_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids.
+    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids,
+    and, when the prediction has ``masks`` (``(N, H, W)`` bool, original pixels), each
+    detection's ``segmentation``, a compressed RLE with text counts
+    (:func:`~visionkit.structures.masks.encode_rles`).
 
     Detections with a non-finite box or score (a diverged model) are left out: COCOeval would
     match a NaN box with any ground truth (``iou < t`` is never true for NaN)."""
@@ -50,19 +57,30 @@ def to_coco_results(
     boxes = convert_boxes(boxes[finite], "xyxy", "xywh").tolist()
     scores = scores[finite].tolist()
     labels = prediction["labels"].detach().cpu()[finite].tolist()
-    return [
+    results = [
         {"image_id": int(image_id), "category_id": int(cat_ids[lb]), "bbox": b, "score": s}
         for b, s, lb in zip(boxes, scores, labels, strict=True)
     ]
+    if "masks" in prediction:
+        rles = encode_rles(prediction["masks"].detach().cpu()[finite])
+        for r, rle in zip(results, rles, strict=True):
+            r["segmentation"] = rle
+    return results
 
 
 def check_coco_results(
-    results: Any, image_sizes: Mapping[int, tuple[int, int]], cat_ids: Sequence[int], where: str
+    results: Any,
+    image_sizes: Mapping[int, tuple[int, int]],
+    cat_ids: Sequence[int],
+    where: str,
+    masks: bool = False,
 ) -> None:
     """Refuse, in one line naming ``where``, the record and the field, COCO box results that
     are not a list of ``{image_id, category_id, bbox, score}`` with an image and a category of
     the dataset, a box within its image (:func:`~visionkit.utils.validators.box_problem`) and a
-    score in [0, 1].
+    score in [0, 1]; with ``masks`` (a ``segm`` evaluation), also a ``segmentation`` that is not
+    a compressed RLE of its image's size whose runs cover it
+    (:func:`~visionkit.data.coco_checks.segmentation_problem`).
 
     Args:
         image_sizes: image id -> ``(height, width)`` of each image of the dataset.
@@ -73,7 +91,8 @@ def check_coco_results(
     for k, r in enumerate(results):
         if not isinstance(r, dict):
             raise DataError(f"{where}: record {k} is a {type(r).__name__}, not a dict")
-        for key in ("image_id", "category_id", "bbox", "score"):
+        keys = ("image_id", "category_id", "bbox", "score") + (("segmentation",) if masks else ())
+        for key in keys:
             if key not in r:
                 raise DataError(f"{where}: record {k} has no '{key}'")
         for key, known in (("image_id", image_sizes), ("category_id", cats)):
@@ -91,6 +110,19 @@ def check_coco_results(
             raise DataError(f"{where}: record {k}: score {score!r} is not a finite number")
         if not 0 <= score <= 1:
             raise DataError(f"{where}: record {k}: score {score!r} is outside [0, 1]")
+        if masks:
+            problem = _result_mask_problem(r["segmentation"], (height, width))
+            if problem:
+                raise DataError(f"{where}: record {k}: 'segmentation' {problem}")
+
+
+def _result_mask_problem(seg: Any, size: tuple[int, int]) -> str | None:
+    """What is wrong with a result's ``segmentation`` (a compressed RLE of its image, what
+    COCOeval scores masks from) for an image of ``size`` ``(H, W)``, or None."""
+    if not isinstance(seg, dict) or not isinstance(seg.get("counts"), str):
+        got = type(seg).__name__ if not isinstance(seg, dict) else "an RLE whose counts are no text"
+        return f"is not a compressed RLE ({{'size': [h, w], 'counts': text}}; got {got})"
+    return segmentation_problem(seg, size, "masks")
 
 
 def from_coco_results(
@@ -151,7 +183,12 @@ def coco_metrics(
         stats = np.zeros(12)
         per_class = dict.fromkeys(coco_gt.getCatIds(), 0.0)
     else:
-        stats, precision, cat_ids = run_cocoeval(coco_gt, results, image_ids, iou_type, backend)
+        # loadRes writes into the records it loads (id, area, a box's outline): it gets copies.
+        # Masks are scored without their box, so that their area (COCO's small, medium and
+        # large) is the mask's, not the box's, as detectron2 scores them.
+        drop = "bbox" if iou_type == "segm" else None
+        loaded = [{k: v for k, v in r.items() if k != drop} for r in results]
+        stats, precision, cat_ids = run_cocoeval(coco_gt, loaded, image_ids, iou_type, backend)
         if accumulated is not None:
             accumulated.update(precision=precision, cat_ids=cat_ids)
         per_class = {}
@@ -184,34 +221,50 @@ def coco_mask_metrics(
     results: list[dict[str, Any]],
     image_ids: Sequence[int] | None = None,
     backend: str = DEFAULT_COCO_BACKEND,
+    accumulated: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """:func:`coco_metrics` of mask results (``segmentation`` a compressed RLE) against the
-    ground truth's segmentations (polygons or RLE). visionkit has no instance segmentation model
-    yet, so no tool calls this; ``tests/test_coco_backends.py`` holds its backends equal."""
-    return coco_metrics(coco_gt, results, image_ids, "segm", backend)
+    ground truth's segmentations (polygons or RLE)."""
+    return coco_metrics(coco_gt, results, image_ids, "segm", backend, accumulated)
 
 
 class CocoEvaluator:
-    """Accumulates predictions over a dataset and computes COCO box metrics.
+    """Accumulates predictions over a dataset and computes COCO box metrics, and instance-mask
+    metrics with ``"segm"`` in ``iou_types`` (predictions with ``masks``, results with
+    ``segmentation``).
 
     Args:
         coco_gt: the dataset's ground truth (original pixels, its own category ids).
         cat_ids: label ``0..C-1`` -> the dataset's category id.
         backend: COCOeval's implementation, one of
             :data:`~visionkit.evaluation.coco_backends.COCO_BACKENDS`.
+        iou_types: the sections :meth:`evaluate` gives, of :data:`IOU_TYPES`.
     """
 
     def __init__(
-        self, coco_gt: COCO, cat_ids: Sequence[int], backend: str = DEFAULT_COCO_BACKEND
+        self,
+        coco_gt: COCO,
+        cat_ids: Sequence[int],
+        backend: str = DEFAULT_COCO_BACKEND,
+        iou_types: Sequence[str] = ("bbox",),
     ) -> None:
         check_coco_backend(backend)
+        if not iou_types or any(t not in IOU_TYPES for t in iou_types):
+            raise ValueError(f"iou_types must be some of {IOU_TYPES}, got {iou_types}")
         self.coco_gt = coco_gt
         self.cat_ids = list(cat_ids)
         self.backend = backend
+        self.iou_types = tuple(iou_types)
         self.results: list[dict[str, Any]] = []
         self.image_ids: list[int] = []
-        # COCOeval's precision array and its category ids, after evaluate() (coco_box_metrics)
-        self.accumulated: dict[str, Any] = {}
+        # per iou type, COCOeval's precision array and its category ids, after evaluate()
+        self.accumulations: dict[str, dict[str, Any]] = {}
+
+    @property
+    def accumulated(self) -> dict[str, Any]:
+        """The ``bbox`` section's COCOeval precision array and category ids (empty before
+        :meth:`evaluate`, without results or without a ``bbox`` section)."""
+        return self.accumulations.get("bbox", {})
 
     def process(self, targets: Sequence[dict], predictions: Sequence[dict[str, Tensor]]) -> None:
         """Add one batch: ``targets`` give ``image_id``; predictions are in original pixels."""
@@ -240,9 +293,24 @@ class CocoEvaluator:
             self.results = [r for _, results in images for r in results]
 
     def evaluate(self) -> dict[str, dict[str, float]]:
-        """``{"bbox": {...}}`` as detectron2 lays it out, numbers in percent."""
-        self.accumulated = {}
-        metrics = coco_box_metrics(
-            self.coco_gt, self.results, self.image_ids, self.backend, self.accumulated
-        )
-        return {"bbox": metrics}
+        """``{"bbox": {...}, "segm": {...}}`` (the sections of :attr:`iou_types`) as detectron2
+        lays them out, numbers in percent.
+
+        Raises:
+            DataError: a ``segm`` section and a result without ``segmentation`` (a saved
+                predictions file of boxes only).
+        """
+        self.accumulations = {t: {} for t in self.iou_types}
+        if "segm" in self.iou_types:
+            missing = next((k for k, r in enumerate(self.results) if "segmentation" not in r), None)
+            if missing is not None:
+                raise DataError(
+                    f"result {missing} has no 'segmentation': mask AP (segm) scores instance "
+                    "masks, and these predictions hold boxes only"
+                )
+        return {
+            t: coco_metrics(
+                self.coco_gt, self.results, self.image_ids, t, self.backend, self.accumulations[t]
+            )
+            for t in self.iou_types
+        }

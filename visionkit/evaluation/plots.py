@@ -1,6 +1,7 @@
 """Figures of an evaluation, as PNGs through matplotlib's Agg backend (no window): precision-recall
 curves from COCOeval's own precision array, the detection confusion matrix (PNG and CSV,
-:mod:`visionkit.evaluation.confusion`) and the normalized pixel confusion matrix of segmentation.
+:mod:`visionkit.evaluation.confusion`), for instance segmentation models the same of their masks
+(``*_segm``), and the normalized pixel confusion matrix of segmentation.
 
 :func:`write_evaluation_plots` writes those an evaluator can give into a folder; ``visionkit eval
 --plots`` and the trainer (at the end of training, into ``<run>/plots/``) call it.
@@ -18,7 +19,6 @@ import numpy as np
 
 from visionkit.config.schema import EvalConfig
 from visionkit.evaluation.build import Evaluators
-from visionkit.evaluation.coco_eval import CocoEvaluator
 from visionkit.evaluation.confusion import coco_confusion
 from visionkit.evaluation.sem_seg import SemSegEvaluator
 from visionkit.evaluation.units import percent
@@ -28,6 +28,8 @@ RECALL_LEVELS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs: the R axis of 
 # the detection confusion matrix's thresholds: eval.confusion_score_thresh and _iou_thresh
 SCORE_THRESH: float = EvalConfig.confusion_score_thresh
 IOU_THRESH: float = EvalConfig.confusion_iou_thresh
+# the file names' suffix of each COCO section: boxes as before, instance masks "_segm"
+SUFFIXES = {"bbox": "", "segm": "_segm"}
 
 
 def pyplot() -> Any:
@@ -59,12 +61,14 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return path
 
 
-def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
+def plot_pr_curves(
+    precision: np.ndarray, class_names: Sequence[str], path: str | Path, what: str = ""
+) -> Path:
     """Precision against recall per class, at IoU 0.5 (left) and averaged over IoU 0.5:0.95
     (right), from COCOeval's ``precision`` ``(T, R, K, A, M)`` (all areas, the largest maxDets);
     the mean over the classes with ground truth in black. Precision and recall are fractions
     (0-1 axes); the legend gives each curve's area, its AP, in percent (COCO's 0-100 scale). A
-    class without ground truth (all -1) is left out."""
+    class without ground truth (all -1) is left out. ``what`` begins the titles (``"mask "``)."""
     plt = pyplot()
     p = precision[:, :, :, 0, -1]  # (T, R, K)
     present = (p > -1).all(axis=(0, 1))
@@ -80,7 +84,7 @@ def plot_pr_curves(precision: np.ndarray, class_names: Sequence[str], path: str 
             ax.plot(RECALL_LEVELS, mean, color="black", lw=3,
                     label=f"all classes {percent(100 * mean.mean(), 1)}")  # fmt: skip
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall (0-1)", ylabel="precision (0-1)")
-        ax.set_title(f"precision-recall, {title} (legend: AP in %)")
+        ax.set_title(f"{what}precision-recall, {title} (legend: AP in %)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
@@ -154,15 +158,22 @@ def write_evaluation_plots(
     coco_gt = boxes[0].coco_gt
     cat_ids = sorted(coco_gt.getCatIds())
     names = [coco_gt.cats[c]["name"] for c in cat_ids]
+    labels = [*names, "background"]
     written = []
     for ev in boxes:
-        if isinstance(ev, CocoEvaluator) and "precision" in ev.accumulated:
-            k = [ev.accumulated["cat_ids"].index(c) for c in cat_ids]
-            precision = ev.accumulated["precision"][:, :, k]
-            written.append(plot_pr_curves(precision, names, folder / "pr_curves.png"))
-    matrix = coco_confusion(coco_gt, boxes[0].results, boxes[0].image_ids, score_thresh, iou_thresh)
-    labels = [*names, "background"]
-    title = f"detection confusion matrix (IoU >= {iou_thresh:g}, score >= {score_thresh:g})"
-    written.append(plot_confusion_matrix(matrix, labels, folder / "confusion_matrix.png", title))
-    written.append(write_confusion_csv(matrix, labels, folder / "confusion_matrix.csv"))
+        for iou_type, acc in getattr(ev, "accumulations", {}).items():
+            if "precision" in acc:
+                k = [acc["cat_ids"].index(c) for c in cat_ids]
+                path = folder / f"pr_curves{SUFFIXES[iou_type]}.png"
+                what = "mask " if iou_type == "segm" else ""
+                written.append(plot_pr_curves(acc["precision"][:, :, k], names, path, what))
+    iou_types = getattr(boxes[0], "iou_types", ("bbox",))
+    for iou_type in iou_types:
+        matrix = coco_confusion(coco_gt, boxes[0].results, boxes[0].image_ids, score_thresh,
+                                iou_thresh, iou_type)  # fmt: skip
+        what = "mask" if iou_type == "segm" else "detection"
+        title = f"{what} confusion matrix (IoU >= {iou_thresh:g}, score >= {score_thresh:g})"
+        stem = folder / f"confusion_matrix{SUFFIXES[iou_type]}"
+        written.append(plot_confusion_matrix(matrix, labels, stem.with_suffix(".png"), title))
+        written.append(write_confusion_csv(matrix, labels, stem.with_suffix(".csv")))
     return written

@@ -25,10 +25,12 @@ class Evaluation:
     """What an evaluation gives.
 
     Attributes:
-        metrics: ``{"bbox": {"AP": ..}, "voc07": {"mAP": ..}, "speed": {..}}`` (detection) or
+        metrics: ``{"bbox": {"AP": ..}, "voc07": {"mAP": ..}, "speed": {..}}`` (detection; instance
+            segmentation also ``"segm"``) or
             ``{"sem_seg": {"mIoU": ..}, ...}``, in percent (COCO's 0-100 scale; ``speed`` in
             ms), as ``visionkit eval --out`` writes them (beside its ``"units"`` entry).
-        results: the model's COCO box results (detection models; ``[]`` otherwise).
+        results: the model's COCO results (boxes; instance segmentation models also each
+            mask's RLE ``segmentation``; ``[]`` for semantic segmentation models).
         images: images evaluated.
         skipped: unreadable images left out (``data.on_bad_image: skip``).
         evaluator: the evaluator after scoring (its state draws the plots:
@@ -62,28 +64,38 @@ def evaluate_model(
     """``predictor`` (eager or onnxruntime; its ``predict``: no score threshold beyond the
     model's own) over ``dataset`` (:func:`val_dataset`), batched by ``cfg.eval.batch_size`` with
     ``cfg.data.num_workers`` loader workers; ``metric``: ``coco``, ``voc07``, ``voc`` or ``all``
-    (box metrics; segmentation models take ``coco``); the predictor's ``cat_ids`` map its labels
-    to the dataset's categories (``build_evaluator``); COCOeval by ``cfg.eval.coco_backend``."""
+    (box metrics; instance segmentation models also ``segm``, and their ``coco`` and ``all``
+    score boxes and masks; semantic segmentation models take ``coco``); the predictor's
+    ``cat_ids`` map its labels to the dataset's categories (``build_evaluator``); COCOeval by
+    ``cfg.eval.coco_backend``."""
     task = predictor.task
     evaluator = build_evaluator(task, dataset, metric, predictor.cat_ids, cfg.eval.coco_backend)
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
     metrics = evaluate(predictor, loader, evaluator, predictor.device, progress=progress)
     skipped = len(loader.skipped)
-    results = evaluator.results if task == "detection" else []
+    results = evaluator.results if task in ("detection", "instance") else []
     return Evaluation(metrics, results, len(dataset) - skipped, skipped, evaluator)
 
 
 def evaluate_predictions(
-    path: Path, dataset: Dataset, metric: str = "coco", coco_backend: str = DEFAULT_COCO_BACKEND
+    path: Path,
+    dataset: Dataset,
+    metric: str = "coco",
+    coco_backend: str = DEFAULT_COCO_BACKEND,
+    task: str = "detection",
 ) -> Evaluation:
-    """A COCO box results JSON (``[{"image_id", "category_id", "bbox": xywh, "score"}]``, the
-    dataset's ids) scored on ``dataset`` (COCOeval by ``coco_backend``); a malformed file or
-    record (:func:`~visionkit.evaluation.coco_eval.check_coco_results`: boxes within their
-    image, scores in [0, 1]) is a one-line ``DataError``."""
+    """A COCO results JSON (``[{"image_id", "category_id", "bbox": xywh, "score"}]``, the
+    dataset's ids; for an instance segmentation config (``task`` ``"instance"``) each record
+    also has its mask's ``"segmentation"``, a compressed RLE ``{"size": [h, w], "counts": str}``
+    of its image, when the metric scores masks) scored on ``dataset`` (COCOeval by
+    ``coco_backend``); a malformed file or record
+    (:func:`~visionkit.evaluation.coco_eval.check_coco_results`: boxes within their image,
+    scores in [0, 1], masks of their image's size) is a one-line ``DataError``."""
     results = read_json(path)
     images = dataset.coco.imgs
     sizes = {i: (images[i]["height"], images[i]["width"]) for i in dataset.ids}
-    check_coco_results(results, sizes, dataset.cat_ids, str(path))
-    evaluator = build_evaluator("detection", dataset, metric, coco_backend=coco_backend)
+    evaluator = build_evaluator(task, dataset, metric, coco_backend=coco_backend)
+    masks = "segm" in getattr(evaluator, "iou_types", ())
+    check_coco_results(results, sizes, dataset.cat_ids, str(path), masks)
     evaluator.add_results(results, dataset.ids)
     return Evaluation(evaluator.evaluate(), results, len(dataset), 0, evaluator)

@@ -228,6 +228,39 @@ def draw_segmentation(
     return draw_legend(out, [(names[c], tuple(colors[c])) for c in shown], painted)
 
 
+def draw_instance_masks(
+    image: np.ndarray,
+    masks: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | Sequence[int],
+    colors: np.ndarray,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Instance masks drawn on a copy of the image: each object's pixels blended with its
+    class's colour (weight ``alpha``) and outlined in it (:func:`draw_label_outlines` of the map
+    of which object each pixel shows, so objects that touch or overlap are outlined on each
+    side). Masks are drawn in order: where they overlap, the later one is shown.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        masks: ``(N, H, W)`` bool, the image's size (``Result.masks``).
+        labels: ``(N,)`` class of each mask, in ``0..C-1``.
+        colors: ``(C, 3)`` uint8 RGB (:func:`class_colors`).
+        alpha: the colours' weight in the blend.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    n = len(masks)
+    if n == 0:
+        return np.ascontiguousarray(image).copy()
+    # which object each pixel shows: the last mask covering it (0: none, i + 1: mask i)
+    last = n - 1 - np.argmax(masks[::-1], axis=0)
+    shown = np.where(masks.any(0), last + 1, 0)
+    instance_colors = np.concatenate(
+        [np.zeros((1, 3), np.uint8), colors[np.asarray(labels, np.int64).reshape(-1)]]
+    )
+    out = overlay_segmentation(np.ascontiguousarray(image), shown, instance_colors, alpha, 0)
+    return draw_label_outlines(out, shown, instance_colors, skip=[0])
+
+
 def draw_prediction(
     image: np.ndarray,
     prediction: dict[str, Tensor],

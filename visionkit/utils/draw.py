@@ -1,5 +1,6 @@
 """Drawing predictions on images: one stable colour per class, labelled boxes, segmentation overlays
-(half-transparent class colours, each class region outlined, a legend of the class colours).
+(half-transparent class colours, each class region outlined, a legend of the class colours) and
+instance masks (each object filled half-transparent in its class's colour and outlined).
 
 All images are ``(H, W, 3)`` uint8 RGB numpy arrays; the functions return new arrays and leave
 their input unchanged.
@@ -228,6 +229,39 @@ def draw_segmentation(
     return draw_legend(out, [(names[c], tuple(colors[c])) for c in shown], painted)
 
 
+def draw_instance_masks(
+    image: np.ndarray,
+    masks: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | Sequence[int],
+    colors: np.ndarray,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Instance masks drawn on a copy of the image: each object's pixels blended with its
+    class's colour (weight ``alpha``) and outlined in it (:func:`draw_label_outlines` of the map
+    of which object each pixel shows, so objects that touch or overlap are outlined on each
+    side). Masks are drawn in order: where they overlap, the later one is shown.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        masks: ``(N, H, W)`` bool, the image's size (``Result.masks``).
+        labels: ``(N,)`` class of each mask, in ``0..C-1``.
+        colors: ``(C, 3)`` uint8 RGB (:func:`class_colors`).
+        alpha: the colours' weight in the blend.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    n = len(masks)
+    if n == 0:
+        return np.ascontiguousarray(image).copy()
+    # which object each pixel shows: the last mask covering it (0: none, i + 1: mask i)
+    last = n - 1 - np.argmax(masks[::-1], axis=0)
+    shown = np.where(masks.any(0), last + 1, 0)
+    instance_colors = np.concatenate(
+        [np.zeros((1, 3), np.uint8), colors[np.asarray(labels, np.int64).reshape(-1)]]
+    )
+    out = overlay_segmentation(np.ascontiguousarray(image), shown, instance_colors, alpha, 0)
+    return draw_label_outlines(out, shown, instance_colors, skip=[0])
+
+
 def draw_prediction(
     image: np.ndarray,
     prediction: dict[str, Tensor],
@@ -235,13 +269,16 @@ def draw_prediction(
     colors: np.ndarray,
 ) -> np.ndarray:
     """One image's prediction drawn on a copy of it: :func:`draw_detections` for ``boxes``,
-    ``scores``, ``labels``; :func:`draw_segmentation` (half-transparent colours, outlines and a
-    legend; ``background`` left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)``
-    int64)."""
+    ``scores``, ``labels``, over :func:`draw_instance_masks` of ``masks`` (``(N, H, W)`` bool,
+    the best-scoring drawn last, as its box) when the prediction has them;
+    :func:`draw_segmentation` (half-transparent colours, outlines and a legend; ``background``
+    left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)`` int64)."""
     if "sem_seg" in prediction:
         background = 0 if class_names[0] == "background" else None
         labels = prediction["sem_seg"].numpy()
         return draw_segmentation(image, labels, class_names, colors, background)
-    return draw_detections(
-        image, prediction["boxes"], prediction["scores"], prediction["labels"], class_names, colors
-    )
+    boxes, scores, labels = prediction["boxes"], prediction["scores"], prediction["labels"]
+    if prediction.get("masks") is not None:
+        order = scores.argsort()
+        image = draw_instance_masks(image, prediction["masks"][order], labels[order], colors)
+    return draw_detections(image, boxes, scores, labels, class_names, colors)

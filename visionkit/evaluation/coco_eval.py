@@ -19,6 +19,7 @@ from visionkit.evaluation.coco_backends import (
     run_cocoeval,
 )
 from visionkit.structures.boxes import convert_boxes
+from visionkit.structures.masks import encode_rles
 from visionkit.utils.comm import gather_in_order, is_distributed
 from visionkit.utils.validators import box_problem, is_finite_number, is_int
 
@@ -41,7 +42,10 @@ STAT_NAMES = [
 def to_coco_results(
     image_id: int, prediction: dict[str, Tensor], cat_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids.
+    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids;
+    with ``masks`` (``(N, H, W)`` bool in the image's pixels) also ``segmentation``, each mask's
+    compressed RLE (:func:`~visionkit.structures.masks.encode_rles`: ``{"size": [h, w],
+    "counts": str}``).
 
     Detections with a non-finite box or score (a diverged model) are left out: COCOeval would
     match a NaN box with any ground truth (``iou < t`` is never true for NaN)."""
@@ -50,10 +54,15 @@ def to_coco_results(
     boxes = convert_boxes(boxes[finite], "xyxy", "xywh").tolist()
     scores = scores[finite].tolist()
     labels = prediction["labels"].detach().cpu()[finite].tolist()
-    return [
+    results = [
         {"image_id": int(image_id), "category_id": int(cat_ids[lb]), "bbox": b, "score": s}
         for b, s, lb in zip(boxes, scores, labels, strict=True)
     ]
+    if prediction.get("masks") is not None:
+        rles = encode_rles(prediction["masks"][finite.to(prediction["masks"].device)])
+        for r, rle in zip(results, rles, strict=True):
+            r["segmentation"] = rle
+    return results
 
 
 def check_coco_results(

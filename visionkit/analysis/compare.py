@@ -20,7 +20,7 @@ from visionkit.evaluation.direction import best_index, metric_direction
 from visionkit.evaluation.units import axis_label
 
 # The metric compared when none is asked for, per task (models/__init__.py:TASKS).
-DEFAULT_METRICS = {"detection": "bbox/AP50", "sem_seg": "sem_seg/mIoU"}
+DEFAULT_METRICS = {"detection": "bbox/AP50", "instance": "segm/AP50", "sem_seg": "sem_seg/mIoU"}
 
 
 @dataclass

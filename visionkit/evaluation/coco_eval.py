@@ -42,10 +42,10 @@ STAT_NAMES = [
 def to_coco_results(
     image_id: int, prediction: dict[str, Tensor], cat_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids;
-    with ``masks`` (``(N, H, W)`` bool in the image's pixels) also ``segmentation``, each mask's
-    compressed RLE (:func:`~visionkit.structures.masks.encode_rles`: ``{"size": [h, w],
-    "counts": str}``).
+    """One image's predictions as COCO results: ``bbox`` xywh, the dataset's own category ids,
+    and, when the prediction has ``masks`` (``(N, H, W)`` bool, original pixels), each
+    detection's ``segmentation``, a compressed RLE with text counts
+    (:func:`~visionkit.structures.masks.encode_rles`).
 
     Detections with a non-finite box or score (a diverged model) are left out: COCOeval would
     match a NaN box with any ground truth (``iou < t`` is never true for NaN)."""
@@ -58,8 +58,8 @@ def to_coco_results(
         {"image_id": int(image_id), "category_id": int(cat_ids[lb]), "bbox": b, "score": s}
         for b, s, lb in zip(boxes, scores, labels, strict=True)
     ]
-    if prediction.get("masks") is not None:
-        rles = encode_rles(prediction["masks"][finite.to(prediction["masks"].device)])
+    if "masks" in prediction:
+        rles = encode_rles(prediction["masks"].detach().cpu()[finite])
         for r, rle in zip(results, rles, strict=True):
             r["segmentation"] = rle
     return results

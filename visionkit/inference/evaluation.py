@@ -28,8 +28,7 @@ class Evaluation:
         metrics: ``{"bbox": {"AP": ..}, "voc07": {"mAP": ..}, "speed": {..}}`` (detection) or
             ``{"sem_seg": {"mIoU": ..}, ...}``, in percent (COCO's 0-100 scale; ``speed`` in
             ms), as ``visionkit eval --out`` writes them (beside its ``"units"`` entry).
-        results: the model's COCO results (detection models: boxes; instance segmentation:
-            boxes and ``segmentation`` RLE; ``[]`` for semantic segmentation).
+        results: the model's COCO box results (detection models; ``[]`` otherwise).
         images: images evaluated.
         skipped: unreadable images left out (``data.on_bad_image: skip``).
         evaluator: the evaluator after scoring (its state draws the plots:
@@ -70,7 +69,7 @@ def evaluate_model(
     loader = build_dataloader(dataset, cfg.eval.batch_size, cfg.data.num_workers, shuffle=False)
     metrics = evaluate(predictor, loader, evaluator, predictor.device, progress=progress)
     skipped = len(loader.skipped)
-    results = evaluator.results if task != "sem_seg" else []
+    results = evaluator.results if task == "detection" else []
     return Evaluation(metrics, results, len(dataset) - skipped, skipped, evaluator)
 
 

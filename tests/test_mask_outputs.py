@@ -454,3 +454,15 @@ def test_metadata_names_the_masks_output_and_refuses_other_masks(exported):
 
     with pytest.raises(CheckpointError, match=r"its graph's masks are .*\(detections, 1, M, M\)"):
         read_metadata(ThreeDimensionalMasks(), path)
+
+
+def test_training_curves_draw_the_mask_ap_beside_the_box_ap():
+    from visionkit.engine.training_curves import choose_panels
+
+    terms = [f"train/loss_{t}" for t in ("mask_bce", "roi_cls", "roi_box", "rpn_cls", "rpn_box")]
+    metrics = [f"{s}/{k}" for s in ("bbox", "segm") for k in ("AP", "AP50", "AP75", "APs")]
+    drawn, left_out = choose_panels(["train/loss", *terms, "lr", *metrics], also=["segm/AP50"])
+    assert drawn == [
+        "train/loss", *sorted(terms), "lr", "bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50"
+    ]  # fmt: skip
+    assert left_out == ["bbox/AP75", "bbox/APs", "segm/AP75", "segm/APs"]

@@ -1,8 +1,8 @@
 """Training curves from runs' ``metrics.jsonl`` (``engine/logger.py``): the loss terms, the
-learning rate and the main validation metrics (COCO AP and AP50, VOC mAP, mIoU; in percent)
-against the epoch, one panel per quantity titled with its unit, one line per run (the trainer
-draws its own run at the end of training, with its ``train.best_metric``; ``visionkit plot``
-overlays several). The panels are bounded (``MAX_PANELS``); every point of every quantity,
+learning rate and the main validation metrics (COCO box and mask AP and AP50, VOC mAP, mIoU; in
+percent) against the epoch, one panel per quantity titled with its unit, one line per run (the
+trainer draws its own run at the end of training, with its ``train.best_metric``; ``visionkit
+plot`` overlays several). The panels are bounded (``MAX_PANELS``); every point of every quantity,
 drawn or not (AP75, AR, fwIoU, ...), is also written to a CSV beside the PNG, and what was not
 drawn is named in one line.
 
@@ -35,8 +35,11 @@ from visionkit.io.atomic import atomic_path
 from visionkit.io.structured import read_jsonl
 
 PER_CLASS = ("AP-", "IoU-", "ACC-")
-# the metrics drawn: COCO AP and AP50, VOC mAP, mIoU (every other one is in the CSV only)
-MAIN_METRICS = ("bbox/AP", "bbox/AP50", "voc07/mAP", "voc/mAP", "sem_seg/mIoU")
+# the metrics drawn: COCO box (and mask) AP and AP50, VOC mAP, mIoU (every other one is in the
+# CSV only)
+MAIN_METRICS = (
+    "bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50", "voc07/mAP", "voc/mAP", "sem_seg/mIoU",
+)  # fmt: skip
 LOSS_TERMS = 8  # loss terms drawn beside the total
 MAX_PANELS = 16  # 4 rows of 4: the total loss, 8 terms, lr, the main metrics and a few asked for
 FEW_POINTS = 20  # a line of at most this many points is drawn with markers
@@ -107,7 +110,7 @@ def _order(key: str) -> tuple[int, str]:
 def choose_panels(keys: Iterable[str], also: Collection[str] = ()) -> tuple[list[str], list[str]]:
     """``(drawn, left out)`` of ``keys``, in drawing order: the total loss (``train/loss``), up
     to ``LOSS_TERMS`` of its terms (by name), the learning rate, then the main metrics
-    (``MAIN_METRICS``: COCO AP and AP50, VOC mAP, mIoU) and those of ``also`` (e.g.
+    (``MAIN_METRICS``: COCO box and mask AP and AP50, VOC mAP, mIoU) and those of ``also`` (e.g.
     ``train.best_metric``), at most ``MAX_PANELS``. Keys of none of these kinds only (a log
     of other names): the first ``MAX_PANELS`` by name. The rest (losses first, then by name)
     are only in the chart's CSV."""

@@ -16,10 +16,12 @@ from visionkit.utils.cli import HelpFormatter, show_progress, take_positionals
 EXIT_SKIPPED = 3  # some sources could not be read (each reported on stderr); the rest were done
 
 EXAMPLES = """\
-Draw a checkpoint's predictions: boxes with class names and scores (segmentation models, fcn: a
-class-colour overlay and <name>_label.png, the raw labels) on every image (<output>/<name>.jpg)
-and video (<output>/<name>.mp4, same frame rate, size and frame count); detection predictions go
-to <output>/predictions.json (COCO results: the dataset's category ids, xywh boxes, score) and
+Draw a checkpoint's predictions: boxes with class names and scores (instance segmentation,
+mask_rcnn: over each object's mask, filled and outlined in its class colour; segmentation models,
+fcn: a class-colour overlay and <name>_label.png, the raw labels) on every image
+(<output>/<name>.jpg) and video (<output>/<name>.mp4, same frame rate, size and frame count);
+detection predictions go to <output>/predictions.json (COCO results: the dataset's category ids,
+xywh boxes, score; masks as "segmentation", compressed RLE) and
 <output>/images.json maps each image_id to its file (and, for videos, the frame index). Runs
 never mix: a non-empty --output gets a numbered sibling (runs/predict2, runs/predict3, ...; --exist-ok
 reuses it). Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and

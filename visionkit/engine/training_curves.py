@@ -1,8 +1,8 @@
 """Training curves from runs' ``metrics.jsonl`` (``engine/logger.py``): the loss terms, the
-learning rate and the main validation metrics (COCO AP and AP50, VOC mAP, mIoU; in percent)
-against the epoch, one panel per quantity titled with its unit, one line per run (the trainer
-draws its own run at the end of training, with its ``train.best_metric``; ``visionkit plot``
-overlays several). The panels are bounded (``MAX_PANELS``); every point of every quantity,
+learning rate and the main validation metrics (COCO box and mask AP and AP50, VOC mAP, mIoU; in
+percent) against the epoch, one panel per quantity titled with its unit, one line per run (the
+trainer draws its own run at the end of training, with its ``train.best_metric``; ``visionkit
+plot`` overlays several). The panels are bounded (``MAX_PANELS``); every point of every quantity,
 drawn or not (AP75, AR, fwIoU, ...), is also written to a CSV beside the PNG, and what was not
 drawn is named in one line.
 

@@ -15,7 +15,10 @@ Detectors give flat outputs over the batch, so that the batch is dynamic and an 
 detection simply has no rows: ``boxes`` ``(D, 4)`` float32 xyxy in input pixels, ``scores``
 ``(D,)`` float32, ``labels`` ``(D,)`` int64 in ``0..C-1`` and ``batch_index`` ``(D,)`` int64,
 sorted by score over the batch (decoding, score threshold, per-class NMS and per-image top-k
-inside the graph: the models' own ``detect``). FCN gives ``logits`` ``(B, C, H, W)`` float32 and
+inside the graph: the models' own ``detect``). Mask R-CNN adds ``masks`` ``(D, 1, M, M)``
+float32, each detection's mask probabilities for its own class over its box (M = 28), pasted
+into the image after the graph (``visionkit.inference.onnx_backend``, with the model's own
+``paste_masks``). FCN gives ``logits`` ``(B, C, H, W)`` float32 and
 ``sem_seg`` ``(B, H, W)`` int64, their arg-max, in input pixels. Each model's body names its
 inputs and outputs.
 """

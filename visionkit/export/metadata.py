@@ -22,19 +22,24 @@ from visionkit.export.graphs import INPUT_DTYPES
 from visionkit.export.onnx import FORMAT_VERSION, METADATA_KEY
 from visionkit.io.structured import loads_json
 from visionkit.models import model_task
-from visionkit.models.base import DETECTION_OUTPUTS, SEGMENTATION_OUTPUTS
+from visionkit.models.base import DETECTION_OUTPUTS, INSTANCE_OUTPUTS, SEGMENTATION_OUTPUTS
 from visionkit.models.preprocess import RESIZE_MODES
 
 # each model's graph inputs (graphs.py; tests/test_checkpoint_truth.py checks them against it)
 GRAPH_INPUTS: dict[str, tuple[str, ...]] = {
     "yolo_v1": ("images",),
     "faster_rcnn": ("images", "image_sizes"),
+    "mask_rcnn": ("images", "image_sizes"),
     "fast_rcnn": ("images", "image_sizes", "proposals"),
     "sppnet": ("images", "image_sizes", "proposals"),
     "rcnn": ("images", "image_sizes", "proposals"),
     "fcn": ("images", "image_sizes"),
 }
-TASK_OUTPUTS = {"detection": DETECTION_OUTPUTS, "sem_seg": SEGMENTATION_OUTPUTS}
+TASK_OUTPUTS = {
+    "detection": DETECTION_OUTPUTS,
+    "instance": INSTANCE_OUTPUTS,
+    "sem_seg": SEGMENTATION_OUTPUTS,
+}
 ONNX_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}  # images' element type
 FIELDS: dict[str, type] = {
     "model": str, "task": str, "class_names": list, "cat_ids": list, "inputs": list,
@@ -126,6 +131,13 @@ def _check_graph(meta: dict[str, Any], session: Any, path: str | Path) -> None:
             f"{p['resize']} {p['input_size']} (dynamic size: {p['dynamic_size']}, min "
             f"{p['min_size']}, max {p['max_size']}, divisor {p['size_divisor']}) does not fit it"
         )
+    if meta["task"] == "instance":
+        masks = session.get_outputs()[outputs.index("masks")].shape  # sizes, or traced names
+        if len(masks) != 4 or (isinstance(masks[1], int) and masks[1] != 1):
+            raise CheckpointError(
+                f"{path}: its graph's masks are {masks}; an instance model gives (detections, 1, "
+                "M, M) mask probabilities"
+            )
     if meta["task"] == "sem_seg":
         channels = session.get_outputs()[0].shape[1]
         if isinstance(channels, int) and channels != len(meta["class_names"]):

@@ -69,7 +69,8 @@ def _dynamic_axes(inputs: Sequence[str], outputs: Sequence[str], size: bool) -> 
     axes: dict[str, dict[int, str]] = {"images": image_axes, "image_sizes": {0: "batch"}}
     axes |= {"proposals": {0: "regions"}, "logits": image_axes}
     axes["sem_seg"] = {0: "batch", 1: "height", 2: "width"} if size else {0: "batch"}
-    axes |= {name: {0: "detections"} for name in ("boxes", "scores", "labels", "batch_index")}
+    detections = ("boxes", "scores", "labels", "batch_index", "masks")
+    axes |= {name: {0: "detections"} for name in detections}
     return {name: axes[name] for name in (*inputs, *outputs)}
 
 

@@ -69,7 +69,7 @@ class VisionModel:
 
     @property
     def task(self) -> str:
-        """``"detection"`` or ``"sem_seg"``."""
+        """``"detection"``, ``"instance"`` (boxes and a mask per object) or ``"sem_seg"``."""
         return self.predictor.task
 
     @property
@@ -135,7 +135,9 @@ class VisionModel:
             bgr: numpy arrays hold BGR, not RGB.
 
         Returns:
-            One :class:`~visionkit.inference.results.Result` per image or frame, in order.
+            One :class:`~visionkit.inference.results.Result` per image or frame, in order (an
+            instance segmentation model's with ``masks``: each frame's own, pasted as it is
+            predicted and held only by its Result).
             Files that cannot be read are skipped with a one-line warning each
             (``skipped: <reason>``, as ``visionkit predict`` reports them).
         """

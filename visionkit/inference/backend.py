@@ -62,7 +62,8 @@ class PredictorBackend(ABC):
     """A trained model that predicts batches of images.
 
     Attributes:
-        task: ``"detection"`` or ``"sem_seg"``.
+        task: ``"detection"``, ``"instance"`` (detection with a mask per object) or
+            ``"sem_seg"``.
         class_names, cat_ids: label -> name / the dataset's category id (``len(class_names)``
             classes).
         score_thresh: :meth:`__call__` drops detections scoring below it (after the model's own
@@ -95,8 +96,10 @@ class PredictorBackend(ABC):
 
         Returns:
             Per image, on :attr:`device`: detection models ``boxes`` ``(N, 4)`` xyxy in the
-            image's pixels, ``scores`` ``(N,)``, ``labels`` ``(N,)`` int64 in ``0..C-1``;
-            segmentation models ``sem_seg`` ``(H_i, W_i)`` int64.
+            image's pixels, ``scores`` ``(N,)``, ``labels`` ``(N,)`` int64 in ``0..C-1``
+            (instance segmentation models also ``masks`` ``(N, H_i, W_i)`` bool, each pasted
+            into the image with its box and thresholded at 0.5); segmentation models
+            ``sem_seg`` ``(H_i, W_i)`` int64.
         """
 
     def __call__(
@@ -113,7 +116,9 @@ class PredictorBackend(ABC):
         Returns:
             Per image, on the CPU: detection models ``boxes`` ``(N, 4)`` float32 xyxy in the
             image's pixels, ``scores`` ``(N,)`` float32 (``>= score_thresh``), ``labels``
-            ``(N,)`` int64 in ``0..C-1``; segmentation models ``sem_seg`` ``(H_i, W_i)`` int64.
+            ``(N,)`` int64 in ``0..C-1``, and instance segmentation models' ``masks`` ``(N,
+            H_i, W_i)`` bool of the same detections; segmentation models ``sem_seg`` ``(H_i,
+            W_i)`` int64.
             Fast R-CNN, SPPNet and R-CNN compute selective search proposals for each image
             (``model.selective_search.mode``, default ``fast``).
         """
@@ -134,11 +139,10 @@ class PredictorBackend(ABC):
             scores = o["scores"][keep].float().cpu()
             if below is not None:
                 below.add(o["scores"], len(scores))
-            results.append(
-                {
-                    "boxes": o["boxes"][keep].float().cpu(),
-                    "scores": scores,
-                    "labels": o["labels"][keep].cpu(),
-                }
-            )
+            kept = {"boxes": o["boxes"][keep].float().cpu(), "scores": scores}
+            kept["labels"] = o["labels"][keep].cpu()
+            if "masks" in o:  # the largest output: dropped from the batch's as it is taken
+                masks = o.pop("masks")
+                kept["masks"] = (masks if bool(keep.all()) else masks[keep]).cpu()
+            results.append(kept)
         return results

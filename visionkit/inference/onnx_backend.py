@@ -7,8 +7,10 @@ Everything comes from the file's metadata (written by ``visionkit.export.onnx``,
 is rebuilt from the stored settings with an identity normalization (the graph normalizes), so
 resizing, padding and the way back are the model's own code; given-proposal detectors get
 :class:`~visionkit.models.proposers.GivenProposals`' selective search per image, as their
-``predict`` does. FCN's results come from the graph's
-``logits`` through ``ImageBatch.postprocess`` (resized to the original image, then arg-maxed, as
+``predict`` does. Mask R-CNN's ``masks`` (``(D, 1, M, M)`` probabilities over each box) are
+pasted into the original image after the graph, with the boxes mapped back, by the model's own
+``paste_masks`` (threshold 0.5), as its ``predict`` pastes them. FCN's results come from the
+graph's ``logits`` through ``ImageBatch.postprocess`` (resized to the original image, then arg-maxed, as
 the model's ``predict``); its ``sem_seg`` output is the label map in input pixels.
 """
 
@@ -30,6 +32,7 @@ from visionkit.io.image import image_to_uint8
 from visionkit.models.poolers import boxes_to_rois
 from visionkit.models.preprocess import ImageBatch, Preprocessor
 from visionkit.models.proposers import GivenProposals
+from visionkit.structures.masks import paste_masks
 
 # what config= and overrides may change in visionkit.load("model.onnx"): the rest is in the graph
 ONNX_ACCEPTS = (
@@ -170,8 +173,11 @@ class OnnxPredictor(PredictorBackend):
                 f"{self.path}: its graph gives label {int(bad[0])}, but its metadata names {n} "
                 f"classes (labels 0..{n - 1})"
             )
-        results = []
-        for i in range(len(images)):
-            mine = out["batch_index"] == i
-            results.append({k: out[k][mine] for k in ("boxes", "scores", "labels")})
-        return batch.postprocess(results)
+        mine = [out["batch_index"] == i for i in range(len(images))]
+        results = batch.postprocess(
+            [{k: out[k][m] for k in ("boxes", "scores", "labels")} for m in mine]
+        )
+        if "masks" in out:  # pasted with the boxes in the image's pixels, as predict pastes
+            for r, m, (h, w) in zip(results, mine, batch.original_sizes.tolist(), strict=True):
+                r["masks"] = paste_masks(out["masks"][m], r["boxes"], int(h), int(w))
+        return results

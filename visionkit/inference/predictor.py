@@ -65,7 +65,7 @@ class Predictor(PredictorBackend):
     Args:
         model: a visionkit model (``predict(images)``), already on ``device``; put in eval mode.
         device: where images go.
-        task: ``"detection"`` or ``"sem_seg"`` (the model's ``task``).
+        task: ``"detection"``, ``"instance"`` or ``"sem_seg"`` (the model's ``task``).
         class_names, cat_ids: label -> name / the dataset's category id.
         score_thresh: detections scoring below it are dropped (after the model's own threshold).
         half: float16 autocast (CUDA only).

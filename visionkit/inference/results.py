@@ -3,7 +3,9 @@
 A :class:`Result` selects like an array (``r[r.scores > 0.5]``, ``r[:5]``, ``r[0]``), gives plain
 Python and JSON (``to_dict``, ``to_json``), a pandas table (``to_df``), a readable
 ``summary()``, and writes the annotated image (``save``), YOLO label lines (``save_txt``) and
-each box's crop (``save_crop``).
+each box's crop (``save_crop``). An instance segmentation model's result also holds each
+detection's mask (``r.masks``), selected with its box, drawn by ``plot``, given as COCO RLE by
+``to_coco``, ``to_dict`` and ``to_json`` and as a YOLO polygon by ``save_txt``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from visionkit.errors import ConfigError, DataError, VisionkitError
 from visionkit.evaluation.coco_eval import to_coco_results
 from visionkit.inference.selection import detection_index
 from visionkit.inference.sources import IMAGE_EXTS, Frame
-from visionkit.inference.writers import write_image
+from visionkit.inference.writers import mask_polygon, write_image
 from visionkit.io.atomic import write_text
 from visionkit.io.outputs import check_outputs
+from visionkit.structures.masks import encode_rles
 from visionkit.utils.draw import class_colors, draw_prediction
 from visionkit.utils.validators import is_id
 
@@ -38,8 +41,8 @@ class Result:
     ``len(r)`` is the number of detections; ``r[key]`` selects them (a bool mask of one value
     per detection, an int, a slice, or integer indices as a list, array or tensor) into a new
     Result sharing the image, source, frame and class tables, with its own copies of
-    ``boxes``, ``scores`` and ``labels``; iterating gives one-detection Results. A segmentation
-    result has no detections to select: its ``sem_seg`` holds the label map.
+    ``boxes``, ``scores``, ``labels`` and ``masks``; iterating gives one-detection Results. A
+    segmentation result has no detections to select: its ``sem_seg`` holds the label map.
 
     Attributes:
         image: ``(H, W, 3)`` uint8 RGB, the image as the model saw it.
@@ -53,6 +56,9 @@ class Result:
         class_names: label -> class name (all classes, shared with the model).
         cat_ids: label -> the dataset's category id (all classes, shared with the model).
         sem_seg: ``(H, W)`` int64 label map of a segmentation model; None for detectors.
+        masks: ``(N, H, W)`` bool, each detection's mask in the image's pixels (an instance
+            segmentation model's: Mask R-CNN's, pasted with its box and thresholded at 0.5);
+            None for models without masks.
     """
 
     image: np.ndarray
@@ -64,6 +70,7 @@ class Result:
     class_names: list[str] = field(default_factory=list)
     cat_ids: list[int] = field(default_factory=list)
     sem_seg: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
     @classmethod
     def from_prediction(
@@ -74,8 +81,9 @@ class Result:
         cat_ids: list[int],
     ) -> Result:
         """A frame and its prediction (a ``Predictor``'s output for it: CPU tensors ``boxes``,
-        ``scores``, ``labels``, or ``sem_seg``) as a result; the arrays share the tensors'
-        memory."""
+        ``scores``, ``labels`` and, for instance segmentation, ``masks``; or ``sem_seg``) as a
+        result; the arrays share the tensors' memory."""
+        masks = prediction["masks"].numpy() if "masks" in prediction else None
         if "sem_seg" in prediction:
             boxes = np.zeros((0, 4), np.float32)
             scores, labels = np.zeros(0, np.float32), np.zeros(0, np.int64)
@@ -85,7 +93,7 @@ class Result:
             labels, sem_seg = prediction["labels"].numpy(), None
         return cls(
             frame.image, frame.source.name, frame.index, boxes, scores, labels,
-            class_names, cat_ids, sem_seg,
+            class_names, cat_ids, sem_seg, masks,
         )  # fmt: skip
 
     @property
@@ -111,11 +119,15 @@ class Result:
                 "a segmentation result has no detections to select: r.sem_seg holds its label map"
             )
         index = detection_index(key, len(self))
+        masks = self.masks
+        if masks is not None:
+            masks = np.array(masks[index]).reshape(-1, *masks.shape[1:])
         return dataclasses.replace(
             self,
             boxes=np.array(self.boxes[index]).reshape(-1, 4),
             scores=np.array(self.scores[index]).reshape(-1),
             labels=np.array(self.labels[index]).reshape(-1),
+            masks=masks,
         )
 
     def __iter__(self) -> Iterator[Result]:
@@ -141,21 +153,35 @@ class Result:
             f"{n} {s:.2f}" for n, s in zip(self.names[:3], self.scores[:3].tolist(), strict=True)
         )
         more = ", ..." if len(self) > 3 else ""
-        return f"Result({where}, {w}x{h}, {len(self)} detections: [{shown}{more}])"
+        masks = " with masks" if self.masks is not None else ""
+        return f"Result({where}, {w}x{h}, {len(self)} detections{masks}: [{shown}{more}])"
 
     def _prediction(self) -> dict[str, Tensor]:
         if self.sem_seg is not None:
             return {"sem_seg": torch.from_numpy(self.sem_seg)}
-        return {
+        prediction = {
             "boxes": torch.from_numpy(self.boxes),
             "scores": torch.from_numpy(self.scores),
             "labels": torch.from_numpy(self.labels),
         }
+        if self.masks is not None:
+            prediction["masks"] = torch.from_numpy(self.masks)
+        return prediction
+
+    def mask_areas(self) -> np.ndarray:
+        """``(N,)`` int64: each detection's mask area in pixels; a one-line ConfigError for a
+        result without masks."""
+        if self.masks is None:
+            raise ConfigError(
+                "this result has no masks (an instance segmentation model gives them)"
+            )
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def plot(self) -> np.ndarray:
         """The image annotated: ``(H, W, 3)`` uint8 RGB, a new array. Boxes with ``"<class>
-        <score>"`` tags in their class's colour; segmentation: each non-background pixel blended
-        with its class's colour (``visionkit.utils.draw``, as ``visionkit predict`` draws)."""
+        <score>"`` tags in their class's colour, over each mask (if any) filled half-transparent
+        in it and outlined; segmentation: each non-background pixel blended with its class's
+        colour (``visionkit.utils.draw``, as ``visionkit predict`` draws)."""
         colors = class_colors(len(self.class_names))
         return draw_prediction(self.image, self._prediction(), self.class_names, colors)
 
@@ -184,11 +210,22 @@ class Result:
         """Write the boxes as YOLO labels to ``path``: one line per box, ``label cx cy w h``
         (the box clipped to the image, then its centre and size divided by the image's width
         and height: in [0, 1], 6 decimals), followed by the score with ``conf``; an empty file
-        for no box. Atomic, missing folders created, checked as :meth:`save` is; returns the
+        for no box. With masks, YOLO's segmentation lines instead: ``label x1 y1 ... xn yn``,
+        the outline of each mask's largest region (:func:`mask_polygon`) divided by the width
+        and height. Atomic, missing folders created, checked as :meth:`save` is; returns the
         path."""
         self._detections_only("save_txt")
         path = Path(path)
         check_outputs({"its source": self._source_file()}, files={"Result.save_txt": path})
+        if self.masks is not None:
+            scale = np.array([self.width, self.height], np.float64)
+            lines = []
+            for i, (mask, box) in enumerate(zip(self.masks, self._clipped(), strict=True)):
+                xy = (mask_polygon(mask, box) / scale).reshape(-1).tolist()
+                lines.append(f"{int(self.labels[i])} " + " ".join(f"{v:.6f}" for v in xy))
+                lines[-1] += f" {float(self.scores[i]):.6f}" if conf else ""
+            write_text(path, "".join(f"{line}\n" for line in lines))
+            return path
         x1, y1, x2, y2 = self._clipped().T
         w, h = self.width, self.height
         rows = zip(
@@ -249,8 +286,10 @@ class Result:
         it): ``source``, ``frame``, ``width``, ``height`` and, for a detector, ``detections``:
         one ``{"box": [x1, y1, x2, y2] (float pixels, xyxy), "score", "label" (0..C-1),
         "name", "category_id" (the dataset's)}`` per box, floats as the shortest decimals of
-        their float32 values. A segmentation result gives ``class_pixels`` instead: class name
-        -> its pixels, for each class present (``r.sem_seg`` holds the label map)."""
+        their float32 values; with masks also ``"segmentation"`` (the mask as COCO's compressed
+        RLE, ``{"size": [h, w], "counts": str}``: ``pycocotools.mask.decode`` gives it back)
+        and ``"area"`` (its pixels). A segmentation result gives ``class_pixels`` instead: class
+        name -> its pixels, for each class present (``r.sem_seg`` holds the label map)."""
         out: dict[str, Any] = {
             "source": str(self.source),
             "frame": None if self.frame is None else int(self.frame),
@@ -265,6 +304,10 @@ class Result:
              "category_id": int(self.cat_ids[lb])}
             for b, s, lb in zip(boxes, scores, self.labels.tolist(), strict=True)
         ]  # fmt: skip
+        if self.masks is not None:
+            rles, areas = encode_rles(self.masks), self.mask_areas().tolist()
+            for d, rle, area in zip(out["detections"], rles, areas, strict=True):
+                d |= {"segmentation": rle, "area": area}
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -273,9 +316,10 @@ class Result:
 
     def to_df(self) -> Any:
         """A ``pandas.DataFrame``: one row per detection, columns ``x1 y1 x2 y2`` (pixels),
-        ``score``, ``label``, ``name``, ``category_id``; for a segmentation result one row per
-        class present: ``label``, ``name``, ``category_id``, ``pixels``. pandas is imported
-        here (not a visionkit dependency): a one-line error without it."""
+        ``score``, ``label``, ``name``, ``category_id`` (and ``area``, the mask's pixels, with
+        masks); for a segmentation result one row per class present: ``label``, ``name``,
+        ``category_id``, ``pixels``. pandas is imported here (not a visionkit dependency): a
+        one-line error without it."""
         try:
             import pandas as pd
         except ImportError:
@@ -288,15 +332,17 @@ class Result:
             })  # fmt: skip
         boxes = self.boxes.reshape(-1, 4)
         columns = {k: boxes[:, i] for i, k in enumerate(("x1", "y1", "x2", "y2"))}
-        return pd.DataFrame(
-            columns | {"score": self.scores, "label": self.labels, "name": self.names,
-                       "category_id": self.category_ids}
-        )  # fmt: skip
+        columns |= {"score": self.scores, "label": self.labels, "name": self.names,
+                    "category_id": self.category_ids}  # fmt: skip
+        if self.masks is not None:
+            columns["area"] = self.mask_areas()
+        return pd.DataFrame(columns)
 
     def summary(self) -> str:
         """The result in lines: a header (source, size, the count per class), then one line per
-        detection (``circle 0.91 [12.0, 30.5, 80.2, 99.0]``: score, xyxy pixels) or, for
-        segmentation, per class present (``circle 12.5%``: its share of the pixels)."""
+        detection (``circle 0.91 [12.0, 30.5, 80.2, 99.0]``: score, xyxy pixels; with masks
+        followed by ``mask 1234 px``, the mask's area) or, for segmentation, per class present
+        (``circle 12.5%``: its share of the pixels)."""
         where = self.source if self.frame is None else f"{self.source} frame {self.frame}"
         head = f"{where}: {self.width}x{self.height}"
         if self.sem_seg is not None:
@@ -312,11 +358,14 @@ class Result:
             f"{n} {s:.2f} [{', '.join(f'{v:.1f}' for v in b)}]"
             for n, s, b in zip(self.names, self.scores.tolist(), self.boxes.tolist(), strict=True)
         ]
+        if self.masks is not None:
+            lines = [f"{ln} mask {a} px" for ln, a in zip(lines, self.mask_areas(), strict=True)]
         return "\n".join([head + (f": {per_class}" if per_class else ""), *lines])
 
     def to_coco(self, image_id: int = 1) -> list[dict[str, Any]]:
         """The detections as COCO results: ``{"image_id", "category_id" (the dataset's id),
-        "bbox": [x, y, w, h] (pixels), "score"}`` per box, what ``COCO.loadRes`` takes."""
+        "bbox": [x, y, w, h] (pixels), "score"}`` per box, with masks also ``"segmentation"``
+        (compressed RLE, ``counts`` a str), what ``COCO.loadRes`` takes."""
         if self.sem_seg is not None:
             raise ConfigError("to_coco gives COCO box results; this is a segmentation model")
         if not is_id(image_id):

@@ -108,7 +108,7 @@ def predict_frames(
 def below_threshold(predictor: PredictorBackend) -> BelowThreshold | None:
     """A fresh record for the empty-result hint of one run or ``predict`` call; None for a
     segmentation model (no scores)."""
-    return BelowThreshold(predictor.score_thresh) if predictor.task == "detection" else None
+    return BelowThreshold(predictor.score_thresh) if predictor.task != "sem_seg" else None
 
 
 class _Outputs:
@@ -124,11 +124,11 @@ class _Outputs:
         self.videos = 0  # video files written
 
     def annotate(self, frame: Frame, prediction: dict[str, Tensor]) -> np.ndarray:
-        """Record ``prediction`` (``images.json``, ``predictions.json``) and draw it on a copy of
-        the frame's image."""
+        """Record ``prediction`` (``images.json``, ``predictions.json``: masks as RLE, the
+        frame's pasted masks are not kept) and draw it on a copy of the frame's image."""
         image = frame.image
         image_id = self.coco.add_image(frame.source.name, image.shape[:2], frame.index)
-        if self.p.task == "detection":
+        if self.p.task != "sem_seg":
             self.coco.add_detections(image_id, prediction)
         return draw_prediction(image, prediction, self.p.class_names, self.colors)
 
@@ -168,10 +168,13 @@ def run_inference(
 ) -> InferenceSummary:
     """Predict every image and video frame of ``sources`` and write the results to ``output``.
 
-    Writes ``<stem>.jpg`` per image (boxes with class names and scores, or for segmentation a
-    class-colour overlay plus ``<stem>_label.png``, the label values), ``<stem>.mp4`` per video
-    (same frame rate, size and frame count; ``webcam<N>.mp4`` for a webcam), ``images.json`` and,
-    for detection, ``predictions.json`` (:class:`~visionkit.inference.writers.CocoResults`).
+    Writes ``<stem>.jpg`` per image (boxes with class names and scores, over filled and
+    outlined masks for instance segmentation, or for segmentation a class-colour overlay plus
+    ``<stem>_label.png``, the label values), ``<stem>.mp4`` per video (same frame rate, size and
+    frame count; ``webcam<N>.mp4`` for a webcam), ``images.json`` and, for detection and
+    instance segmentation, ``predictions.json``
+    (:class:`~visionkit.inference.writers.CocoResults`; masks as compressed RLE). Each frame's
+    masks are drawn and encoded as it comes, then dropped: memory stays flat over a long video.
     Unreadable sources are reported on stderr (one line each) and counted in ``skipped``. Ctrl+C
     (or ``q`` in the window) stops early; what was done is still written. When the score
     threshold left images without any detection though the model scored some below it, one
@@ -226,7 +229,7 @@ def run_inference(
     if hint:
         warn(hint)
     if summary.images or summary.frames:  # nothing read: a previous run's JSON files stay
-        out.coco.save(output, with_predictions=predictor.task == "detection")
+        out.coco.save(output, with_predictions=predictor.task != "sem_seg")
     summary.videos = out.videos
     summary.seconds = time.perf_counter() - start
     return summary

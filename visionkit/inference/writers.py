@@ -1,4 +1,5 @@
-"""Where inference results go: image and label files, videos, COCO JSON, a window on screen."""
+"""Where inference results go: image and label files, videos, COCO JSON, mask outlines as YOLO
+polygons, a window on screen."""
 
 from __future__ import annotations
 
@@ -36,6 +37,29 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
     (uint8, or uint16 when there are more than 256 classes)."""
     dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
     write_image(path, labels.astype(dtype))
+
+
+def mask_polygon(mask: np.ndarray, box: np.ndarray | Sequence[float]) -> np.ndarray:
+    """The outline of a mask's largest region as a polygon: ``(K, 2)`` float64 x, y pixel
+    coordinates, ``K >= 3`` (``cv2.findContours``' outer contours, simplified; the largest by
+    area, then by points). A region too thin for three points gives its pixel rectangle; an
+    empty mask gives the corners of ``box`` (``(4,)`` xyxy, clipped to the image).
+
+    Args:
+        mask: ``(H, W)`` bool.
+        box: the detection's box, for an empty mask.
+    """
+    contours, _ = cv2.findContours(
+        np.ascontiguousarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    if not contours:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64)
+    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c))).reshape(-1, 2)
+    if len(largest) < 3:  # a line or a pixel: its pixel rectangle
+        (x1, y1), (x2, y2) = largest.min(0), largest.max(0) + 1
+        return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64)
+    return largest.astype(np.float64)
 
 
 class VideoWriter:
@@ -105,7 +129,8 @@ class CocoResults:
 
     ``save`` writes ``predictions.json`` (detection models only: a list of ``{"image_id",
     "category_id", "bbox": [x, y, w, h], "score"}`` with the dataset's category ids, what
-    ``COCO.loadRes`` takes) and ``images.json`` (``{"images": [{"id", "file_name", "width",
+    ``COCO.loadRes`` takes; instance segmentation adds ``"segmentation"``, the mask as compressed
+    RLE ``{"size": [h, w], "counts": str}``) and ``images.json`` (``{"images": [{"id", "file_name", "width",
     "height"}, + "frame" for video frames], "categories": [{"id", "name"}]}``).
 
     Args:
@@ -131,7 +156,8 @@ class CocoResults:
         return entry["id"]
 
     def add_detections(self, image_id: int, prediction: dict[str, Tensor]) -> None:
-        """``prediction``: ``boxes`` ``(N, 4)`` xyxy pixels, ``scores`` ``(N,)``, ``labels`` ``(N,)``."""
+        """``prediction``: ``boxes`` ``(N, 4)`` xyxy pixels, ``scores`` ``(N,)``, ``labels``
+        ``(N,)`` and optionally ``masks`` ``(N, H, W)`` bool (kept as RLE only)."""
         self.results.extend(to_coco_results(image_id, prediction, self.cat_ids))
 
     def save(self, folder: Path, with_predictions: bool) -> None:

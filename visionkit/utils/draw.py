@@ -1,5 +1,6 @@
 """Drawing predictions on images: one stable colour per class, labelled boxes, segmentation overlays
-(half-transparent class colours, each class region outlined, a legend of the class colours).
+(half-transparent class colours, each class region outlined, a legend of the class colours) and
+instance masks (each object filled half-transparent in its class's colour and outlined).
 
 All images are ``(H, W, 3)`` uint8 RGB numpy arrays; the functions return new arrays and leave
 their input unchanged.
@@ -268,13 +269,16 @@ def draw_prediction(
     colors: np.ndarray,
 ) -> np.ndarray:
     """One image's prediction drawn on a copy of it: :func:`draw_detections` for ``boxes``,
-    ``scores``, ``labels``; :func:`draw_segmentation` (half-transparent colours, outlines and a
-    legend; ``background`` left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)``
-    int64)."""
+    ``scores``, ``labels``, over :func:`draw_instance_masks` of ``masks`` (``(N, H, W)`` bool,
+    the best-scoring drawn last, as its box) when the prediction has them;
+    :func:`draw_segmentation` (half-transparent colours, outlines and a legend; ``background``
+    left unpainted when class 0 is named so) for ``sem_seg`` (``(H, W)`` int64)."""
     if "sem_seg" in prediction:
         background = 0 if class_names[0] == "background" else None
         labels = prediction["sem_seg"].numpy()
         return draw_segmentation(image, labels, class_names, colors, background)
-    return draw_detections(
-        image, prediction["boxes"], prediction["scores"], prediction["labels"], class_names, colors
-    )
+    boxes, scores, labels = prediction["boxes"], prediction["scores"], prediction["labels"]
+    if prediction.get("masks") is not None:
+        order = scores.argsort()
+        image = draw_instance_masks(image, prediction["masks"][order], labels[order], colors)
+    return draw_detections(image, boxes, scores, labels, class_names, colors)

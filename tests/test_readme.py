@@ -45,6 +45,7 @@ SHAPES_DATA = [
 TINY_MODEL = {
     "yolo_v1": ["model.input_size=[64,64]"],
     "faster_rcnn": ["model.resize.min_size=96", "model.resize.max_size=96"],
+    "mask_rcnn": ["model.resize.min_size=96", "model.resize.max_size=96"],
     "fcn": ["model.input_size=[64,64]"],
 }
 TINY_TRAIN = ["train.epochs=1", "data.batch_size=4", "eval.batch_size=4"]
@@ -111,7 +112,7 @@ def shortened(command: str) -> str:
         extra += TINY_MODEL.get(model_of(config), []) if job in ("train", "visualize") else []
     elif config in PACKAGED:  # a paper setup on the stand-in VOC or COCO data
         extra += ["model.input_size=[64,64]"] if model_of(config) == "yolo_v1" else []
-        extra += SMALL_TORCHVISION if model_of(config) == "faster_rcnn" else []
+        extra += SMALL_TORCHVISION if model_of(config) in ("faster_rcnn", "mask_rcnn") else []
         extra += ["data.num_workers=0"]
     if job == "train":
         extra += TINY_TRAIN + (["train.milestones=[]"] if "train.milestones=[4]" in rest else [])
@@ -198,8 +199,10 @@ def write_voc(work: Path) -> None:
 
 def write_torchvision_weights(torch_home: Path) -> None:
     """Randomly initialized torchvision models under the file names torchvision downloads them
-    to: the COCO Faster R-CNN and FCN, and the ImageNet ResNet-50 the paper setups start from."""
+    to: the COCO Faster R-CNN, Mask R-CNN and FCN, and the ImageNet ResNet-50 the paper setups
+    start from."""
     import torchvision
+    from test_mask_rcnn import torchvision_mask_rcnn
     from test_torchvision_weights import torchvision_faster_rcnn
 
     from visionkit.checkpoints.torchvision import weights_url
@@ -209,6 +212,8 @@ def write_torchvision_weights(torch_home: Path) -> None:
     torch.manual_seed(0)
     _, name = weights_url("fasterrcnn_resnet50_fpn")
     torch.save(torchvision_faster_rcnn().state_dict(), hub / name)
+    _, name = weights_url("maskrcnn_resnet50_fpn")
+    torch.save(torchvision_mask_rcnn().state_dict(), hub / name)
     _, name = weights_url("fcn_resnet50")
     fcn = torchvision.models.segmentation.fcn_resnet50(
         weights=None, weights_backbone=None, num_classes=21, aux_loss=True

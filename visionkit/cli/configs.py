@@ -28,6 +28,7 @@ MEASURED = {
     "sppnet_shapes": "AP50 69.5 %, AP 43.8 %; 4 epochs in 10.1 min (+ proposals)",
     "rcnn_shapes": "AP50 94.4 %, AP 78.9 %; 4 epochs in 34.3 min (+ proposals)",
     "fcn8s_shapes": "mean IU 81.6 %; 14 epochs in 13.4 min on 2 CPU cores",
+    "mask_rcnn_shapes": "AP50 93.3 % (boxes), mask AP50 92.4 %; 7 epochs in 11.9 min on 2 CPU cores",
 }
 
 

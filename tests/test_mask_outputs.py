@@ -406,7 +406,8 @@ def test_onnx_gives_the_checkpoints_masks(exported):
     with torch.no_grad():
         graph = export_graph(model, "float32").eval()
         mine = dict(zip(names, graph(*(torch.from_numpy(feed[k]) for k in feed)), strict=True))
-    assert raw["masks"].shape[1:] == (1, 28, 28) and len(raw["masks"]) == len(raw["boxes"])
+    side = 2 * cfg.model.mask_head.pool_size  # M: the transposed conv doubles the RoIAlign size
+    assert raw["masks"].shape[1:] == (1, side, side) and len(raw["masks"]) == len(raw["boxes"])
     gap = (mine["boxes"][:, None] - torch.from_numpy(raw["boxes"])[None]).abs().amax(-1)
     near, j = gap.min(1)
     ok = near < 1e-3

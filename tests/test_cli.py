@@ -124,3 +124,20 @@ def test_configs_lists_every_config_with_its_model_and_the_measured_figures(caps
         assert f"| {figure} |" in row, (name, figure, row)  # the README's table says the same
     assert dispatch(["configs", "--show", "yolo_v1_shapes"]) == 0
     assert "model:" in capsys.readouterr().out
+
+
+def test_train_svms_takes_the_checkpoints_config(tmp_path):
+    """Without a config, train-svms builds the model the checkpoint's config names: a YOLOv1
+    checkpoint is refused as not an rcnn model, naming the file, before any work."""
+    from visionkit.checkpoints import save_checkpoint
+    from visionkit.cli import train_svms
+    from visionkit.config import config_to_dict
+
+    path = tmp_path / "yolo.pth"
+    save_checkpoint({"config": config_to_dict(load_config("yolo_v1_shapes")), "model": {}}, path)
+    with pytest.raises(ConfigError, match=f"SVMs belong to rcnn models; {path} builds 'yolo_v1'"):
+        train_svms.main(["--weights", str(path)])
+    bare = tmp_path / "bare.pth"
+    save_checkpoint({"model": {}}, bare)
+    with pytest.raises(ConfigError, match="holds no config"):
+        train_svms.main(["--weights", str(bare)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visionkit.config import load_config
+from visionkit.config import apply_overrides, load_config
 from visionkit.config.diff import trained_config_changes
 from visionkit.config.inputs import config_inputs
 from visionkit.errors import ConfigError
@@ -13,16 +13,16 @@ from visionkit.io.outputs import check_outputs
 from visionkit.utils.cli import HelpFormatter, show_progress, take_positionals
 
 EXAMPLES = """\
-Fine-tune first (tools/train.py on an rcnn config), then fit the SVMs on the training split's
+Fine-tune first (visionkit train on an rcnn config), then fit the SVMs on the training split's
 fc7 features: ground-truth boxes are positives, proposals at IoU < model.rcnn.svm.neg_iou_thresh
 negatives, with hard negative mining (model.rcnn.svm). Features are cached under
 model.rcnn.svm.cache_dir (one file per dataset and checkpoint) and reused by later runs. The
-output checkpoint holds the SVMs; its model predicts with the SVM scores (tools/eval.py).
+output checkpoint holds the SVMs; its model predicts with the SVM scores (visionkit eval). The config is the one the checkpoint
+holds unless one is given.
 
 examples:
   visionkit train rcnn_shapes
-  visionkit train-svms rcnn_shapes \\
-      --weights runs/rcnn_shapes/last.pth             # writes runs/rcnn_shapes/last_svm.pth
+  visionkit train-svms --weights runs/rcnn_shapes/last.pth   # writes runs/rcnn_shapes/last_svm.pth
   visionkit train-svms rcnn_shapes --weights W \\
       model.rcnn.svm.C=0.01 model.rcnn.svm.hard_negative_rounds=5
   visionkit eval runs/rcnn_shapes/last_svm.pth
@@ -36,7 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--config", help="a packaged config's name or a YAML file (or the first positional word)"
     )
-    p.add_argument("--weights", required=True, help="the fine-tuned checkpoint (visionkit train)")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="the fine-tuned checkpoint or its run folder (visionkit train)",
+    )
     p.add_argument("--out", help="output checkpoint (default: <weights>_svm.pth)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
     p.add_argument(
@@ -48,23 +52,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "words",
         nargs="*",
         metavar="CONFIG key=value",
-        help="the config, then overrides (model.rcnn.svm.C=0.01)",
+        help="the config (default: the one the checkpoint holds), then overrides "
+        "(model.rcnn.svm.C=0.01)",
     )
     args = p.parse_intermixed_args(argv)
     found, args.overrides = take_positionals(args.words, {"config": args.config}, "train-svms")
-    if found["config"] is None:
-        p.error("give a config (a packaged name such as yolo_v1_shapes, or a YAML file)")
-    args.config = found["config"]
+    args.config = found["config"]  # None: the one the checkpoint holds
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
-    cfg = load_config(args.config, overrides)
-    if cfg.model.name != "rcnn":
-        raise ConfigError(f"SVMs belong to rcnn models; {args.config} builds '{cfg.model.name}'")
-
     from visionkit.checkpoints import (
         load_checkpoint,
         load_model_weights,
@@ -72,22 +71,35 @@ def main(argv: list[str] | None = None) -> int:
         select_device,
         weights_inputs,
     )
+    from visionkit.checkpoints.store import run_files
     from visionkit.data import build_dataset
     from visionkit.engine.rcnn_svm import cached_features, fit_svms
     from visionkit.models import build_model
 
-    weights = Path(args.weights)
+    weights = run_files(args.weights)[0]  # a run folder: its best.pth, else last.pth
+    ckpt = None
+    if args.config:
+        cfg = load_config(args.config, overrides)
+    else:  # the config the checkpoint holds
+        ckpt = load_checkpoint(weights)
+        if not isinstance(ckpt.get("config"), dict):
+            raise ConfigError(f"{weights} holds no config: give one (a name or a YAML file)")
+        cfg = apply_overrides(ckpt["config"], overrides, str(weights))
+    if cfg.model.name != "rcnn":
+        where = args.config or weights
+        raise ConfigError(f"SVMs belong to rcnn models; {where} builds '{cfg.model.name}'")
     out = Path(args.out) if args.out else weights.with_name(f"{weights.stem}_svm.pth")
     check_outputs(
-        {**config_inputs(args.config, cfg, ["train"]), "--weights": weights_inputs(args.weights)},
+        {**config_inputs(args.config, cfg, ["train"]), "--weights": weights_inputs(weights)},
         files={"--out": out},
     )
-    ckpt = load_checkpoint(args.weights)
-    if isinstance(ckpt.get("config"), dict):  # the checkpoint is the truth about its model
-        for line in trained_config_changes(ckpt["config"], cfg, args.weights):
-            print(line)
+    if ckpt is None:
+        ckpt = load_checkpoint(weights)
+        if isinstance(ckpt.get("config"), dict):  # the checkpoint is the truth about its model
+            for line in trained_config_changes(ckpt["config"], cfg, str(weights)):
+                print(line)
     model = build_model(cfg.model)
-    load_model_weights(model, ckpt, cfg.model.name, args.weights, cfg.model.num_classes)
+    load_model_weights(model, ckpt, cfg.model.name, str(weights), cfg.model.num_classes)
     model = model.to(select_device(cfg.train.device))
     progress = show_progress(args.no_progress)
     dataset = build_dataset(

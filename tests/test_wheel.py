@@ -14,23 +14,16 @@ import venv
 from pathlib import Path
 
 import pytest
+from test_tools_e2e import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# a tiny model and dataset: appended to the documented command, which is otherwise unchanged
+# test_tools_e2e's tiny model and dataset, appended to the documented command (otherwise
+# unchanged); the shapes cache comes from $VISIONKIT_CACHE, as the README says, not a root
 TINY = [
-    "data.train.num_images=16",
-    "data.val.num_images=8",
-    "data.train.image_size=96",
-    "data.val.image_size=96",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "eval.batch_size=4",
-    "model.input_size=[64,64]",
-    "model.backbone.name=lenet",
-    "model.backbone.out_features=[]",
-    "model.yolo.head_channels=16",
-    "model.yolo.extra_convs=1",
+    o
+    for o in tiny_overrides(Path("unused"), 1)
+    if not o.startswith(("data.train.root", "data.val.root"))
 ]
 
 

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import roi_align, roi_pool
+
+from visionkit.models.cpu_parallel import pool_rois
 
 POOLER_KINDS = ("roi_pool", "roi_align", "spp")
 
@@ -91,13 +92,12 @@ class RoIPooler(nn.Module):
 
     def _pool(self, features: Tensor, rois: Tensor, stride: int) -> Tensor:
         scale = 1.0 / stride
-        if self.kind == "roi_align":
-            return roi_align(
-                features, rois, self.output_size, scale, self.sampling_ratio, self.aligned
-            )
-        if self.kind == "roi_pool":
-            return roi_pool(features, rois, self.output_size, scale)
-        pooled = [roi_pool(features, rois, v, scale) for v in self.spp_levels]
+        if self.kind != "spp":  # on the CPU's threads (cpu_parallel.py), torchvision's result
+            return pool_rois(
+                features, rois, self.kind, self.output_size, scale, self.sampling_ratio,
+                self.aligned,
+            )  # fmt: skip
+        pooled = [pool_rois(features, rois, "roi_pool", v, scale) for v in self.spp_levels]
         return torch.cat([p.flatten(1) for p in pooled], 1)
 
     def forward(self, features: Sequence[Tensor], rois: Tensor) -> Tensor:

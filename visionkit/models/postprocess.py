@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
 
+from visionkit.models.cpu_parallel import grouped_nms_cpu
 from visionkit.structures.box_coder import BoxCoder
 from visionkit.structures.boxes import MIN_BOX_SIZE, clip_to_sizes
 
@@ -23,7 +24,8 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
 
     Eagerly ``torchvision.ops.batched_nms`` (on the CPU above 1,000 boxes a loop over groups:
     the coordinate trick's large offsets cost float32 precision in the IoUs, and torchvision's
-    detectors, which visionkit reproduces, take the loop). Traced for ONNX, the coordinate trick
+    detectors, which visionkit reproduces, take the loop; visionkit runs the loop's groups on
+    the CPU's threads, :func:`~visionkit.models.cpu_parallel.grouped_nms_cpu`). Traced for ONNX, the coordinate trick
     (one NMS, no loop): the offset between groups comes from the largest coordinate; a zero is
     appended so that it is defined (and the graph runs) when there are no boxes.
 
@@ -35,9 +37,49 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
         ``(D,)`` int64 indices of the kept boxes, by decreasing score.
     """
     if not torch.jit.is_tracing():
+        if boxes.device.type == "cpu" and boxes.numel() > 4000:  # the loop, on the CPU's threads
+            return grouped_nms_cpu(boxes, scores, groups, iou_thresh)
         return batched_nms(boxes, scores, groups, iou_thresh)
     top = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max() + 1
     return nms(boxes + (groups.to(boxes.dtype) * top)[:, None], scores, iou_thresh)
+
+
+def grouped_nms_top_k(
+    boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float, k: int
+) -> Tensor:
+    """``grouped_nms(boxes, scores, groups, iou_thresh)[:k]``, computed on the best-scoring
+    boxes first where that gives the same answer.
+
+    Greedy NMS decides a box from the boxes scoring above it only, so NMS on the ``m``
+    best-scoring boxes (kept in their order) keeps exactly the full run's kept boxes among them.
+    When its ``k``-th kept box scores strictly above every box left out, and the scores above
+    the left-out ones are all distinct (no tie whose order a sort could decide differently), its
+    first ``k`` are the full run's; otherwise ``m`` doubles, up to all boxes. NMS costs about
+    the square of its boxes, so the RPN's proposals (top-k of a few thousand) cost a fraction.
+    Only the CPU's per-group loop is taken this way (above 1,000 boxes, eager); other inputs
+    run :func:`grouped_nms` whole, as do non-finite scores.
+
+    Args:
+        boxes: ``(K, 4)`` float xyxy. scores: ``(K,)``. groups: ``(K,)`` int64. k: kept boxes.
+
+    Returns:
+        ``(D,)`` int64 indices, ``D <= k``, by decreasing score.
+    """
+    n = scores.shape[0]
+    whole = torch.jit.is_tracing() or boxes.device.type != "cpu" or boxes.numel() <= 4000
+    if whole or not bool(scores.isfinite().all()):  # NaN sorts first in a full run's NMS
+        return grouped_nms(boxes, scores, groups, iou_thresh)[:k]
+    m = 2 * k
+    while m < n:
+        best = scores.topk(m + 1).values
+        outside = best[m]  # the best score left out
+        subset = (scores > outside).nonzero().squeeze(1)  # in the boxes' order
+        top = subset[grouped_nms_cpu(boxes[subset], scores[subset], groups[subset], iou_thresh)]
+        above = best[best > outside]
+        if len(top) >= k and bool((above[1:] < above[:-1]).all()):
+            return top[:k]
+        m *= 2
+    return grouped_nms(boxes, scores, groups, iou_thresh)[:k]
 
 
 def top_per_image(image_index: Tensor, num_images: int | Tensor, k: int) -> Tensor:

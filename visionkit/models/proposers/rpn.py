@@ -17,10 +17,11 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from visionkit.models.anchors import AnchorGenerator
+from visionkit.models.cpu_parallel import parallel_map
 from visionkit.models.heads.rpn import RPNHead
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BACKGROUND, FOREGROUND, IGNORE, BalancedSampler, Matcher
-from visionkit.models.postprocess import grouped_nms, top_per_image
+from visionkit.models.postprocess import grouped_nms, grouped_nms_top_k, top_per_image
 from visionkit.models.preprocess import ImageBatch
 from visionkit.models.proposers.base import Proposer
 from visionkit.structures.box_coder import BoxCoder
@@ -188,15 +189,19 @@ class RegionProposalNetwork(Proposer):
         keep = ((boxes[:, 2:] - boxes[:, :2]) > self.min_size).all(-1).nonzero().squeeze(1)
         b, s, img, lv = boxes[keep], scores.reshape(-1)[keep], image[keep], levels.reshape(-1)[keep]
         if not torch.jit.is_tracing():  # image by image, as torchvision: the same order on ties
-            return torch.cat([self._image_rois(b[img == i], s[img == i], lv[img == i], i, post_n)
-                              for i in range(n)])  # fmt: skip
+            # (the images on the CPU's threads: torchvision's NMS kernel runs on one)
+            return torch.cat(parallel_map(
+                lambda i: self._image_rois(b[img == i], s[img == i], lv[img == i], i, post_n),
+                range(n),
+                b.device,
+            ))  # fmt: skip
         top = grouped_nms(b, s, img * len(anchors) + lv, self.nms_thresh)
         top = top[top_per_image(img[top], n, post_n)]
         return torch.cat([img[top, None].to(b.dtype), b[top]], 1)
 
     def _image_rois(self, boxes: Tensor, scores: Tensor, levels: Tensor, i: int, k: int) -> Tensor:
         """One image's ``(K, 5)`` rois: NMS per level, the ``k`` best by score."""
-        top = grouped_nms(boxes, scores, levels, self.nms_thresh)[:k]
+        top = grouped_nms_top_k(boxes, scores, levels, self.nms_thresh, k)
         return torch.cat([boxes.new_full((len(top), 1), i), boxes[top]], 1)
 
     def label_anchors(

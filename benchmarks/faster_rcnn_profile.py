@@ -6,7 +6,8 @@ Each stage of both models is wrapped in a wall-clock timer (self time: a stage's
 of the stages inside it): preprocessing, backbone, FPN, anchors, RPN head, proposal selection
 (decode, top-N, NMS), RPN targets and loss, RoI sampling, RoI pooling, box head, the RoI losses,
 post-processing; the backward pass and the optimizer step are one stage each, the rest of a step
-is "other". The two models run the same batches in alternation after warm-up steps. Prints a
+is "other". Each model runs in its default memory layout (visionkit NHWC, torchvision NCHW as
+it ships; ``--torchvision-channels-last`` for both in NHWC). The two models run the same batches in alternation after warm-up steps. Prints a
 markdown table: milliseconds per training step (batch of ``--batch`` images) and per inference
 batch, each stage's share, and the ratio of the totals; then, with ``--ops``, the top operators
 of each model under ``torch.profiler``.
@@ -145,6 +146,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12, help="timed steps (and inference batches)")
     p.add_argument("--ops", type=int, default=8, help="top operators per model and phase (0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--torchvision-channels-last",
+        action="store_true",
+        help="torchvision's model in NHWC too (default: NCHW, as it ships; visionkit: NHWC)",
+    )
     args = p.parse_args()
     cfg = load_config(args.config, list(SHARED))
     ds = build_dataset(cfg.data.train, cfg.data.augment, None, train=True, task="detection")
@@ -153,8 +159,11 @@ def main() -> None:
     models = dict(zip(("visionkit", "torchvision"), make_models(cfg, args.seed), strict=True))
     instrument = {"visionkit": instrument_visionkit, "torchvision": instrument_torchvision}
     timers, optimizers = {}, {}
+    layouts = {"visionkit": cfg.train.channels_last, "torchvision": args.torchvision_channels_last}
     for name, model in models.items():
-        model.to(memory_format=torch.channels_last).train()
+        if layouts[name]:
+            model.to(memory_format=torch.channels_last)
+        model.train()
         optimizers[name] = torch.optim.AdamW(model.parameters(), 1e-4)
         timers[name] = StageTimer()
         instrument[name](model, timers[name])
@@ -171,7 +180,10 @@ def main() -> None:
         timer.wrap("backward", loss.backward)()
         timer.wrap("optimizer", opt.step)()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batches of {args.batch}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batches of {args.batch}; "
+        + ", ".join(f"{n} {'NHWC' if cl else 'NCHW'}" for n, cl in layouts.items())
+    )
     for phase in ("train", "predict"):
         for model in models.values():
             model.train(phase == "train")

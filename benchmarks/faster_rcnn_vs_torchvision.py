@@ -8,13 +8,17 @@ their 256 px, the same anchors, RPN (3x3 conv, 256 anchors sampled at up to 1:1,
 adapter with its own ``LevelMapper`` in place of its default RoIAlign, which is 4-7x slower on
 CPU), two FC layers, the same RoI sampling, smooth-L1 with beta 1/9 on both stages
 (torchvision's), per-class NMS at test, and the same AdamW + warmup + cosine schedule with
-gradient clipping. Every training batch (shapes train split, the config's augmentation) goes
+gradient clipping. Each model runs in its own default memory layout: visionkit in NHWC
+(``train.channels_last``, its default), torchvision in NCHW, as it ships
+(``--torchvision-channels-last`` converts it too, for the comparison at equal layouts). Every
+training batch (shapes train split, the config's augmentation) goes
 through both models in lockstep, so drifts in the machine's load hit both alike. Prints a
 markdown table: COCO AP and AP50 on shapes val, seconds per train step and per inference image
 (batches of ``--eval-batch`` images, the two models interleaved batch by batch), and the ratios.
 ``--seed`` draws the start weights and the batch order.
 
-    OMP_NUM_THREADS=2 python benchmarks/faster_rcnn_vs_torchvision.py   # the quick config's 10 epochs
+    python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --seed 0
+    python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --seed 0 --torchvision-channels-last
     python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --train-images 32 --val-images 16
 """
 
@@ -210,6 +214,12 @@ def main() -> None:
     p.add_argument("--val-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--eval-batch", type=int, default=8)
     p.add_argument(
+        "--torchvision-channels-last",
+        action="store_true",
+        help="run torchvision's model in NHWC too (default: NCHW, as torchvision ships it; "
+        "visionkit runs in its train.channels_last layout)",
+    )
+    p.add_argument(
         "--seed", type=int, default=None, help="start weights and batch order (default: train.seed)"
     )
     args = p.parse_args()
@@ -227,8 +237,18 @@ def main() -> None:
     loader = build_dataloader(
         train, cfg.data.batch_size, 0, shuffle=True, drop_last=True, seed=cfg.train.seed
     )
+    layouts = {  # each model in its own default layout (or torchvision's as asked)
+        "visionkit": cfg.train.channels_last,
+        "torchvision": args.torchvision_channels_last,
+    }
+    print(
+        "layouts: "
+        + ", ".join(f"{n} {'channels_last' if cl else 'NCHW'}" for n, cl in layouts.items())
+    )
     for name, model in models.items():
-        model.to(memory_format=torch.channels_last).train()
+        if layouts[name]:
+            model.to(memory_format=torch.channels_last)
+        model.train()
         opts[name] = build_optimizer(cfg.train, model)
         scheds[name] = build_scheduler(cfg.train, opts[name], len(loader))
     for epoch in range(cfg.train.epochs):

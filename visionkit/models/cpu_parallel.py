@@ -19,6 +19,8 @@ the calling thread); CUDA tensors, traced graphs and calls from inside a worker 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,13 +46,41 @@ def cpu_workers() -> int:
     return max(torch.get_num_threads(), 1)
 
 
+def _openmp_set_num_threads() -> Callable[[int], None] | None:
+    """``omp_set_num_threads`` of the OpenMP runtime torch has loaded (its own copy, found in
+    the process's memory map), or None where it cannot be found (not Linux, no OpenMP)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        with contextlib.suppress(OSError, AttributeError):
+            return ctypes.CDLL(path).omp_set_num_threads
+    return None
+
+
+def _single_threaded_worker() -> None:
+    """Pool thread initializer: torch operators on this thread run without an OpenMP team of
+    their own. Each thread that enters a parallel region gets a team whose threads spin after
+    it; a pool thread's team would spin beside the main thread's convolutions (measured: 12 %
+    slower training steps). ATen sets a new thread's OpenMP thread count on its first call, so
+    that call comes first."""
+    torch.get_num_threads()
+    set_threads = _openmp_set_num_threads()
+    if set_threads is not None:
+        set_threads(1)
+
+
 def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers != workers:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="visionkit-cpu")
+            _pool = ThreadPoolExecutor(
+                workers, thread_name_prefix="visionkit-cpu", initializer=_single_threaded_worker
+            )
         return _pool
 
 

@@ -141,6 +141,7 @@ def table(phase: str, per_model: dict[str, dict[str, float]], unit: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", default="faster_rcnn_shapes")
+    p.add_argument("overrides", nargs="*", help="dotted config overrides (key=value)")
     p.add_argument("--batch", type=int, default=8, help="images per step and per inference batch")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=12, help="timed steps (and inference batches)")
@@ -152,7 +153,7 @@ def main() -> None:
         help="torchvision's model in NHWC too (default: NCHW, as it ships; visionkit: NHWC)",
     )
     args = p.parse_args()
-    cfg = load_config(args.config, list(SHARED))
+    cfg = load_config(args.config, [*SHARED, *args.overrides])
     ds = build_dataset(cfg.data.train, cfg.data.augment, None, train=True, task="detection")
     n = args.warmup + args.steps
     batches = [collate_fn([ds[i * args.batch + j] for j in range(args.batch)]) for i in range(n)]

@@ -9,16 +9,15 @@ adapter with its own ``LevelMapper`` in place of its default RoIAlign, which is 
 CPU), two FC layers, the same RoI sampling, smooth-L1 with beta 1/9 on both stages
 (torchvision's), per-class NMS at test, and the same AdamW + warmup + cosine schedule with
 gradient clipping. Each model runs in its own default memory layout: visionkit in NHWC
-(``train.channels_last``, its default), torchvision in NCHW, as it ships
-(``--torchvision-channels-last`` converts it too, for the comparison at equal layouts). Every
-training batch (shapes train split, the config's augmentation) goes
+(``train.channels_last``, its default), torchvision in NCHW, as it ships; a third model, a copy
+of torchvision's converted to NHWC, trains beside them for the comparison at equal layouts
+(``--nchw-only`` leaves it out). Every training batch (shapes train split, the config's augmentation) goes
 through both models in lockstep, so drifts in the machine's load hit both alike. Prints a
 markdown table: COCO AP and AP50 on shapes val, seconds per train step and per inference image
 (batches of ``--eval-batch`` images, the two models interleaved batch by batch), and the ratios.
 ``--seed`` draws the start weights and the batch order.
 
     python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --seed 0
-    python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --seed 0 --torchvision-channels-last
     python benchmarks/faster_rcnn_vs_torchvision.py --epochs 1 --train-images 32 --val-images 16
 """
 
@@ -214,10 +213,9 @@ def main() -> None:
     p.add_argument("--val-images", type=int, default=0, help="use the first N (0 = all)")
     p.add_argument("--eval-batch", type=int, default=8)
     p.add_argument(
-        "--torchvision-channels-last",
+        "--nchw-only",
         action="store_true",
-        help="run torchvision's model in NHWC too (default: NCHW, as torchvision ships it; "
-        "visionkit runs in its train.channels_last layout)",
+        help="leave out the third model (torchvision converted to NHWC)",
     )
     p.add_argument(
         "--seed", type=int, default=None, help="start weights and batch order (default: train.seed)"
@@ -232,28 +230,24 @@ def main() -> None:
     seed_transforms(train, cfg.train.seed)
     train = Subset(train, range(args.train_images or len(train)))
     val = Subset(val, range(args.val_images or len(val)))
-    models = dict(zip(("visionkit", "torchvision"), make_models(cfg, cfg.train.seed), strict=True))
+    vk, tv = make_models(cfg, cfg.train.seed)
+    models = {"visionkit": vk, "torchvision": tv}
+    if not args.nchw_only:  # torchvision converted to NHWC too: the comparison at equal layouts
+        models["torchvision NHWC"] = copy.deepcopy(tv).to(memory_format=torch.channels_last)
+    if cfg.train.channels_last:  # visionkit's default layout (train.channels_last)
+        vk.to(memory_format=torch.channels_last)
     opts, scheds, step_times = {}, {}, {name: [] for name in models}
     loader = build_dataloader(
         train, cfg.data.batch_size, 0, shuffle=True, drop_last=True, seed=cfg.train.seed
     )
-    layouts = {  # each model in its own default layout (or torchvision's as asked)
-        "visionkit": cfg.train.channels_last,
-        "torchvision": args.torchvision_channels_last,
-    }
-    print(
-        "layouts: "
-        + ", ".join(f"{n} {'channels_last' if cl else 'NCHW'}" for n, cl in layouts.items())
-    )
     for name, model in models.items():
-        if layouts[name]:
-            model.to(memory_format=torch.channels_last)
         model.train()
         opts[name] = build_optimizer(cfg.train, model)
         scheds[name] = build_scheduler(cfg.train, opts[name], len(loader))
     for epoch in range(cfg.train.epochs):
-        for images, targets in loader:
-            for name, model in models.items():
+        for i, (images, targets) in enumerate(loader):
+            for name in list(models)[:: 1 if i % 2 == 0 else -1]:  # who goes first alternates
+                model = models[name]
                 start = time.perf_counter()
                 loss = sum(model.loss(images, targets).values())
                 opts[name].zero_grad()
@@ -270,11 +264,13 @@ def main() -> None:
     print("| model | AP | AP50 | train s/step | inference s/image |\n|---|---|---|---|---|")
     for name, (ap, ap50, step, infer) in rows.items():
         print(f"| {name} | {ap:.1f} | {ap50:.1f} | {step:.3f} | {infer:.4f} |")
-    (a1, b1, s1, i1), (a0, b0, s0, i0) = rows["visionkit"], rows["torchvision"]
-    print(
-        f"| visionkit - torchvision (AP), / (times) | {a1 - a0:+.1f} | {b1 - b0:+.1f} | "
-        f"{s1 / s0:.3f} | {i1 / i0:.3f} |"
-    )
+    a1, b1, s1, i1 = rows["visionkit"]
+    for name in list(rows)[1:]:
+        a0, b0, s0, i0 = rows[name]
+        print(
+            f"| visionkit - {name} (AP), / (times) | {a1 - a0:+.1f} | {b1 - b0:+.1f} | "
+            f"{s1 / s0:.3f} | {i1 / i0:.3f} |"
+        )
 
 
 if __name__ == "__main__":

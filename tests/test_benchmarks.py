@@ -149,3 +149,35 @@ def test_device_check_exits_at_once_without_cuda(tmp_path):
         "checked (--device cpu --tiny runs the same checks on the CPU)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_faster_rcnn_profile_tables(tmp_path):
+    """benchmarks/faster_rcnn_profile.py on tiny shapes images: both phases' stage tables, each
+    stage's share summing to 100 %, and the ratio line of the totals."""
+    overrides = [
+        f"data.train.root={tmp_path}", "data.train.num_images=4", "data.train.image_size=64",
+        "model.resize.min_size=64", "model.resize.max_size=64",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "faster_rcnn_profile.py"), "--batch", "2",
+         "--warmup", "1", "--steps", "1", "--ops", "2", *overrides],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for phase, unit in (("train", "step"), ("predict", "batch")):
+        rows = [ln for ln in out.splitlines() if ln.startswith("|")]
+        start = next(i for i, ln in enumerate(rows) if ln.startswith(f"| {phase} stage |"))
+        end = next(i for i in range(start, len(rows)) if rows[i].startswith("| **total"))
+        stages = {r.split("|")[1].strip(): r.split("|")[2:6] for r in rows[start + 2 : end]}
+        assert {"backbone", "RoI pooling", "proposal selection"} <= set(stages)
+        assert ("backward" in stages) == (phase == "train")
+        for column in (1, 3):  # the two models' shares
+            assert abs(sum(float(v[column]) for v in stages.values()) - 100) < 0.5
+        totals = rows[end].split("|")
+        assert f"**total per {unit}**" in totals[1]
+        ratio = float(totals[2].strip(" *")) / float(totals[4].strip(" *"))
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"{phase}: visionkit /"))
+        assert abs(float(line.split("**")[1]) - ratio) < 0.002 + 0.01 * ratio
+    assert "visionkit train, top operators (self CPU):" in out

@@ -10,6 +10,8 @@ dicts of ``predict``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
@@ -54,10 +56,11 @@ def grouped_nms_top_k(
     best-scoring boxes (kept in their order) keeps exactly the full run's kept boxes among them.
     When its ``k``-th kept box scores strictly above every box left out, and the scores above
     the left-out ones are all distinct (no tie whose order a sort could decide differently), its
-    first ``k`` are the full run's; otherwise ``m`` doubles, up to all boxes. NMS costs about
-    the square of its boxes, so the RPN's proposals (top-k of a few thousand) cost a fraction.
-    Only the CPU's per-group loop is taken this way (above 1,000 boxes, eager); other inputs
-    run :func:`grouped_nms` whole, as do non-finite scores.
+    first ``k`` are the full run's. ``m`` starts at ``2k`` and grows to what the kept share so
+    far asks for; near the whole input, or with ties among the best, the full run answers. NMS
+    costs about the square of its boxes, so the RPN's proposals (top-k of a few thousand) cost a
+    fraction. Only the CPU's per-group loop is taken this way (above 1,000 boxes, eager); other
+    inputs run :func:`grouped_nms` whole, as do non-finite scores.
 
     Args:
         boxes: ``(K, 4)`` float xyxy. scores: ``(K,)``. groups: ``(K,)`` int64. k: kept boxes.
@@ -70,15 +73,17 @@ def grouped_nms_top_k(
     if whole or not bool(scores.isfinite().all()):  # NaN sorts first in a full run's NMS
         return grouped_nms(boxes, scores, groups, iou_thresh)[:k]
     m = 2 * k
-    while m < n:
+    while m < 0.7 * n:  # beyond, the full run costs about as much as the prefix
         best = scores.topk(m + 1).values
         outside = best[m]  # the best score left out
         subset = (scores > outside).nonzero().squeeze(1)  # in the boxes' order
         top = subset[grouped_nms_cpu(boxes[subset], scores[subset], groups[subset], iou_thresh)]
-        above = best[best > outside]
-        if len(top) >= k and bool((above[1:] < above[:-1]).all()):
-            return top[:k]
-        m *= 2
+        if len(top) >= k:
+            above = best[best > outside]
+            if bool((above[1:] < above[:-1]).all()):
+                return top[:k]
+            break  # ties among the best: a larger prefix has them too
+        m = math.ceil(m * k / max(len(top), 1) * 1.25)  # the kept share so far, and a margin
     return grouped_nms(boxes, scores, groups, iou_thresh)[:k]
 
 

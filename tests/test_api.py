@@ -58,8 +58,11 @@ def same(a: Result, b: Result) -> bool:
 
 
 def own_predict(model, image: np.ndarray) -> dict[str, torch.Tensor]:
-    """The nn.Module's own predict on an RGB array (no score threshold beyond the model's)."""
-    with torch.inference_mode():
+    """The nn.Module's own predict on an RGB array (no score threshold beyond the model's), at
+    the precision ``load`` resolved (its default ``auto``: bfloat16 autocast on a CPU with native
+    bfloat16, else float32)."""
+    dtype = model.dtype or torch.bfloat16
+    with torch.inference_mode(), torch.autocast("cpu", dtype, enabled=model.dtype is not None):
         return model.model.predict([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
 
 

@@ -177,7 +177,7 @@ def test_an_onnx_file_takes_only_what_it_can_honour(trained, exported):
         text = one_line(e)
         assert bad.split("=")[0] in text and "an ONNX file's model is fixed in its graph" in text
         assert "score_thresh" in text and "data.* and eval.*" in text and "train.device" in text
-    with pytest.raises(ConfigError, match=r"half= / --half: an ONNX file runs in the precision"):
+    with pytest.raises(ConfigError, match=r"precision fp16: an ONNX file runs the float32 graph"):
         visionkit.load(exported, half=True)
     other = load_config(YOLO_CONFIG)  # the config file alone: another model
     with pytest.raises(ConfigError, match="model.input_size"):

@@ -79,7 +79,11 @@ def test_folder_gives_annotated_images_and_coco_results(yolo, tmp_path, capsys):
         shutil.copy(p, photos)
     wide = photos / "wide.png"  # another size and format: boxes must come back in its pixels
     cv2.imwrite(str(wide), cv2.resize(cv2.imread(str(val_images(yolo, 1)[0])), (120, 72)))
-    code, out, err = infer(capsys, yolo, photos, tmp_path / "out", "--score-thresh", "0")
+    # float32: the model's own float32 predict below is the reference (default auto: bf16 on a
+    # CPU with native bfloat16)
+    code, out, err = infer(
+        capsys, yolo, photos, tmp_path / "out", "--score-thresh", "0", "--precision", "float32"
+    )
     assert code == 0 and err == []
     assert out.strip().startswith("done: 4 images") and str(tmp_path / "out") in out
     for src in photos.iterdir():
@@ -243,7 +247,9 @@ def test_show_without_gui_says_so_in_one_line(yolo, tmp_path, capsys):
 
 def test_half_on_cpu_and_bad_batch_size_are_one_line_errors(yolo, tmp_path, capsys):
     src = val_images(yolo, 1)[0]
-    with pytest.raises(ConfigError, match=r"^--half runs on CUDA only; the device is cpu"):
+    with pytest.raises(
+        ConfigError, match=r"^precision fp16 \(--half\) runs on CUDA only; the device is cpu"
+    ):
         infer(capsys, yolo, src, tmp_path / "out", "--half", "--device", "cpu")
     with pytest.raises(ConfigError, match="--batch-size must be at least 1"):
         infer(capsys, yolo, src, tmp_path / "out", "--batch-size", "0")

@@ -46,7 +46,8 @@ def matched(boxes, scores, labels, other) -> float:
 
 
 def test_onnx_file_loads_and_predicts_as_the_checkpoint(run, weights):  # noqa: F811
-    pth, onnx_file = (visionkit.load(w, score_thresh=0.15) for w in weights)
+    # float32: the exported graph's precision (load's default auto is bf16 where native)
+    pth, onnx_file = (visionkit.load(w, score_thresh=0.15, precision="float32") for w in weights)
     assert isinstance(pth.predictor, Predictor) and isinstance(onnx_file.predictor, OnnxPredictor)
     assert isinstance(pth.model, torch.nn.Module) and onnx_file.model is None  # the graph's
     assert onnx_file.task == "detection" and onnx_file.class_names == pth.class_names
@@ -81,7 +82,8 @@ def test_infer_on_the_onnx_file_writes_the_checkpoints_predictions(run, weights,
     for name, w in zip(("pth", "onnx"), weights, strict=True):
         outputs[name] = tmp_path / name
         run_tool("infer.py", "--weights", str(w), "--source", str(images[0].parent), "--output",
-                 str(outputs[name]), "--score-thresh", "0.15", "--no-progress")  # fmt: skip
+                 str(outputs[name]), "--score-thresh", "0.15", "--precision", "float32",
+                 "--no-progress")  # fmt: skip
     pth, onnx_file = by_image(outputs["pth"]), by_image(outputs["onnx"])
     assert pth.keys() == onnx_file.keys() and sum(len(v[1]) for v in pth.values()) > 0
     for name, (boxes, scores, labels) in pth.items():

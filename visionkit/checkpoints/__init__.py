@@ -1,10 +1,11 @@
 """Loading a trained model, below training and inference alike: checkpoint files written
 atomically and read without unpickling, weight specs (``torchvision:NAME[=PATH]``) and their
 conversion (``store.py``, ``torchvision.py``), weights into a model, strictly or by matching
-tensors (``weights.py``), and the device it runs on (``device.py``). ``engine``, ``inference``,
+tensors (``weights.py``), and the device it runs on
+(``device.py``, with whether it computes bfloat16 natively). ``engine``, ``inference``,
 ``export`` and the tools import it; it imports nothing above ``models``."""
 
-from visionkit.checkpoints.device import place_model, select_device
+from visionkit.checkpoints.device import native_bfloat16, place_model, select_device
 from visionkit.checkpoints.store import load_checkpoint, save_checkpoint, weights_inputs
 from visionkit.checkpoints.weights import (
     checkpoint_classes,
@@ -19,6 +20,7 @@ __all__ = [
     "load_checkpoint",
     "load_matching_weights",
     "load_model_weights",
+    "native_bfloat16",
     "place_model",
     "save_checkpoint",
     "select_device",

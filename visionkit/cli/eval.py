@@ -18,6 +18,7 @@ from visionkit.utils.warn import warnings_part
 METRICS = ("coco", "segm", "voc07", "voc", "all")
 VOC_METRICS = ("voc07", "voc")
 COCO_BACKENDS = ("faster-coco-eval", "pycocotools")
+PRECISIONS = ("auto", "float32", "bf16", "fp16")  # visionkit.inference.options.PRECISIONS
 EXAMPLES = """\
 Compute box AP on data.val: --metric coco (the 12 COCOeval numbers, in percent, and per-class AP),
 voc07 / voc (Pascal VOC per-class AP and mAP at IoU 0.5, 11-point / area under the curve;
@@ -34,6 +35,8 @@ keeps the plain numbers and says so in its "units" entry.
 WEIGHTS is a run folder (its best.pth, else last.pth), a checkpoint, an .onnx file or
 torchvision:NAME; the model and the data come from the config it holds (--config: only for a bare
 state_dict, torchvision:NAME, or --predictions; its data settings may differ from the run's).
+The model predicts in float32 (the numbers training reports), whatever visionkit predict's
+default; --precision auto scores what visionkit predict gives (bf16 autocast where native).
 
 examples:
   visionkit eval runs/yolo_v1_shapes
@@ -47,6 +50,7 @@ examples:
       # PNGs: pr_curves.png, confusion_matrix.png (+ .csv); mask_rcnn: also pr_curves_segm.png,
       # confusion_matrix_segm.png (+ .csv); fcn: pixel_confusion.png
   visionkit eval runs/yolo_v1_shapes --plots plots/ --conf-thresh 0.5 --conf-iou 0.6
+  visionkit eval runs/yolo_v1_shapes --precision auto   # as visionkit predict runs it
   visionkit eval torchvision:fasterrcnn_resnet50_fpn --config faster_rcnn_r50_fpn_coco
 """
 
@@ -108,6 +112,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
     p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="the model's precision: float32 (default); auto: bf16 autocast where the device "
+        "computes bfloat16 natively, else float32, as visionkit predict; bf16; fp16 (CUDA "
+        "only). An .onnx file runs its exported float32 graph: auto or float32",
+    )
+    p.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bars (they are drawn only when stderr is a terminal)",
@@ -123,6 +134,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("give the weights (a run folder, a checkpoint, ...) or --predictions")
     if args.predictions is not None and args.config is None:
         p.error("--predictions needs --config: the data it is scored on")
+    if args.predictions is not None and args.precision is not None:
+        p.error("--precision sets the model's; --predictions are scored as they were saved")
+    args.precision = args.precision or "float32"
     if args.plots is None and (args.conf_thresh is not None or args.conf_iou is not None):
         p.error("--conf-thresh and --conf-iou set --plots' confusion matrix: give --plots too")
     return args
@@ -226,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg is not None:  # a --config's box options for a segmentation model: before any loading
         _check_task(model_task(cfg.model.name), cfg.model.name, args)
     if args.weights:  # the checkpoint is the truth about the model (a model.* change: refused)
-        model = load(args.weights, config=cfg, overrides=None if cfg else overrides, report=print)
+        model = load(
+            args.weights, config=cfg, precision=args.precision,
+            overrides=None if cfg else overrides, report=print,
+        )  # fmt: skip
         if args.config is None:  # the checkpoint's data paths are inputs too
             check_outputs({**config_inputs(None, model.config, ["val"]), **inputs}, **outputs)
         cfg = model.config

@@ -14,6 +14,8 @@ from visionkit.io.outputs import check_output_folder, check_outputs, numbered_fo
 from visionkit.utils.cli import HelpFormatter, show_progress, take_positionals
 
 EXIT_SKIPPED = 3  # some sources could not be read (each reported on stderr); the rest were done
+# visionkit.inference.options.PRECISIONS, repeated so that --help needs no torch
+PRECISIONS = ("auto", "float32", "bf16", "fp16")
 
 EXAMPLES = """\
 Draw a checkpoint's predictions: boxes with class names and scores (instance segmentation,
@@ -26,6 +28,10 @@ xywh boxes, score; masks as "segmentation", compressed RLE) and
 never mix: a non-empty --output gets a numbered sibling (runs/predict2, runs/predict3, ...; --exist-ok
 reuses it). Unreadable files are reported and skipped (exit code 3). Fast R-CNN, SPPNet and
 R-CNN compute selective search proposals per image (model.selective_search.mode, default fast).
+--precision auto (default) predicts under bfloat16 autocast where the device computes bfloat16
+natively (a GPU of compute capability 8.0 or newer, a CPU with AVX512-BF16 or AMX), else in
+float32; boxes and scores are float32 either way (visionkit eval scores float32 predictions
+unless given --precision too). An .onnx file runs its exported float32 graph (auto or float32).
 WEIGHTS is a run folder (its best.pth, else last.pth), a checkpoint, an .onnx file or
 torchvision:NAME; --config is needed only for a bare state_dict or torchvision:NAME, as the
 trainer's checkpoints hold their config. In Python:
@@ -36,7 +42,8 @@ examples:
   visionkit predict runs/yolo_v1_shapes/best.pth --source photos/ --output runs/photos
   visionkit predict runs/yolo_v1_shapes --source 'data/**/*.jpg' --score-thresh 0.5
   visionkit predict runs/yolo_v1_shapes --source list.txt         # one path per line
-  visionkit predict runs/yolo_v1_shapes --source clip.mp4 --device cuda --half
+  visionkit predict runs/yolo_v1_shapes --source clip.mp4 --device cuda --precision fp16
+  visionkit predict runs/yolo_v1_shapes --source photos/ --precision float32  # exact numbers
   visionkit predict runs/yolo_v1_shapes --source 0 --show         # webcam 0; q or Ctrl+C stops
   visionkit predict yolo_v1_shapes.onnx --source photos/           # an exported model
   visionkit predict torchvision:fasterrcnn_resnet50_fpn --config faster_rcnn_r50_fpn_coco \
@@ -76,7 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides train.device)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    p.add_argument("--half", action="store_true", help="float16 inference (CUDA only)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (default): bf16 autocast where the device computes bfloat16 natively, else "
+        "float32; float32; bf16; fp16 (CUDA only). An .onnx file runs its exported float32 "
+        "graph: auto or float32",
+    )
+    p.add_argument("--half", action="store_true", help="the same as --precision fp16")
     p.add_argument("--show", action="store_true", help="show results in a window (q stops)")
     p.add_argument(
         "--no-progress",
@@ -94,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if found["weights"] is None:
         p.error("give the weights: visionkit predict runs/NAME --source IMAGES")
     args.weights = found["weights"]
+    if args.half and args.precision not in (None, "fp16"):
+        p.error(f"--half is --precision fp16; give one, not --precision {args.precision} too")
+    args.precision = "fp16" if args.half else args.precision or "auto"
     return args
 
 
@@ -144,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         args.weights,
         config=cfg,
         score_thresh=args.score_thresh,
-        half=args.half,
+        precision=args.precision,
         overrides=None if cfg else overrides,  # applied to the checkpoint's config
         report=print,  # each setting that differs from the checkpoint's config
     )

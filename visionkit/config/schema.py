@@ -382,8 +382,10 @@ class TrainConfig:
     warmup_epochs: float = num(0.0, 0.0, MAX_COUNT)  # linear warmup from warmup_factor * lr
     warmup_factor: float = num(0.1, 0.0, 1.0, open="lo")
     clip_grad_norm: float = num(0.0, 0.0, 1e6)  # 0 = no clipping
-    # autocast: bf16 on CUDA and CPU; fp16 (with a gradient scaler) on CUDA only
-    amp: Literal["none", "fp16", "bf16"] = "none"
+    # autocast: bf16 on CUDA and CPU; fp16 (with a gradient scaler) on CUDA only; auto: bf16
+    # where the device computes it natively (CUDA compute capability >= 8.0, a CPU with
+    # AVX512-BF16 or AMX), else none (float32); the run's first lines say which and why
+    amp: Literal["auto", "none", "fp16", "bf16"] = "auto"
     # NHWC weights and activations: ~30 % faster convolutions on CPU (oneDNN) and on tensor cores
     channels_last: bool = True
     seed: int = num(0, 0, 2**32 - 1)

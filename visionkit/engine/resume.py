@@ -8,8 +8,9 @@ checkpoint (:func:`start_run`).
 
 A resumed run continues the run its checkpoint belongs to. Most of a config cannot change halfway
 without making the run something else (the model, the data, the optimizer, the learning rate and
-its schedule): those keys are refused. The keys of :data:`CHANGEABLE` only say where and how long
-the run goes on; they are applied, and each change is one line of the run's output.
+its schedule): those keys are refused. The keys of :data:`CHANGEABLE` only say where, how long and
+in which precision the run goes on; they are applied, and each change is one line of the run's
+output.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CHANGEABLE = {
     "train.output_dir": "",
     "train.dist_backend": "",
     "train.find_unused_parameters": "",
+    # float32 weights and optimizer state either way; the first lines say what it resolves to
+    "train.amp": "the precision of the remaining steps",
     # another batch layout (processes x batch x accumulation), from an epoch boundary only
     "data.batch_size": "from an epoch boundary only",
     "train.accumulate_steps": "from an epoch boundary only",

@@ -162,7 +162,8 @@ class Trainer:
         path = self.out / "last.pth"
         load_model_weights(self.model, ckpt, self.cfg.model.name, str(path))
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # empty from a run without fp16 (train.amp may change on resume)
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch, self.best = ckpt["epoch"], ckpt["best"]
         self.start_batch = ckpt.get("epoch_iteration", 0)
         same = ckpt.get("layout", self.layout) == self.layout

@@ -30,7 +30,7 @@ from visionkit.errors import ConfigError
 from visionkit.inference.backend import PredictorBackend
 from visionkit.inference.evaluation import evaluate_model, val_dataset
 from visionkit.inference.onnx_backend import ONNX_ACCEPTS, OnnxPredictor
-from visionkit.inference.options import check_batch_size, check_score_thresh
+from visionkit.inference.options import check_batch_size, check_precision, check_score_thresh
 from visionkit.inference.predictor import Predictor, load_predictor
 from visionkit.inference.results import Result
 from visionkit.inference.runner import below_threshold, predict_frames
@@ -83,12 +83,23 @@ class VisionModel:
         """Where the model runs."""
         return self.predictor.device
 
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype ``predict`` runs under (``load``'s ``precision`` on
+        :attr:`device`); None: float32 (always for an ONNX file)."""
+        return getattr(self.predictor, "dtype", None)
+
     def __repr__(self) -> str:
         name = self.config.model.name if self.config is not None else type(self.model).__name__
-        return f"VisionModel({name}, {self.task}, {len(self.class_names)} classes, {self.device})"
+        precision = f"{self.dtype} autocast" if self.dtype else "float32"
+        return (
+            f"VisionModel({name}, {self.task}, {len(self.class_names)} classes, {self.device}, "
+            f"{precision})"
+        )
 
     def to(self, device: str) -> VisionModel:
-        """Move the model to ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``); returns self."""
+        """Move the model to ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``); returns self.
+        ``load``'s ``precision`` is resolved again there (``auto``: bf16 where native)."""
         if self.model is None or self.config is None:
             raise ConfigError(
                 "device= moves PyTorch models; an ONNX model runs where it was loaded"
@@ -97,7 +108,7 @@ class VisionModel:
         p = self.predictor
         model = place_model(p.model, dev, self.config.train.channels_last)
         self.predictor = Predictor(
-            model, dev, p.task, p.class_names, p.cat_ids, p.score_thresh, p.half
+            model, dev, p.task, p.class_names, p.cat_ids, p.score_thresh, p.precision
         )
         return self
 
@@ -174,6 +185,7 @@ class VisionModel:
         metric: str = "coco",
         overrides: list[str] | None = None,
         progress: bool = False,
+        precision: str = "float32",
     ) -> dict[str, dict[str, float]]:
         """Evaluate on a dataset; returns the metrics dict ``visionkit eval --out`` writes (less
         its ``"units"`` entry).
@@ -187,6 +199,11 @@ class VisionModel:
                 (``data.val.num_images=50``); a ``model.*`` one is a ConfigError (the model is
                 built: give it to :func:`load`).
             progress: draw a progress bar.
+            precision: the precision of the predictions scored: ``float32`` (default, whatever
+                ``load``'s: the numbers training reports and ``visionkit eval`` gives),
+                ``auto``, ``bf16`` or ``fp16`` (CUDA only), as ``load``'s ``precision``, to
+                score what ``predict`` gives. An ONNX file's graph is float32: ``float32`` or
+                ``auto`` only.
 
         An ONNX file is evaluated through onnxruntime (its graph's own score threshold, as the
         checkpoint's model), on the same data and with the same evaluator.
@@ -208,8 +225,9 @@ class VisionModel:
         if overrides:
             cfg = apply_overrides(cfg, overrides, "config")
             trained_config_changes(self.config, cfg, "evaluate", (), EVALUATE_TAKES)
+        predictor = _at_precision(self.predictor, check_precision(precision), "evaluate")
         dataset = val_dataset(cfg, progress)
-        return evaluate_model(self.predictor, cfg, dataset, metric, progress).metrics
+        return evaluate_model(predictor, cfg, dataset, metric, progress).metrics
 
     def export(self, path: str | Path, **kwargs: Any) -> Any:
         """Export to ONNX (``visionkit.export.onnx.export_onnx``; ``kwargs`` are its options):
@@ -224,6 +242,27 @@ class VisionModel:
         return export_onnx(
             self.model, self.config, str(path), self.class_names, self.cat_ids, **kwargs
         )
+
+
+def _check_onnx_precision(precision: str, where: str) -> None:
+    """An ONNX file runs the float32 graph it was exported as: ``precision`` (a checked name)
+    ``auto`` or ``float32``, else a ConfigError naming ``where``."""
+    if precision not in ("auto", "float32"):
+        raise ConfigError(
+            f"{where}: precision {precision}: an ONNX file runs the float32 graph it was exported "
+            "as (precision auto or float32)"
+        )
+
+
+def _at_precision(predictor: PredictorBackend, precision: str, where: str) -> PredictorBackend:
+    """``predictor`` at ``precision`` (a checked name): the same model (an ONNX file's:
+    :func:`_check_onnx_precision`)."""
+    if isinstance(predictor, Predictor):
+        return (
+            predictor if predictor.precision == precision else predictor.with_precision(precision)
+        )
+    _check_onnx_precision(precision, where)
+    return predictor
 
 
 def _warn_skipped(record: Skipped) -> None:
@@ -302,6 +341,7 @@ def load(
     device: str | None = None,
     score_thresh: float = 0.3,
     *,
+    precision: str = "auto",
     half: bool = False,
     overrides: list[str] | None = None,
     report: Callable[[str], None] | None = None,
@@ -326,7 +366,13 @@ def load(
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``; default: the
             config's ``train.device``.
         score_thresh: detections scoring below it are dropped (``predict`` may change it).
-        half: float16 inference (CUDA only; not an ONNX file's).
+        precision: the precision ``predict`` runs in: ``auto`` (default: bfloat16 autocast
+            where the device computes it natively, a GPU of compute capability 8.0 or newer or
+            a CPU with AVX512-BF16 or AMX, else float32), ``float32``, ``bf16`` or ``fp16``
+            (float16 autocast, CUDA only). Boxes and scores come back float32 whatever it is.
+            ``evaluate`` scores float32 predictions unless told otherwise. An ONNX file runs
+            the float32 graph it was exported as: ``auto`` or ``float32``.
+        half: ``precision="fp16"`` (the older name).
         overrides: dotted config overrides (``model.yolo.nms_thresh=0.4``).
         report: called with one line per setting that differs from the stored config
             (``"data.val.num_images: 50 (best.pth's config: 8)"``); default: a warning each.
@@ -336,16 +382,17 @@ def load(
             without ``config=``, a ``model.*`` setting that differs from the checkpoint's.
     """
     score_thresh = check_score_thresh(score_thresh)
+    precision = check_precision(precision)
+    if half and precision not in ("auto", "fp16"):
+        raise ConfigError(f"half=True is precision='fp16', but precision={precision!r}: give one")
+    precision = "fp16" if half else precision
     path, report = Path(path), report or _warn_config
     overrides = [*(overrides or []), *([f"train.device={device}"] if device is not None else [])]
     if path.suffix.lower() == ".onnx":
-        if half:
-            raise ConfigError(
-                f"{path}: half= / --half: an ONNX file runs in the precision it was exported in"
-            )
+        _check_onnx_precision(precision, str(path))
         return _load_onnx(path, config, overrides, score_thresh, device, report)
     weights, run_yaml = run_files(path)
     ckpt = load_checkpoint(weights)
     cfg = _resolve_config(config, overrides, run_yaml, ckpt, weights)
-    predictor = load_predictor(cfg, str(weights), score_thresh, half, ckpt, report)
+    predictor = load_predictor(cfg, str(weights), score_thresh, precision, ckpt, report)
     return VisionModel(predictor, cfg, [weights, *([run_yaml] if run_yaml else [])])

@@ -1,6 +1,7 @@
-"""The numeric options of ``predict``, ``visionkit.load`` and ``visionkit predict``, checked in one
-place: a score threshold is a finite number in [0, 1], a batch size a whole number in
-``1..MAX_BATCH`` (the config's own cap on batch sizes)."""
+"""The options of ``predict``, ``visionkit.load``, ``visionkit predict`` and ``visionkit eval``,
+checked in one place: a score threshold is a finite number in [0, 1], a batch size a whole number
+in ``1..MAX_BATCH`` (the config's own cap on batch sizes), a precision one of
+:data:`PRECISIONS`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Any
 
 from visionkit.config.schema import MAX_BATCH
 from visionkit.errors import ConfigError
+
+# inference precisions: auto (bf16 where the device computes it natively, else float32), float32,
+# bf16 (bfloat16 autocast), fp16 (float16 autocast, CUDA only); visionkit/cli repeats them
+PRECISIONS = ("auto", "float32", "bf16", "fp16")
 
 
 def check_score_thresh(value: Any, name: str = "score_thresh") -> float:
@@ -32,3 +37,10 @@ def check_batch_size(value: Any, name: str = "batch_size") -> int:
             f"per forward pass); got {value!r}"
         )
     return int(value)
+
+
+def check_precision(value: Any, name: str = "precision") -> str:
+    """``value`` when it is one of :data:`PRECISIONS`, else a ConfigError naming ``name``."""
+    if not isinstance(value, str) or value not in PRECISIONS:
+        raise ConfigError(f"{name} must be one of {', '.join(PRECISIONS)}; got {value!r}")
+    return value

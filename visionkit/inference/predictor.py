@@ -3,6 +3,7 @@ its device, predicting batches (the PyTorch backend of ``backend.PredictorBacken
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from visionkit.checkpoints.device import place_model, select_device
+from visionkit.checkpoints.device import native_bfloat16, place_model, select_device
 from visionkit.checkpoints.store import load_checkpoint
 from visionkit.checkpoints.weights import checkpoint_classes, load_model_weights
 from visionkit.config.diff import TEST_TIME_HINT, trained_config_changes
@@ -18,6 +19,7 @@ from visionkit.config.schema import Config, ProposalConfig
 from visionkit.data import build_dataset
 from visionkit.errors import CheckpointError, ConfigError
 from visionkit.inference.backend import PredictorBackend
+from visionkit.inference.options import check_precision
 from visionkit.models import build_model
 from visionkit.utils.validators import is_id
 
@@ -58,6 +60,26 @@ def class_metadata(ckpt: dict[str, Any], cfg: Config, task: str) -> tuple[list[s
     return names, cat_ids
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of inference at ``precision`` on ``device``; None: float32.
+
+    ``auto`` is bfloat16 where ``device`` computes it natively
+    (:func:`~visionkit.checkpoints.device.native_bfloat16`: a GPU of compute capability 8.0 or
+    newer, a CPU with AVX512-BF16 or AMX), else float32.
+
+    Raises:
+        ConfigError: ``fp16`` off CUDA (CPUs have no fast float16 arithmetic).
+    """
+    if precision == "auto":
+        return torch.bfloat16 if native_bfloat16(device)[0] else None
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"precision fp16 (--half) runs on CUDA only; the device is {device} "
+            "(use bf16 or float32)"
+        )
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 class Predictor(PredictorBackend):
     """A checkpoint's model in PyTorch: ``model.predict`` under ``torch.inference_mode``
     (:class:`~visionkit.inference.backend.PredictorBackend`).
@@ -68,7 +90,13 @@ class Predictor(PredictorBackend):
         task: ``"detection"``, ``"instance"`` or ``"sem_seg"`` (the model's ``task``).
         class_names, cat_ids: label -> name / the dataset's category id.
         score_thresh: detections scoring below it are dropped (after the model's own threshold).
-        half: float16 autocast (CUDA only).
+        precision: ``float32`` (this class's default: exact numbers), ``bf16`` (bfloat16
+            autocast), ``fp16`` (float16 autocast, CUDA only) or ``auto`` (``bf16`` where
+            ``device`` computes bfloat16 natively, else ``float32``: :func:`resolve_precision`).
+            The predictions are float32 whatever it is.
+
+    Attributes:
+        dtype: the autocast dtype ``precision`` resolved to on ``device``; None: float32.
     """
 
     def __init__(
@@ -79,13 +107,20 @@ class Predictor(PredictorBackend):
         class_names: Sequence[str],
         cat_ids: Sequence[int],
         score_thresh: float = 0.3,
-        half: bool = False,
+        precision: str = "float32",
     ) -> None:
-        if half and device.type != "cuda":
-            raise ConfigError(f"--half runs on CUDA only; the device is {device} (drop --half)")
+        self.precision = check_precision(precision)
+        self.dtype = resolve_precision(self.precision, device)
         self.model, self.device, self.task = model.eval(), device, task
         self.class_names, self.cat_ids = list(class_names), list(cat_ids)
-        self.score_thresh, self.half = score_thresh, half
+        self.score_thresh = score_thresh
+
+    def with_precision(self, precision: str) -> Predictor:
+        """This predictor (the same model) at another ``precision``."""
+        return Predictor(
+            self.model, self.device, self.task, self.class_names, self.cat_ids,
+            self.score_thresh, precision,
+        )  # fmt: skip
 
     @property
     def predict_extras(self) -> tuple[str, ...]:
@@ -93,12 +128,12 @@ class Predictor(PredictorBackend):
         return tuple(self.model.predict_extras)
 
     def predict(self, images: Sequence[Tensor], **extras: Any) -> list[dict[str, Tensor]]:
-        """``model.predict(images, **extras)`` in inference mode (float16 autocast with
-        ``half``); see :meth:`PredictorBackend.predict`."""
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, torch.float16, enabled=self.half),
-        ):
+        """``model.predict(images, **extras)`` in inference mode, under autocast to
+        :attr:`dtype` when it is set; see :meth:`PredictorBackend.predict`."""
+        autocast = (
+            torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
             return self.model.predict(images, **extras)
 
 
@@ -106,7 +141,7 @@ def load_predictor(
     cfg: Config,
     weights: str,
     score_thresh: float = 0.3,
-    half: bool = False,
+    precision: str = "float32",
     ckpt: dict[str, Any] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Predictor:
@@ -118,7 +153,8 @@ def load_predictor(
     whose ``model.*`` differs from it (beyond the test-time keys of
     ``visionkit.config.diff.TEST_TIME_MODEL_KEYS``) is a one-line ConfigError naming each key;
     every allowed difference (test-time ``model.*``, ``data.*``, ``eval.*``) is one line passed
-    to ``report``. A bare state_dict holds none: ``cfg`` is then the truth.
+    to ``report``. A bare state_dict holds none: ``cfg`` is then the truth. ``precision``: see
+    :class:`Predictor`.
     """
     ckpt = load_checkpoint(weights) if ckpt is None else ckpt
     stored = ckpt.get("config")
@@ -137,4 +173,4 @@ def load_predictor(
     load_model_weights(model, ckpt, cfg.model.name, weights, cfg.model.num_classes)
     names, cat_ids = class_metadata(ckpt, cfg, task)
     model = place_model(model, device, cfg.train.channels_last)
-    return Predictor(model, device, task, names, cat_ids, score_thresh, half)
+    return Predictor(model, device, task, names, cat_ids, score_thresh, precision)

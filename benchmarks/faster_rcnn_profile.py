@@ -148,6 +148,9 @@ def main() -> None:
     p.add_argument("--ops", type=int, default=8, help="top operators per model and phase (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--amp", action="store_true", help="bfloat16 autocast around both models' passes"
+    )
+    p.add_argument(
         "--torchvision-channels-last",
         action="store_true",
         help="torchvision's model in NHWC too (default: NCHW, as it ships; visionkit: NHWC)",
@@ -171,19 +174,22 @@ def main() -> None:
 
     def step(name: str, phase: str, images, targets) -> None:
         model, timer = models[name], timers[name]
+        autocast = torch.autocast("cpu", torch.bfloat16, enabled=args.amp)
         if phase == "predict":
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 model.predict(images)
             return
         opt = optimizers[name]
         opt.zero_grad(set_to_none=True)
-        loss = sum(model.loss(images, targets).values())
+        with autocast:
+            loss = sum(model.loss(images, targets).values())
         timer.wrap("backward", loss.backward)()
         timer.wrap("optimizer", opt.step)()
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batches of {args.batch}; "
         + ", ".join(f"{n} {'NHWC' if cl else 'NCHW'}" for n, cl in layouts.items())
+        + ("; bfloat16 autocast" if args.amp else "; float32")
     )
     for phase in ("train", "predict"):
         for model in models.values():

@@ -76,11 +76,12 @@ class RoIPoolAdapter(nn.Module):
         self.mapper = initLevelMapper(k_min, k_max, canonical_size, canonical_level)
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes) -> Tensor:
-        feats = list(features.values())[: len(self.strides)]
+        # float32 (a no-op there): torchvision's CPU kernel has no bfloat16 under autocast
+        feats = [f.float() for f in list(features.values())[: len(self.strides)]]
         index = torch.cat(
             [torch.full((len(p), 1), i, dtype=p.dtype) for i, p in enumerate(proposals)]
         )
-        rois = torch.cat([index.to(proposals[0].device), torch.cat(proposals)], dim=1)
+        rois = torch.cat([index.to(proposals[0].device), torch.cat(proposals)], dim=1).float()
         if len(feats) == 1:
             return roi_pool(feats[0], rois, self.size, 1.0 / self.strides[0])
         levels = self.mapper(proposals)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torchvision.ops import batched_nms, roi_align, roi_pool
+from torchvision.ops import batched_nms, box_iou, nms, roi_align, roi_pool
 from torchvision.ops.boxes import _batched_nms_vanilla
 
 from visionkit.models import cpu_parallel
@@ -126,8 +126,11 @@ def test_grouped_nms_cpu_equals_batched_nms(seed, n, groups, decimals, thresh):
     ties=st.sampled_from(["none", "some", "all"]),
     nonfinite=st.sampled_from([None, float("nan"), float("inf"), float("-inf")]),
     thresh=st.floats(0.05, 0.95),
+    stable_ties=st.booleans(),
 )
-def test_grouped_nms_top_k_equals_batched_nms_prefix(seed, n, groups, k, ties, nonfinite, thresh):
+def test_grouped_nms_top_k_equals_the_full_runs_first_k(
+    seed, n, groups, k, ties, nonfinite, thresh, stable_ties
+):
     g = torch.Generator().manual_seed(seed)
     boxes = random_boxes(g, n)
     scores = torch.randn(n, generator=g)
@@ -138,21 +141,42 @@ def test_grouped_nms_top_k_equals_batched_nms_prefix(seed, n, groups, k, ties, n
     if nonfinite is not None and n:
         scores[torch.randint(0, n, (max(n // 50, 1),), generator=g)] = nonfinite
     idx = torch.randint(0, groups, (n,), generator=g)
-    expected = batched_nms(boxes, scores, idx, thresh)[:k]
-    assert torch.equal(grouped_nms_top_k(boxes, scores, idx, thresh, k), expected)
+    ours = grouped_nms_top_k(boxes, scores, idx, thresh, k, stable_ties)
+    reference = batched_nms(boxes, scores, idx, thresh)[:k]
+    if stable_ties and n > 1000 and bool(scores.isfinite().all()):
+        # ties in the input order: the full per-group loop with a stable final sort
+        assert torch.equal(ours, grouped_nms_cpu(boxes, scores, idx, thresh, stable=True)[:k])
+        if len(torch.unique(scores[reference])) == len(reference):
+            assert torch.equal(ours, reference)  # distinct kept scores: torchvision's answer
+    else:  # torchvision's answer, ties in its order
+        assert torch.equal(ours, reference)
+
+
+def test_torchvision_nms_visits_ties_in_input_order():
+    """What grouped_nms_top_k relies on: the kernel's greedy order is (score down, index up)."""
+    g = torch.Generator().manual_seed(3)
+    boxes = random_boxes(g, 2000, 100.0, 30.0)
+    scores = torch.randint(0, 20, (2000,), generator=g).float()  # ties everywhere
+    iou = box_iou(boxes, boxes)
+    suppressed, kept = torch.zeros(2000, dtype=torch.bool), []
+    for i in sorted(range(2000), key=lambda i: (-scores[i].item(), i)):
+        if not suppressed[i]:
+            kept.append(i)
+            suppressed |= iou[i] > 0.5
+    assert nms(boxes, scores, 0.5).tolist() == kept
 
 
 def test_grouped_nms_top_k_takes_the_prefix_when_exact(monkeypatch):
-    """Distinct scores, k small: one NMS on the 2k best boxes answers (no full run)."""
+    """k small: one NMS on the 2k best boxes answers (no full run)."""
     g = torch.Generator().manual_seed(1)
     boxes, scores = random_boxes(g, 3000), torch.randn(3000, generator=g)
     idx = torch.randint(0, 2, (3000,), generator=g)
     sizes = []
     real = cpu_parallel.grouped_nms_cpu
 
-    def spy(b, s, gr, t):
+    def spy(b, s, gr, t, stable=False):
         sizes.append(len(b))
-        return real(b, s, gr, t)
+        return real(b, s, gr, t, stable)
 
     monkeypatch.setattr("visionkit.models.postprocess.grouped_nms_cpu", spy)
     out = grouped_nms_top_k(boxes, scores, idx, 0.7, 100)

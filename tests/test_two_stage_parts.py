@@ -30,6 +30,21 @@ def test_anchors_hand_computed_centres_sizes_and_order():
     assert anchors[5 * 4 + 2].tolist() == pytest.approx([32.0, 16.0, 48.0, 32.0])
 
 
+def test_anchors_are_computed_once_per_feature_map_size():
+    gen = AnchorGenerator([[32.0], [64.0]], [0.5, 1.0], [8, 16])
+    feats = [torch.zeros(2, 1, 4, 6), torch.zeros(2, 1, 2, 3)]
+    first, again = gen(feats), gen(feats)
+    assert all(a is b for a, b in zip(first, again, strict=True))  # the cached grids
+    for level, a in enumerate(first):  # and they are what grid_anchors computes
+        h, w = feats[level].shape[-2:]
+        assert torch.equal(a, gen.grid_anchors(level, h, w, a.device, (32, 48)))
+    other = gen([torch.zeros(1, 1, 5, 5), torch.zeros(1, 1, 3, 3)])
+    assert other[0].shape == (5 * 5 * 2, 4) and len(gen._grids) == 4
+    for size in range(1, 80):  # many input sizes: the cache stays bounded
+        gen([torch.zeros(1, 1, size, size), torch.zeros(1, 1, size, size)])
+    assert len(gen._grids) <= 64
+
+
 def test_paper_default_anchors_have_the_paper_areas():
     gen = AnchorGenerator()
     cell = gen([torch.zeros(1, 1, 1, 1)])[0]

@@ -49,6 +49,8 @@ class AnchorGenerator(nn.Module):
         self.strides, self.layout = [int(s) for s in strides], layout
         self.cell_anchors = [self._cell_anchors(s, aspect_ratios, layout) for s in sizes]
         self.num_anchors = [len(c) for c in self.cell_anchors]
+        # grids by (level, H, W, device, batch shape): the same every step at a fixed input size
+        self._grids: dict[tuple, Tensor] = {}
 
     @staticmethod
     def _cell_anchors(sizes: Sequence[float], ratios: Sequence[float], layout: str) -> Tensor:
@@ -88,10 +90,21 @@ class AnchorGenerator(nn.Module):
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
         """Per level, ``(H_l * W_l * A_l, 4)`` anchors for features ``(N, C, H_l, W_l)``; the same
-        for every image of the batch."""
+        for every image of the batch, computed once per feature-map size (cached; not while
+        tracing). The returned tensors are shared: never modify them in place."""
         s = self.strides[0]
         batch_shape = (features[0].shape[-2] * s, features[0].shape[-1] * s)
-        return [
-            self.grid_anchors(i, f.shape[-2], f.shape[-1], f.device, batch_shape)
-            for i, f in enumerate(features)
-        ]
+        if torch.jit.is_tracing():  # sizes are graph values: computed in the graph
+            return [
+                self.grid_anchors(i, f.shape[-2], f.shape[-1], f.device, batch_shape)
+                for i, f in enumerate(features)
+            ]
+        out = []
+        for i, f in enumerate(features):
+            key = (i, f.shape[-2], f.shape[-1], str(f.device), batch_shape)
+            if key not in self._grids:
+                if len(self._grids) >= 64:  # many input sizes (shorter-side resizing): bounded
+                    self._grids.clear()
+                self._grids[key] = self.grid_anchors(i, *key[1:3], f.device, batch_shape)
+            out.append(self._grids[key])
+        return out

@@ -109,16 +109,21 @@ def parallel_map(
     return list(_executor(cpu_workers()).map(_as_worker(fn), items))
 
 
-def grouped_nms_cpu(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:
+def grouped_nms_cpu(
+    boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float, stable: bool = False
+) -> Tensor:
     """NMS within each group: ``torchvision.ops.boxes._batched_nms_vanilla``'s loop (what
     ``batched_nms`` runs on the CPU above 1,000 boxes) with the groups on the thread pool.
 
     Args:
         boxes: ``(K, 4)`` float xyxy. scores: ``(K,)``. groups: ``(K,)`` int64.
+        stable: equal scores keep their input order in the result (torchvision's final sort is
+            not stable: its order of ties is an accident of the sort).
 
     Returns:
         ``(D,)`` int64 indices of the kept boxes by decreasing score: the same as
-        ``batched_nms``'s per-group path, element for element.
+        ``batched_nms``'s per-group path, element for element (with ``stable``: where the kept
+        scores are distinct).
     """
     members = [torch.where(groups == g)[0] for g in torch.unique(groups)]
 
@@ -129,7 +134,7 @@ def grouped_nms_cpu(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: f
     for kept in parallel_map(keep, members):
         keep_mask[kept] = True
     keep_indices = torch.where(keep_mask)[0]
-    return keep_indices[scores[keep_indices].sort(descending=True)[1]]
+    return keep_indices[scores[keep_indices].sort(descending=True, stable=stable)[1]]
 
 
 def _image_chunks(rois: Tensor, workers: int) -> list[tuple[int, int, int, int]] | None:

@@ -113,7 +113,9 @@ class RoIPooler(nn.Module):
             ``rois``. Pooling runs in float32 (half-precision box coordinates would be off by
             pixels).
         """
-        feats = [f.float() for f in features]
+        # float32 NCHW in one copy (torchvision's CPU kernels read NCHW: a bfloat16 NHWC map
+        # under autocast would otherwise be converted twice)
+        feats = [f.to(torch.float32, memory_format=torch.contiguous_format) for f in features]
         if len(feats) != len(self.strides):
             raise ValueError(f"{len(feats)} feature maps for {len(self.strides)} pooler levels")
         rois = rois.float()

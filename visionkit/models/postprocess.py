@@ -47,23 +47,32 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
 
 
 def grouped_nms_top_k(
-    boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float, k: int
+    boxes: Tensor,
+    scores: Tensor,
+    groups: Tensor,
+    iou_thresh: float,
+    k: int,
+    stable_ties: bool = False,
 ) -> Tensor:
     """``grouped_nms(boxes, scores, groups, iou_thresh)[:k]``, computed on the best-scoring
     boxes first where that gives the same answer.
 
-    Greedy NMS decides a box from the boxes scoring above it only, so NMS on the ``m``
-    best-scoring boxes (kept in their order) keeps exactly the full run's kept boxes among them.
-    When its ``k``-th kept box scores strictly above every box left out, and the scores above
-    the left-out ones are all distinct (no tie whose order a sort could decide differently), its
-    first ``k`` are the full run's. ``m`` starts at ``2k`` and grows to what the kept share so
-    far asks for; near the whole input, or with ties among the best, the full run answers. NMS
-    costs about the square of its boxes, so the RPN's proposals (top-k of a few thousand) cost a
-    fraction. Only the CPU's per-group loop is taken this way (above 1,000 boxes, eager); other
-    inputs run :func:`grouped_nms` whole, as do non-finite scores.
+    torchvision's NMS kernel visits boxes by decreasing score, equal scores in input order, and
+    decides a box from the boxes visited before it only; so NMS on the boxes scoring above some
+    value (kept in their order) keeps exactly the full run's kept boxes among them, and when it
+    keeps at least ``k`` they are the full run's first ``k`` as a set. Their order is the full
+    run's when the kept scores are distinct; equal scores are ordered by torchvision's final,
+    unstable sort over all kept boxes, which only the full run reproduces: with ties among them
+    the full run answers, unless ``stable_ties`` (equal scores keep their input order, a
+    defined answer for bfloat16 scores, tied by the thousand). The subset starts at the ``2k``
+    best and grows to what the kept share so far asks for; near the whole input the full run
+    answers. NMS costs about the square of its boxes, so the RPN's proposals (top-k of a few
+    thousand) cost a fraction. Only the CPU's per-group loop is taken this way (above 1,000
+    boxes, eager); other inputs run :func:`grouped_nms` whole, as do non-finite scores.
 
     Args:
         boxes: ``(K, 4)`` float xyxy. scores: ``(K,)``. groups: ``(K,)`` int64. k: kept boxes.
+        stable_ties: order equal scores by input order (else as torchvision's batched_nms).
 
     Returns:
         ``(D,)`` int64 indices, ``D <= k``, by decreasing score.
@@ -73,17 +82,18 @@ def grouped_nms_top_k(
     if whole or not bool(scores.isfinite().all()):  # NaN sorts first in a full run's NMS
         return grouped_nms(boxes, scores, groups, iou_thresh)[:k]
     m = 2 * k
-    while m < 0.7 * n:  # beyond, the full run costs about as much as the prefix
-        best = scores.topk(m + 1).values
-        outside = best[m]  # the best score left out
+    while m < 0.7 * n:  # beyond, the full run costs about as much as the subset
+        outside = scores.topk(m + 1).values[m]  # the best score left out
         subset = (scores > outside).nonzero().squeeze(1)  # in the boxes' order
-        top = subset[grouped_nms_cpu(boxes[subset], scores[subset], groups[subset], iou_thresh)]
-        if len(top) >= k:
-            above = best[best > outside]
-            if bool((above[1:] < above[:-1]).all()):
-                return top[:k]
-            break  # ties among the best: a larger prefix has them too
-        m = math.ceil(m * k / max(len(top), 1) * 1.25)  # the kept share so far, and a margin
+        kept = grouped_nms_cpu(boxes[subset], scores[subset], groups[subset], iou_thresh, True)
+        if len(kept) >= k:
+            top = scores[subset[kept[:k]]]
+            if stable_ties or bool((top[1:] < top[:-1]).all()):
+                return subset[kept[:k]]
+            break  # ties among the k best: their order is the full run's sort's
+        m = math.ceil(m * k / max(len(kept), 1) * 1.25)  # the kept share so far, and a margin
+    if stable_ties:
+        return grouped_nms_cpu(boxes, scores, groups, iou_thresh, stable=True)[:k]
     return grouped_nms(boxes, scores, groups, iou_thresh)[:k]
 
 

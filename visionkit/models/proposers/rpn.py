@@ -167,10 +167,14 @@ class RegionProposalNetwork(Proposer):
         batch's proposals: ``(R, 5)`` float ``(image index, x1, y1, x2, y2)`` in input pixels,
         sorted by objectness (top-N per image and level, decoded, clipped to each image, small
         ones removed, NMS per image and level, top-N per image). Eagerly image after image, each
-        image's rois sorted by objectness as torchvision orders them (equal scores keep
-        torchvision's order, which seeded RoI sampling depends on); traced for ONNX, one NMS
-        over the batch, sorted by objectness over the batch."""
+        image's rois sorted by objectness as torchvision orders them (seeded RoI sampling
+        depends on the order; under reduced precision equal scores, which bfloat16 logits give
+        by the thousand, keep their anchor order: :func:`grouped_nms_top_k`); traced for ONNX,
+        one NMS over the batch, sorted by objectness over the batch."""
         pre_n, post_n = self.pre_nms_top_n[not train], self.post_nms_top_n[not train]
+        # scores from bfloat16/float16 logits tie by the thousand: torchvision's order of ties
+        # (an unstable sort's) is no part of their math, so ties keep the anchor order there
+        reduced = logits[0].dtype != torch.float32
         n = image_sizes.shape[0]
         all_boxes, all_scores, all_levels = [], [], []
         for level, (lg, dt, anc) in enumerate(zip(logits, deltas, anchors, strict=True)):
@@ -191,7 +195,9 @@ class RegionProposalNetwork(Proposer):
         if not torch.jit.is_tracing():  # image by image, as torchvision: the same order on ties
             # (the images on the CPU's threads: torchvision's NMS kernel runs on one)
             return torch.cat(parallel_map(
-                lambda i: self._image_rois(b[img == i], s[img == i], lv[img == i], i, post_n),
+                lambda i: self._image_rois(
+                    b[img == i], s[img == i], lv[img == i], i, post_n, reduced
+                ),
                 range(n),
                 b.device,
             ))  # fmt: skip
@@ -199,9 +205,12 @@ class RegionProposalNetwork(Proposer):
         top = top[top_per_image(img[top], n, post_n)]
         return torch.cat([img[top, None].to(b.dtype), b[top]], 1)
 
-    def _image_rois(self, boxes: Tensor, scores: Tensor, levels: Tensor, i: int, k: int) -> Tensor:
-        """One image's ``(K, 5)`` rois: NMS per level, the ``k`` best by score."""
-        top = grouped_nms_top_k(boxes, scores, levels, self.nms_thresh, k)
+    def _image_rois(
+        self, boxes: Tensor, scores: Tensor, levels: Tensor, i: int, k: int, stable_ties: bool
+    ) -> Tensor:
+        """One image's ``(K, 5)`` rois: NMS per level, the ``k`` best by score (equal scores in
+        anchor order with ``stable_ties``, else in torchvision's order)."""
+        top = grouped_nms_top_k(boxes, scores, levels, self.nms_thresh, k, stable_ties)
         return torch.cat([boxes.new_full((len(top), 1), i), boxes[top]], 1)
 
     def label_anchors(

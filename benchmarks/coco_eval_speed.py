@@ -4,7 +4,8 @@ val2017's shape (5,000 images, 36,000 objects over COCO's 80 non-contiguous cate
 1 % of them crowd regions, objects in every area range, some images without objects) with 100
 detections per image (jittered copies of the ground truth and random boxes, some of classes
 absent from the image), scored by ``visionkit.evaluation.coco_box_metrics`` with each backend in
-one process, end to end: loading the results (``loadRes``), evaluate, accumulate, summarize and
+one process, end to end: loading the results (pycocotools' ``loadRes``; for faster-coco-eval
+``coco_backends.result_index``, the same index in one pass), evaluate, accumulate, summarize and
 the per-class AP. The ground truth index is built once, outside the timing, as a dataset holds
 it; the results list is already parsed, as ``tools/eval.py`` holds it. One markdown table, and
 whether the two backends' numbers are equal::

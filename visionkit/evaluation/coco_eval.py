@@ -1,11 +1,12 @@
 """COCO-style evaluation (COCOeval through :mod:`~visionkit.evaluation.coco_backends`): results
-to and from predictions, their checks, the 12 numbers and per-class AP, of boxes (``bbox``) and
-of instance masks (``segm``: each result's ``segmentation`` a compressed RLE of its image)."""
+to and from predictions (their checks: :mod:`~visionkit.evaluation.results_check`), the 12
+numbers and per-class AP, of boxes (``bbox``) and of instance masks (``segm``: each result's
+``segmentation`` a compressed RLE of its image)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,17 +14,16 @@ import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 
-from visionkit.data.coco_checks import segmentation_problem
 from visionkit.errors import DataError
 from visionkit.evaluation.coco_backends import (
     DEFAULT_COCO_BACKEND,
     check_coco_backend,
     run_cocoeval,
 )
+from visionkit.evaluation.results_check import check_coco_results as check_coco_results
 from visionkit.structures.boxes import convert_boxes
 from visionkit.structures.masks import encode_rles
 from visionkit.utils.comm import gather_in_order, is_distributed
-from visionkit.utils.validators import box_problem, is_finite_number, is_int
 
 IOU_TYPES = ("bbox", "segm")  # COCOeval's iouType: boxes, instance masks
 STAT_NAMES = [
@@ -66,63 +66,6 @@ def to_coco_results(
         for r, rle in zip(results, rles, strict=True):
             r["segmentation"] = rle
     return results
-
-
-def check_coco_results(
-    results: Any,
-    image_sizes: Mapping[int, tuple[int, int]],
-    cat_ids: Sequence[int],
-    where: str,
-    masks: bool = False,
-) -> None:
-    """Refuse, in one line naming ``where``, the record and the field, COCO box results that
-    are not a list of ``{image_id, category_id, bbox, score}`` with an image and a category of
-    the dataset, a box within its image (:func:`~visionkit.utils.validators.box_problem`) and a
-    score in [0, 1]; with ``masks`` (a ``segm`` evaluation), also a ``segmentation`` that is not
-    a compressed RLE of its image's size whose runs cover it
-    (:func:`~visionkit.data.coco_checks.segmentation_problem`).
-
-    Args:
-        image_sizes: image id -> ``(height, width)`` of each image of the dataset.
-    """
-    if not isinstance(results, list):
-        raise DataError(f"{where}: not a COCO results list")
-    cats = {int(c) for c in cat_ids}
-    for k, r in enumerate(results):
-        if not isinstance(r, dict):
-            raise DataError(f"{where}: record {k} is a {type(r).__name__}, not a dict")
-        keys = ("image_id", "category_id", "bbox", "score") + (("segmentation",) if masks else ())
-        for key in keys:
-            if key not in r:
-                raise DataError(f"{where}: record {k} has no '{key}'")
-        for key, known in (("image_id", image_sizes), ("category_id", cats)):
-            v = r[key]
-            if not is_int(v) or v not in known:
-                raise DataError(
-                    f"{where}: record {k}: {key} {v!r} is not one of the dataset's {key}s"
-                )
-        height, width = image_sizes[r["image_id"]]
-        problem = box_problem(r["bbox"], width, height)
-        if problem:
-            raise DataError(f"{where}: record {k}: bbox {r['bbox']!r} {problem}")
-        score = r["score"]
-        if not is_finite_number(score):
-            raise DataError(f"{where}: record {k}: score {score!r} is not a finite number")
-        if not 0 <= score <= 1:
-            raise DataError(f"{where}: record {k}: score {score!r} is outside [0, 1]")
-        if masks:
-            problem = _result_mask_problem(r["segmentation"], (height, width))
-            if problem:
-                raise DataError(f"{where}: record {k}: 'segmentation' {problem}")
-
-
-def _result_mask_problem(seg: Any, size: tuple[int, int]) -> str | None:
-    """What is wrong with a result's ``segmentation`` (a compressed RLE of its image, what
-    COCOeval scores masks from) for an image of ``size`` ``(H, W)``, or None."""
-    if not isinstance(seg, dict) or not isinstance(seg.get("counts"), str):
-        got = type(seg).__name__ if not isinstance(seg, dict) else "an RLE whose counts are no text"
-        return f"is not a compressed RLE ({{'size': [h, w], 'counts': text}}; got {got})"
-    return segmentation_problem(seg, size, "masks")
 
 
 def from_coco_results(
@@ -183,12 +126,9 @@ def coco_metrics(
         stats = np.zeros(12)
         per_class = dict.fromkeys(coco_gt.getCatIds(), 0.0)
     else:
-        # loadRes writes into the records it loads (id, area, a box's outline): it gets copies.
-        # Masks are scored without their box, so that their area (COCO's small, medium and
-        # large) is the mask's, not the box's, as detectron2 scores them.
-        drop = "bbox" if iou_type == "segm" else None
-        loaded = [{k: v for k, v in r.items() if k != drop} for r in results]
-        stats, precision, cat_ids = run_cocoeval(coco_gt, loaded, image_ids, iou_type, backend)
+        # results are left as they are (COCOeval loads copies); masks are scored without their
+        # box, so that their area (COCO's small, medium and large) is the mask's
+        stats, precision, cat_ids = run_cocoeval(coco_gt, results, image_ids, iou_type, backend)
         if accumulated is not None:
             accumulated.update(precision=precision, cat_ids=cat_ids)
         per_class = {}

@@ -27,6 +27,8 @@ from xml.parsers import expat
 import yaml
 
 from visionkit.errors import ConfigError, DataError, VisionkitError
+from visionkit.io.heap import paused_gc
+from visionkit.io.json_fast import parse_plain
 
 # Data files (COCO's train2017 instances: 450 MB, LVIS's: 1.1 GB) are read whole; beyond this a
 # file is not one of them.
@@ -123,7 +125,18 @@ def loads_json(
             Infinity or a number that overflows to it (unless ``allow_nan``); an integer longer
             than :data:`MAX_INT_DIGITS` digits (each naming the path to the value,
             ``[3].bbox[0]``).
+
+    Parsed by orjson first where installed (:func:`~visionkit.io.json_fast.parse_plain`), when
+    that gives the same value; by Python's ``json`` with every check otherwise.
     """
+    with paused_gc():  # a large document's containers hold no cycles
+        plain, value = parse_plain(text, MAX_DEPTH)
+        return value if plain else _loads_checked(text, where, error, allow_nan)
+
+
+def _loads_checked(text: str, where: str, error: type[VisionkitError], allow_nan: bool) -> Any:
+    """:func:`loads_json` by Python's ``json``, a hook on every integer and constant, then a walk
+    over every value (the reference the fast parse is held to)."""
     constant = float if allow_nan else _Refused
     try:
         value = json.loads(text, parse_int=_refuse_long_int, parse_constant=constant)

@@ -79,7 +79,7 @@ def main() -> None:
         print("|---|---|---:|---:|---:|")
         for batch in args.batch_sizes:
             for prec, model in loaded.items():
-                calls = {"visionkit": lambda paths, m=model: m.predict(paths, batch_size=batch),
+                calls = {"visionkit": lambda paths, m=model, b=batch: m.predict(paths, batch_size=b),
                          "torchvision": torchvision_predict}  # fmt: skip
                 times = {name: [] for name in calls}
                 for i in range(args.calls + 2):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from test_predict_inputs import TINY  # the tiny YOLOv1 overrides
 from test_tools_e2e import ROOT
 
 import visionkit
@@ -23,13 +24,6 @@ from visionkit.inference.predictor import Predictor, resolve_precision
 from visionkit.models import build_model
 
 CONFIG = ROOT / "visionkit" / "configs" / "yolo_v1_shapes.yaml"
-TINY = [
-    "model.backbone.name=lenet",
-    "model.backbone.out_features=[]",
-    "model.input_size=[64,64]",
-    "model.yolo.grid_size=4",
-    "model.yolo.extra_convs=1",
-]
 CPU = torch.device("cpu")
 
 

@@ -160,6 +160,14 @@ def _image_chunks(rois: Tensor, workers: int) -> list[tuple[int, int, int, int]]
     ]
 
 
+def _chunk_rois(rois: Tensor, chunk: tuple[int, int, int, int]) -> Tensor:
+    """A chunk's rois with image indices counted from its first image (a copy)."""
+    lo, hi, i0, _ = chunk
+    sub = rois[lo:hi].clone()
+    sub[:, 0] -= i0
+    return sub
+
+
 class _ChunkedRoIPool(torch.autograd.Function):
     """``torchvision.ops.roi_pool`` / ``roi_align`` on per-image chunks of the RoIs, in
     parallel, forward and backward."""
@@ -171,8 +179,7 @@ class _ChunkedRoIPool(torch.autograd.Function):
 
         def run(chunk: tuple[int, int, int, int]) -> tuple[Tensor, Tensor | None]:
             lo, hi, i0, i1 = chunk
-            sub = rois[lo:hi].clone()
-            sub[:, 0] -= i0
+            sub = _chunk_rois(rois, chunk)
             if kind == "roi_pool":
                 return torch.ops.torchvision.roi_pool(features[i0:i1], sub, scale, size, size)
             out = torch.ops.torchvision.roi_align(
@@ -194,8 +201,7 @@ class _ChunkedRoIPool(torch.autograd.Function):
 
         def run(job: tuple[int, tuple[int, int, int, int]]) -> Tensor:
             k, (lo, hi, i0, i1) = job
-            sub = rois[lo:hi].clone()
-            sub[:, 0] -= i0
+            sub = _chunk_rois(rois, job[1])
             if kind == "roi_pool":
                 return torch.ops.torchvision._roi_pool_backward(
                     grad[lo:hi], sub, argmax[k], scale, size, size, i1 - i0, c, h, w

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from visionkit.models.heads.outputs import OutputLinear
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import FOREGROUND, BalancedSampler, Matcher
 from visionkit.models.poolers import RoIPooler, boxes_to_rois
@@ -25,13 +26,15 @@ from visionkit.models.postprocess import class_specific_detections
 from visionkit.structures.box_coder import BoxCoder
 
 
-def box_predictor(cls_dim: int, box_dim: int, num_classes: int) -> tuple[nn.Linear, nn.Linear]:
+def box_predictor(
+    cls_dim: int, box_dim: int, num_classes: int
+) -> tuple[OutputLinear, OutputLinear]:
     """The two sibling layers of the Fast R-CNN head and of R-CNN: ``cls_score`` (``cls_dim``
     features -> ``C + 1`` logits, the background last) and ``bbox_pred`` (``box_dim`` features ->
     ``4C`` class-specific deltas), initialized as in the paper (std 0.01 and 0.001, zero
     biases)."""
-    cls_score = nn.Linear(cls_dim, num_classes + 1)
-    bbox_pred = nn.Linear(box_dim, 4 * num_classes)
+    cls_score = OutputLinear(cls_dim, num_classes + 1)
+    bbox_pred = OutputLinear(box_dim, 4 * num_classes)
     nn.init.normal_(cls_score.weight, std=0.01)
     nn.init.normal_(bbox_pred.weight, std=0.001)
     nn.init.zeros_(cls_score.bias)

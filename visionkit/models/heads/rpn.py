@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.models.heads.outputs import OutputConv2d
+
 
 class RPNHead(nn.Module):
     """3x3 conv + ReLU, then 1x1 convs to ``A`` logits and ``4A`` deltas per position.
@@ -21,8 +23,8 @@ class RPNHead(nn.Module):
     def __init__(self, in_channels: int, conv_channels: int, num_anchors: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, conv_channels, 3, padding=1)
-        self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
-        self.deltas = nn.Conv2d(conv_channels, 4 * num_anchors, 1)
+        self.objectness = OutputConv2d(conv_channels, num_anchors, 1)
+        self.deltas = OutputConv2d(conv_channels, 4 * num_anchors, 1)
         for layer in (self.conv, self.objectness, self.deltas):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)

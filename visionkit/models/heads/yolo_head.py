@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionkit.models.heads.outputs import OutputConv2d, OutputLinear
+
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -63,10 +65,10 @@ class YoloHead(nn.Module):
                 nn.Linear(cin * s2, hidden_dim),
                 nn.LeakyReLU(0.1, inplace=True),
                 nn.Dropout(dropout),
-                nn.Linear(hidden_dim, s2 * self.out_per_cell),
+                OutputLinear(hidden_dim, s2 * self.out_per_cell),
             )
         elif kind == "conv":
-            self.out = nn.Conv2d(cin, self.out_per_cell, 1)
+            self.out = OutputConv2d(cin, self.out_per_cell, 1)
         else:
             raise ValueError(f"unknown YOLO head kind {kind!r}; expected 'fc' or 'conv'")
         self.kind = kind

@@ -168,12 +168,14 @@ class RegionProposalNetwork(Proposer):
         sorted by objectness (top-N per image and level, decoded, clipped to each image, small
         ones removed, NMS per image and level, top-N per image). Eagerly image after image, each
         image's rois sorted by objectness as torchvision orders them (seeded RoI sampling
-        depends on the order; under reduced precision equal scores, which bfloat16 logits give
-        by the thousand, keep their anchor order: :func:`grouped_nms_top_k`); traced for ONNX,
+        depends on the order; equal scores from reduced-precision logits, which a model cast
+        to bfloat16 as a whole gives by the thousand, keep their anchor order:
+        :func:`grouped_nms_top_k`; under autocast the head's logits are float32); traced for ONNX,
         one NMS over the batch, sorted by objectness over the batch."""
         pre_n, post_n = self.pre_nms_top_n[not train], self.post_nms_top_n[not train]
-        # scores from bfloat16/float16 logits tie by the thousand: torchvision's order of ties
-        # (an unstable sort's) is no part of their math, so ties keep the anchor order there
+        # scores from bfloat16/float16 logits (a model cast as a whole; autocast keeps the
+        # head's output layers in float32) tie by the thousand: torchvision's order of ties (an
+        # unstable sort's) is no part of their math, so ties keep the anchor order there
         reduced = logits[0].dtype != torch.float32
         n = image_sizes.shape[0]
         all_boxes, all_scores, all_levels = [], [], []

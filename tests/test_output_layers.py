@@ -1,6 +1,6 @@
-"""The detection heads' prediction layers (models/heads/outputs.py) compute in float32 under
-autocast and are plain ``nn.Linear`` / ``nn.Conv2d`` without it: same parameters, same keys,
-same values bit for bit."""
+"""The detection heads' prediction layers (scores, box deltas, mask logits;
+models/heads/outputs.py) compute in float32 under autocast and are plain ``nn.Linear`` /
+``nn.Conv2d`` without it: same parameters, same keys, same values bit for bit."""
 
 import pytest
 import torch

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from visionkit.io.heap import keep_large_blocks
 from visionkit.utils.cli import run_cli
 
 # job -> (module under visionkit.cli, what it does)
@@ -71,6 +72,7 @@ def dispatch(argv: list[str] | None = None) -> int:
         print(f"error: unknown job {job!r}{hint}; `visionkit --help` lists them", file=sys.stderr)
         return 2
     module = importlib.import_module(f"visionkit.cli.{JOBS[job][0]}")
+    keep_large_blocks()  # a job's tensors reuse freed memory (io/heap.py)
     return module.main(argv[1:])
 
 

@@ -50,6 +50,7 @@ from visionkit.evaluation.direction import improves, worst_value
 from visionkit.evaluation.loop import evaluate
 from visionkit.evaluation.units import format_value
 from visionkit.io.atomic import leftover_temporaries
+from visionkit.io.heap import keep_large_blocks
 from visionkit.models import build_model, model_task
 from visionkit.utils.comm import broadcast_from_main, gather_to_main
 from visionkit.utils.warn import warnings_part
@@ -75,6 +76,7 @@ class Trainer:
         self, cfg: Config, output_dir: str | Path, resume: bool = False, progress: bool = True
     ):
         tc, self.cfg, self.out = cfg.train, cfg, Path(output_dir)
+        keep_large_blocks()  # each step's large tensors reuse freed memory (io/heap.py)
         if tc.accumulate_steps < 1:
             raise ConfigError(f"train.accumulate_steps must be >= 1, got {tc.accumulate_steps}")
         # before any long work: a fresh run never writes over another run's files; a resumed

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from visionkit.models.heads.outputs import OutputConv2d
 from visionkit.models.heads.roi_heads import RoIHeads
 from visionkit.models.poolers import RoIPooler, boxes_to_rois
 from visionkit.structures.masks import InstanceMasks
@@ -47,7 +48,7 @@ class MaskHead(nn.Module):
         self.convs = nn.Sequential(*layers)
         width = conv_channels if num_convs else in_channels
         self.deconv = nn.ConvTranspose2d(width, conv_channels, 2, stride=2)
-        self.predictor = nn.Conv2d(conv_channels, num_classes, 1)
+        self.predictor = OutputConv2d(conv_channels, num_classes, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

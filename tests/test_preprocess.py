@@ -138,3 +138,20 @@ def test_half_precision_images_give_a_float32_batch():
     pre = Preprocessor("shorter_side", MEAN, STD, min_size=48, max_size=80, size_divisor=16)
     for half in ([img.half() for img in images()], torch.rand(2, 3, 40, 40).half()):
         assert pre(half).tensor.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["chw", "hwc"])  # datasets give HWC memory, permuted views
+def test_each_image_is_normalized_into_its_corner_of_a_zero_padded_batch(dtype, layout):
+    """(img - mean) / std in float32 at the image's corner, zeros elsewhere: bit for bit."""
+    pre = Preprocessor("none", MEAN, STD, size_divisor=32)
+    ims = [img.to(dtype) for img in images()]
+    if layout == "hwc":
+        ims = [img.permute(1, 2, 0).contiguous().permute(2, 0, 1) for img in ims]
+    batch = pre(ims).tensor
+    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
+    expected = torch.zeros(3, 3, 128, 128)
+    for i, img in enumerate(ims):
+        h, w = img.shape[1:]
+        expected[i, :, :h, :w] = (img.float() - mean) / std
+    assert batch.dtype == torch.float32 and torch.equal(batch, expected)

@@ -23,13 +23,13 @@ examples:
 # torch 2.14.1) and scored on shapes val (300 images): README.md's tables, docs/benchmarks.md.
 # "(bf16)": trained with the default train.amp=auto, bfloat16 autocast on that CPU.
 MEASURED = {
-    "yolo_v1_shapes": "AP50 79.8 %, AP 46.5 %; 16 epochs in 5.9 min on 2 CPU cores (bf16)",
-    "faster_rcnn_shapes": "AP50 94.7 %, AP 61.8 %; 8 epochs in 10.1 min on 2 CPU cores (bf16)",
+    "yolo_v1_shapes": "AP50 81.2 %, AP 48.6 %; 16 epochs in 5.4 min on 2 CPU cores (bf16)",
+    "faster_rcnn_shapes": "AP50 94.2 %, AP 60.8 %; 8 epochs in 7.0 min on 2 CPU cores (bf16)",
     "fast_rcnn_shapes": "AP50 68.8 %, AP 43.9 %; 4 epochs in 9.6 min (+ proposals)",
     "sppnet_shapes": "AP50 69.5 %, AP 43.8 %; 4 epochs in 10.1 min (+ proposals)",
     "rcnn_shapes": "AP50 94.4 %, AP 78.9 %; 4 epochs in 34.3 min (+ proposals)",
     "fcn8s_shapes": "mean IU 82.7 %; 14 epochs in 8.6 min on 2 CPU cores (bf16)",
-    "mask_rcnn_shapes": "AP50 93.3 % (boxes), mask AP50 92.4 %; 7 epochs in 11.9 min on 2 CPU cores",
+    "mask_rcnn_shapes": "AP50 93.2 % (boxes), mask AP50 92.1 %; 7 epochs in 8.4 min on 2 CPU cores (bf16)",
 }
 
 

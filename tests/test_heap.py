@@ -11,6 +11,8 @@ import pytest
 from visionkit.io import heap
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+# glibc < 2.35 caps the mmap threshold at 32 MiB: the probe's tensors stay mmapped there
+VERSION = tuple(int(v) for v in platform.libc_ver()[1].split(".")[:2]) if GLIBC else (0, 0)
 
 # a step's pattern of large tensors (64, 48, 36 and 64 MiB: above glibc's largest automatic mmap
 # threshold, 32 MiB), made and freed 60 times (the heap's layout settles), then 20 times: the minor
@@ -45,7 +47,7 @@ def _probe(mode: str, **env: str) -> tuple[str, int, int, int]:
     return out[0], int(out[1]), int(out[2]), int(out[3])
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt thresholds are glibc's (Linux)")
+@pytest.mark.skipif(VERSION < (2, 35), reason="needs glibc >= 2.35 (mmap threshold above 32 MiB)")
 def test_freed_large_blocks_are_reused_instead_of_faulted_in_again():
     applied, faults, rss_warm, rss_end = _probe("on")
     default_applied, default_faults, _, _ = _probe("off")
@@ -67,6 +69,7 @@ def test_the_users_glibc_tuning_is_left_alone():
     [
         {"MALLOC_TRIM_THRESHOLD_": "0"},
         {"MALLOC_TOP_PAD_": "0"},
+        {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"},
         {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"},
         {"LD_PRELOAD": "libtcmalloc_minimal.so.4"},
     ],
@@ -87,3 +90,31 @@ def test_decided_once_per_process(monkeypatch):
     calls = []
     monkeypatch.setattr(heap, "_set_thresholds", lambda: calls.append(1) or True)
     assert heap.keep_large_blocks() and heap.keep_large_blocks() and calls == [1]
+
+
+def test_glibc_before_2_35_gets_the_most_it_accepts(monkeypatch):
+    """Older glibc refuses an mmap threshold above 32 MiB (mallopt returns 0): 32 MiB then."""
+    calls = []
+
+    class Mallopt:  # a ctypes function: argtypes and restype are set on it
+        def __call__(self, param, value):
+            calls.append((param, value))
+            return int(param != heap.M_MMAP_THRESHOLD or value <= 32 << 20)
+
+    class OldLibc:
+        mallopt = Mallopt()
+
+    monkeypatch.setattr(heap.ctypes, "CDLL", lambda name: OldLibc())
+    monkeypatch.setattr(heap.platform, "libc_ver", lambda: ("glibc", "2.31"))
+    monkeypatch.setattr(heap.sys, "platform", "linux")
+    for key in [k for k in os.environ if k.startswith("MALLOC_")] + [
+        "LD_PRELOAD",
+        "GLIBC_TUNABLES",
+    ]:
+        monkeypatch.delenv(key, raising=False)
+    assert heap._set_thresholds() is True
+    assert calls == [
+        (heap.M_MMAP_THRESHOLD, 256 << 20),
+        (heap.M_MMAP_THRESHOLD, 32 << 20),
+        (heap.M_TRIM_THRESHOLD, 512 << 20),
+    ]

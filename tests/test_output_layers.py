@@ -10,7 +10,12 @@ from test_model_contract import build, images, targets
 from torch import nn
 
 from visionkit.models import MODELS
-from visionkit.models.heads.outputs import OutputConv2d, OutputLinear
+from visionkit.models.heads.outputs import (
+    OutputConv2d,
+    OutputLinear,
+    in_float32,
+    prediction_input,
+)
 
 DETECTORS = [n for n in sorted(MODELS) if not n.startswith("fcn")]
 
@@ -71,3 +76,24 @@ def test_every_detector_predicts_scores_and_deltas_in_float32_under_bf16(name):
     for h in hooks:
         h.remove()
     assert seen and all(d == torch.float32 for d in seen), seen
+
+
+def test_a_model_cast_to_bfloat16_as_a_whole_keeps_computing_in_bfloat16():
+    layer = OutputLinear(8, 3).bfloat16()
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, layer(x))
+
+
+def test_in_float32_runs_any_computation_with_autocast_off():
+    """What R-CNN's SVM scores go through: a matmul autocast would run in bfloat16."""
+    weight = torch.randn(5, 16)
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert (x.float() @ weight.T).dtype == torch.bfloat16  # autocast's own choice
+        y = in_float32(lambda f: f.float() @ weight.T, x)
+    assert y.dtype == torch.float32 and torch.equal(y, x.float() @ weight.T)
+    assert prediction_input(x).dtype == torch.bfloat16  # no autocast: as it is
+    with torch.autocast("cpu", torch.bfloat16):
+        assert prediction_input(x).dtype == torch.float32

@@ -28,7 +28,7 @@ MEASURED = {
     "fast_rcnn_shapes": "AP50 68.8 %, AP 43.9 %; 4 epochs in 9.6 min (+ proposals)",
     "sppnet_shapes": "AP50 69.5 %, AP 43.8 %; 4 epochs in 10.1 min (+ proposals)",
     "rcnn_shapes": "AP50 94.4 %, AP 78.9 %; 4 epochs in 34.3 min (+ proposals)",
-    "fcn8s_shapes": "mean IU 82.7 %; 14 epochs in 8.6 min on 2 CPU cores (bf16)",
+    "fcn8s_shapes": "mean IU 82.7 %; 14 epochs in 8.0 min on 2 CPU cores (bf16)",
     "mask_rcnn_shapes": "AP50 93.2 % (boxes), mask AP50 92.1 %; 7 epochs in 8.4 min on 2 CPU cores (bf16)",
 }
 

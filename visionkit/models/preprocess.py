@@ -205,9 +205,7 @@ class Preprocessor(nn.Module):
             for i, (img, (h, w)) in enumerate(zip(images, targets, strict=True)):
                 if tuple(img.shape[-2:]) != (h, w):
                     img = _resize(img[None], (h, w))[0]
-                # (img - mean) / std written in place: the same values, no temporaries
-                torch.sub(img, self.pixel_mean[0], out=batch[i, :, :h, :w])
-                batch[i, :, :h, :w].div_(self.pixel_std[0])
+                batch[i, :, :h, :w] = (img - self.pixel_mean[0]) / self.pixel_std[0]
         scale_hw = new / sizes
         scales = torch.stack([scale_hw[:, 1], scale_hw[:, 0]] * 2, 1)
         device = batch.device

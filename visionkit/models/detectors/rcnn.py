@@ -32,6 +32,7 @@ from visionkit.models.backbones import build_backbone
 from visionkit.models.backbones.base import Backbone
 from visionkit.models.base import DETECTION_OUTPUTS, Detector, detection_outputs, frame_sizes
 from visionkit.models.heads.box_heads import TwoFCHead
+from visionkit.models.heads.outputs import in_float32
 from visionkit.models.heads.roi_heads import box_predictor
 from visionkit.models.losses import box_regression_loss
 from visionkit.models.matching import BalancedSampler
@@ -229,7 +230,8 @@ class RCNN(Detector):
             "rois": rois,
             "class_logits": self.cls_score(fc7),
             "box_deltas": self.bbox_pred(pool5),
-            "svm_scores": fc7.float() @ self.svm_weight.T + self.svm_bias,
+            # float32 under autocast too: once trained, the SVMs' scores are the detections'
+            "svm_scores": in_float32(lambda f: f.float() @ self.svm_weight.T + self.svm_bias, fc7),
         }
 
     @torch.no_grad()

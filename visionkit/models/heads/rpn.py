@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionkit.models.heads.outputs import OutputConv2d
+from visionkit.models.heads.outputs import OutputConv2d, prediction_input
 
 
 class RPNHead(nn.Module):
@@ -30,10 +30,12 @@ class RPNHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Per level ``(N, C, H, W)`` -> logits ``(N, A, H, W)`` and deltas ``(N, 4A, H, W)``."""
+        """Per level ``(N, C, H, W)`` -> logits ``(N, A, H, W)`` and deltas ``(N, 4A, H, W)``
+        (float32 under autocast)."""
         logits, deltas = [], []
         for f in features:
-            t = F.relu(self.conv(f))
+            # float32 once for both prediction layers under autocast (outputs.py)
+            t = prediction_input(F.relu(self.conv(f)), self.objectness.weight.dtype)
             logits.append(self.objectness(t))
             deltas.append(self.deltas(t))
         return logits, deltas

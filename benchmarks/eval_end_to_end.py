@@ -59,6 +59,8 @@ from coco_eval_speed import (  # noqa: E402 (the sibling script)
 
 from visionkit.cli import eval as eval_job  # noqa: E402
 from visionkit.evaluation.coco_eval import STAT_NAMES  # noqa: E402
+from visionkit.io.atomic import write_json, write_text  # noqa: E402
+from visionkit.io.outputs import check_output_folder  # noqa: E402
 
 BACKENDS = ("faster-coco-eval", "pycocotools")
 # what main() imports on first use, imported here so that no run pays for it
@@ -101,15 +103,16 @@ def write_case(folder: Path, scale: float, seed: int) -> tuple[Path, Path, int]:
     (folder / "annotations").mkdir(parents=True, exist_ok=True)
     (folder / "val2017").mkdir(exist_ok=True)
     ann_file = folder / "annotations" / "instances_val2017.json"
-    ann_file.write_text(json.dumps(gt))
+    write_json(ann_file, gt)  # each file to a temporary beside it, then renamed
     predictions = folder / "predictions.json"
-    predictions.write_text(json.dumps(results))
+    write_json(predictions, results)
     config = folder / "config.yaml"
-    config.write_text(
+    write_text(
+        config,
         "base: faster_rcnn_shapes.yaml\n"
         f"model: {{num_classes: {len(gt['categories'])}}}\n"
         f"data:\n  val: {{type: coco, root: {json.dumps(str(folder / 'val2017'))}, "
-        f"ann_file: {json.dumps(str(ann_file))}}}\n"
+        f"ann_file: {json.dumps(str(ann_file))}}}\n",
     )
     print(f"case: {images} images, {objects} objects, {len(results)} detections, "
           f"{len(gt['categories'])} categories, predictions {predictions.stat().st_size / 2**20:.1f} "
@@ -230,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(name)
     print(f"command: python benchmarks/eval_end_to_end.py {' '.join(sys.argv[1:])}".rstrip())
     with contextlib.ExitStack() as stack:
+        if args.workdir:
+            check_output_folder(args.workdir, "--workdir")  # before generating the case
         folder = args.workdir or stack.enter_context(tempfile.TemporaryDirectory())
         folder = Path(folder)
         config, predictions, _ = write_case(folder, args.scale, args.seed)
